@@ -1,0 +1,21 @@
+// Package lilyop holds the custom Gorgonia operations that make Lily
+// (Low-Rank Interconnected Adaptation across Layers, arXiv 2407.09946)
+// differentiable inside a Gorgonia expression graph.
+//
+// Three public building blocks cover the whole adapter:
+//
+//   - MatMul multiplies an input of any rank ≥ 2 by a matrix, folding every
+//     leading dimension into rows so that one GEMM runs through
+//     gorgonia.WhichBLAS(). It is used for the shared down-projection A
+//     (h = x·A) and for every frozen linear of the model graphs.
+//   - RouterWeights turns the low-rank activation h and a router matrix R
+//     into softmax mixing weights for the three routing modes: Batch (the
+//     reference behaviour: one vector for the whole batch), Sequence (one per
+//     sequence, padding excluded) and Token (one per token).
+//   - ExpertMix computes s·h·Σ_e w[e]·B[e], mixing the shared pool of
+//     up-projections B with the router's weights.
+//
+// Every op implements gorgonia.SDOp, so gorgonia.Grad differentiates through
+// it symbolically, and every op is verified by a float64 central-difference
+// gradient check. The ops accept float32 and float64 tensors.
+package lilyop

@@ -1,0 +1,168 @@
+package lilyop
+
+import (
+	"fmt"
+	"hash"
+
+	"github.com/chewxy/hm"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// gemmMode names the three folded matrix products the ops need.
+type gemmMode int
+
+const (
+	// nn: a[..., k]·b[k, n] → [..., n].
+	nn gemmMode = iota
+	// nt: a[..., n]·b[k, n]ᵀ → [..., k].
+	nt
+	// tn: a[..., k]ᵀ·b[..., n] → [k, n], summing over every leading row.
+	tn
+)
+
+func (m gemmMode) String() string { return [...]string{"NN", "NT", "TN"}[m] }
+
+// gemmOp is a matrix product in which every leading dimension of the
+// operands of rank ≥ 2 is folded into rows, so the whole product is a single
+// GEMM call. alpha scales the result.
+type gemmOp struct {
+	mode   gemmMode
+	alpha  float64
+	aRank  int
+	bRank  int
+	outRnk int
+}
+
+// MatMul returns x·w for x of any rank ≥ 2 ([..., k]) and a matrix w [k, n];
+// the result has shape [..., n]. All leading dimensions of x are folded into
+// rows and multiplied with one GEMM through gorgonia.WhichBLAS(). Unlike
+// composing gorgonia.Reshape and gorgonia.Mul, it never aliases its input.
+func MatMul(x, w *G.Node) (*G.Node, error) {
+	if x.Dims() < 2 || w.Dims() != 2 {
+		return nil, errors.Errorf("lilyop.MatMul: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
+	}
+	return applyGemm(nn, 1, x, w)
+}
+
+func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
+	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims()}
+	switch mode {
+	case nn, nt:
+		op.outRnk = a.Dims()
+	case tn:
+		op.outRnk = 2
+	}
+	n, err := G.ApplyOp(op, a, b)
+	return n, errors.Wrapf(err, "applying %v to %v and %v", op, a.Shape(), b.Shape())
+}
+
+func (op gemmOp) Arity() int            { return 2 }
+func (op gemmOp) Type() hm.Type         { return fnType(op.aRank, op.bRank, op.outRnk) }
+func (op gemmOp) ReturnsPtr() bool      { return false }
+func (op gemmOp) CallsExtern() bool     { return false }
+func (op gemmOp) OverwritesInput() int  { return -1 }
+func (op gemmOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op gemmOp) Hashcode() uint32      { return hashOf(op) }
+func (op gemmOp) String() string {
+	return fmt.Sprintf("lilyop.gemm{%v,alpha=%g,ranks=%d,%d}", op.mode, op.alpha, op.aRank, op.bRank)
+}
+
+func (op gemmOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, 2, in)
+	if err != nil {
+		return nil, err
+	}
+	a, b := s[0], s[1]
+	if len(a) != op.aRank || len(b) != op.bRank || len(a) < 2 {
+		return nil, errors.Errorf("%v: got shapes %v and %v", op, a, b)
+	}
+	last := a[len(a)-1]
+	switch op.mode {
+	case nn:
+		if len(b) != 2 || b[0] != last {
+			return nil, errors.Errorf("%v: cannot multiply %v by %v", op, a, b)
+		}
+		out := a.Clone()
+		out[len(out)-1] = b[1]
+		return out, nil
+	case nt:
+		if len(b) != 2 || b[1] != last {
+			return nil, errors.Errorf("%v: cannot multiply %v by the transpose of %v", op, a, b)
+		}
+		out := a.Clone()
+		out[len(out)-1] = b[0]
+		return out, nil
+	default:
+		if rows(a) != rows(b) {
+			return nil, errors.Errorf("%v: %v and %v have different row counts", op, a, b)
+		}
+		return tensor.Shape{last, b[len(b)-1]}, nil
+	}
+}
+
+func (op gemmOp) Do(vs ...G.Value) (G.Value, error) {
+	if len(vs) != 2 {
+		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(vs))
+	}
+	dt, err := dtypeOf(op, vs)
+	if err != nil {
+		return nil, err
+	}
+	if dt == tensor.Float64 {
+		return doGemm[float64](op, vs)
+	}
+	return doGemm[float32](op, vs)
+}
+
+func doGemm[T float](op gemmOp, vs []G.Value) (G.Value, error) {
+	d, shapes, err := slices[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(shapes[0], shapes[1])
+	if err != nil {
+		return nil, err
+	}
+	out, c := newDense[T](want)
+	a, b := d[0], d[1]
+	sa, sb := shapes[0], shapes[1]
+	k := sa[len(sa)-1]
+	m := rows(sa)
+	switch op.mode {
+	case nn:
+		n := sb[1]
+		gemm(false, false, m, n, k, T(op.alpha), a, k, b, n, 0, c, n)
+	case nt:
+		n := sb[0]
+		gemm(false, true, m, n, k, T(op.alpha), a, k, b, k, 0, c, n)
+	case tn:
+		n := sb[len(sb)-1]
+		gemm(true, false, k, n, m, T(op.alpha), a, k, b, n, 0, c, n)
+	}
+	return out, checkOut(op, out, want)
+}
+
+func (op gemmOp) DiffWRT(int) []bool { return []bool{true, true} }
+
+// SymDiff differentiates the product. Only the forward mode (nn) is ever
+// differentiated: the other modes appear only inside gradients.
+func (op gemmOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	if len(in) != 2 {
+		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(in))
+	}
+	if op.mode != nn {
+		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+	}
+	x, w := in[0], in[1]
+	dx, err := applyGemm(nt, op.alpha, grad, w)
+	if err != nil {
+		return nil, err
+	}
+	dw, err := applyGemm(tn, op.alpha, x, grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{dx, dw}, nil
+}
