@@ -1,0 +1,113 @@
+package layers
+
+import (
+	"math/rand/v2"
+
+	"github.com/lilygo/lily/gorgoniafix"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Graph is one Gorgonia expression graph bound to a Store: typically one
+// (batch, sequence-length) bucket in training or evaluation mode. Every
+// parameter node of the graph holds the store's tensor itself, so a solver
+// step on one graph is seen by all of them.
+type Graph struct {
+	// G is the underlying Gorgonia graph.
+	G *G.ExprGraph
+
+	store    *Store
+	train    bool
+	nodes    map[string]*G.Node
+	bound    []string
+	dropouts []*gorgoniafix.Dropout
+	padMask  *G.Node
+	mixing   map[string]*G.Node
+}
+
+// NewGraph starts a graph bound to s; train selects training mode (dropout
+// active) or evaluation mode.
+func (s *Store) NewGraph(train bool) *Graph {
+	return &Graph{G: G.NewGraph(), store: s, train: train, nodes: map[string]*G.Node{}, mixing: map[string]*G.Node{}}
+}
+
+// Store returns the store the graph is bound to.
+func (g *Graph) Store() *Store { return g.store }
+
+// Train reports whether the graph is in training mode.
+func (g *Graph) Train() bool { return g.train }
+
+// Param returns the node of the named store parameter, creating it on first
+// use. The node is named after the parameter and holds its tensor.
+func (g *Graph) Param(name string) (*G.Node, error) {
+	if n, ok := g.nodes[name]; ok {
+		return n, nil
+	}
+	p, ok := g.store.Get(name)
+	if !ok {
+		return nil, errors.Errorf("parameter %q is not in the store (was the model or adapter attached?)", name)
+	}
+	v := p.Value
+	n := G.NewTensor(g.G, v.Dtype(), v.Dims(), G.WithShape(v.Shape()...), G.WithName(name), G.WithValue(v))
+	g.nodes[name] = n
+	g.bound = append(g.bound, name)
+	return n, nil
+}
+
+// Input adds a named input node of the store's dtype with a zeroed value that
+// the caller fills (or replaces with gorgonia.Let) before each run.
+func (g *Graph) Input(name string, shape ...int) *G.Node {
+	v := tensor.New(tensor.WithShape(shape...), tensor.Of(g.store.dtype))
+	return G.NewTensor(g.G, g.store.dtype, len(shape), G.WithShape(shape...), G.WithName(name), G.WithValue(v))
+}
+
+// Learnables returns the nodes of the trainable parameters this graph uses,
+// in the order they were bound: what gorgonia.Grad and a solver need.
+func (g *Graph) Learnables() G.Nodes {
+	var out G.Nodes
+	for _, name := range g.bound {
+		if p, _ := g.store.Get(name); p.Trainable {
+			out = append(out, g.nodes[name])
+		}
+	}
+	return out
+}
+
+// Dropout applies dropout with probability p to x in a training graph, as a
+// product with a mask input that RefillDropout redraws (Gorgonia's own
+// Dropout has a wrong gradient; see package gorgoniafix). In an evaluation
+// graph, or for p == 0, it returns x unchanged. name must be unique.
+func (g *Graph) Dropout(x *G.Node, p float64, name string) (*G.Node, error) {
+	if !g.train || p == 0 {
+		return x, nil
+	}
+	d, err := gorgoniafix.NewDropout(g.G, x, p, name)
+	if err != nil {
+		return nil, err
+	}
+	g.dropouts = append(g.dropouts, d)
+	return d.Output(), nil
+}
+
+// RefillDropout draws new masks for every dropout of the graph; call it
+// before each training run.
+func (g *Graph) RefillDropout(rng *rand.Rand) error {
+	for _, d := range g.dropouts {
+		if err := d.Refill(rng); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetPadMask declares the padding mask ([batch, tokens], 1 for real tokens,
+// 0 for padding) that sequence routing, and batch routing with masking, use.
+func (g *Graph) SetPadMask(mask *G.Node) { g.padMask = mask }
+
+// PadMask returns the padding mask, or nil.
+func (g *Graph) PadMask() *G.Node { return g.padMask }
+
+// Mixing returns the mixing-weight node of every routed Lily site in the
+// graph, by module path; after a run their values are the routers' outputs.
+func (g *Graph) Mixing() map[string]*G.Node { return g.mixing }

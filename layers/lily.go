@@ -1,0 +1,238 @@
+package layers
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lilygo/lily/lilyop"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// LilyConfig configures a Lily adapter. The JSON names are PEFT's
+// LilyConfig keys where PEFT has the field.
+type LilyConfig struct {
+	// R is the rank of the shared low-rank space.
+	R int `json:"r"`
+	// StrideA is the number of consecutive adapted layers (of one target
+	// and shape) that share one down-projection A.
+	StrideA int `json:"stride_A"`
+	// NumB is the number of up-projection experts B shared by every layer of
+	// a target.
+	NumB int `json:"num_B"`
+	// Scaling multiplies the adapter's output directly (not alpha/r).
+	Scaling float64 `json:"scaling"`
+	// TargetModules names the adapted modules; a module matches when its path
+	// equals an entry or ends with "." + entry, as in PEFT.
+	TargetModules []string `json:"target_modules"`
+	// NonZeroB draws B Kaiming-uniform instead of starting it at zero (PEFT's
+	// init_weights=false). Zero B, the default, makes the adapted model equal
+	// the base model at step 0; non-zero B is useful in tests.
+	NonZeroB bool `json:"non_zero_b,omitempty"`
+	// Routing chooses how router probabilities become mixing weights. Batch
+	// is the reference behaviour (PEFT does only this).
+	Routing lilyop.Routing `json:"routing"`
+	// MaskBatch excludes padding tokens from the batch-routing mean; the
+	// reference includes them.
+	MaskBatch bool `json:"mask_batch"`
+	// Uniform replaces the routers by the fixed uniform mixture mean_e B[e]
+	// (the paper's "monoscale" ablation). It has no router parameters and
+	// can be merged.
+	Uniform bool `json:"uniform"`
+}
+
+// DefaultLilyConfig returns PEFT's LilyConfig defaults (r 32, stride_A 1,
+// num_B 2, scaling 1, B initialised to zero) with batch routing, targeting
+// the given modules.
+func DefaultLilyConfig(targets ...string) LilyConfig {
+	return LilyConfig{R: 32, StrideA: 1, NumB: 2, Scaling: 1, TargetModules: targets}
+}
+
+// Validate reports the first invalid field with the way to fix it.
+func (c LilyConfig) Validate() error {
+	switch {
+	case c.R < 1:
+		return errors.Errorf("lily: r = %d; it must be a positive integer", c.R)
+	case c.StrideA < 1:
+		return errors.Errorf("lily: stride_A = %d; it must be at least 1", c.StrideA)
+	case c.NumB < 2 && !c.Uniform:
+		return errors.Errorf("lily: num_B = %d; it must be at least 2 for the router to be trained (PEFT rejects it too)", c.NumB)
+	case c.NumB < 1:
+		return errors.Errorf("lily: num_B = %d; it must be at least 1", c.NumB)
+	case math.IsNaN(c.Scaling) || math.IsInf(c.Scaling, 0):
+		return errors.Errorf("lily: scaling = %v; it must be a finite number", c.Scaling)
+	case len(c.TargetModules) == 0:
+		return errors.New("lily: target_modules is empty; name the modules to adapt, e.g. query,value")
+	case c.Routing < lilyop.Batch || c.Routing > lilyop.Token:
+		return errors.Errorf("lily: invalid routing mode %d", int(c.Routing))
+	}
+	for _, t := range c.TargetModules {
+		if t == "" {
+			return errors.New("lily: target_modules contains an empty name")
+		}
+	}
+	return nil
+}
+
+// lilySite is the layout of one adapted site: the store names of its A, its
+// group's B pool and its router (empty when Uniform).
+type lilySite struct {
+	group      string
+	a, b, rout string
+}
+
+// Lily is the Lily adapter (arXiv 2407.09946) as LILY.md specifies it: sites
+// are grouped by (matched target, DIn, DOut); within a group, consecutive
+// blocks of StrideA sites share one A [DIn, r], all sites share one pool of
+// NumB experts B [NumB, r, DOut], and every site has its own router
+// [r, NumB] reading h = x·A.
+type Lily struct {
+	cfg    LilyConfig
+	sites  map[string]lilySite
+	frozen map[string][]float64
+	merged bool
+}
+
+// NewLily returns a Lily adapter for a validated configuration.
+func NewLily(cfg LilyConfig) (*Lily, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.TargetModules = append([]string(nil), cfg.TargetModules...)
+	return &Lily{cfg: cfg}, nil
+}
+
+// Method returns "lily".
+func (l *Lily) Method() string { return "lily" }
+
+// Config returns the adapter's configuration.
+func (l *Lily) Config() LilyConfig { return l.cfg }
+
+// Layout groups the matching sites as PEFT does, in the order the sites are
+// given (a model lists them in module order), and returns A's, B pools and
+// routers in that order.
+func (l *Lily) Layout(sites []Site) ([]ParamSpec, error) {
+	if err := validateSites(sites); err != nil {
+		return nil, err
+	}
+	c := l.cfg
+	members := map[string][]Site{}
+	var order []string
+	for _, s := range sites {
+		t, ok := matchTarget(s, c.TargetModules)
+		if !ok {
+			continue
+		}
+		key := fmt.Sprintf("%s:%dx%d", t, s.DIn, s.DOut)
+		if _, seen := members[key]; !seen {
+			order = append(order, key)
+		}
+		members[key] = append(members[key], s)
+	}
+	if len(order) == 0 {
+		return nil, errors.Errorf("lily: no module matches target_modules %v", c.TargetModules)
+	}
+	l.sites = map[string]lilySite{}
+	var specs []ParamSpec
+	for _, key := range order {
+		group := members[key]
+		first := group[0]
+		bName := first.Path + ".lily_B.weight"
+		for i, s := range group {
+			leader := group[(i/c.StrideA)*c.StrideA]
+			ls := lilySite{group: key, a: leader.Path + ".lily_A.weight", b: bName}
+			if i%c.StrideA == 0 {
+				specs = append(specs, ParamSpec{Name: ls.a, Shape: tensor.Shape{s.DIn, c.R}, Init: KaimingUniform(s.DIn), Torch: Transposed})
+			}
+			if i == 0 {
+				bInit := Init(nil)
+				if c.NonZeroB {
+					bInit = KaimingUniform(s.DOut)
+				}
+				specs = append(specs, ParamSpec{Name: bName, Shape: tensor.Shape{c.NumB, c.R, s.DOut}, Init: bInit, TorchShape: []int{c.NumB * c.R, s.DOut}})
+			}
+			if !c.Uniform {
+				ls.rout = s.Path + ".lily_router.weight"
+				specs = append(specs, ParamSpec{Name: ls.rout, Shape: tensor.Shape{c.R, c.NumB}, Init: KaimingUniform(c.R), Torch: Transposed})
+			}
+			l.sites[s.Path] = ls
+		}
+	}
+	return specs, nil
+}
+
+// Adapted reports whether the site is adapted by the current layout.
+func (l *Lily) Adapted(path string) bool {
+	_, ok := l.sites[path]
+	return ok
+}
+
+// Apply returns x·w + b + scaling·(x·A)·Σ_e mix[e]·B[e], where the mixing
+// weights come from the site's router (per routing mode), from a frozen
+// mixing vector, or are uniform.
+func (l *Lily) Apply(g *Graph, site Site, x, w, b *G.Node) (*G.Node, error) {
+	base, err := Base(x, w, b)
+	if err != nil {
+		return nil, err
+	}
+	if l.sites == nil {
+		return nil, errors.New("lily adapter used before Layout/Attach")
+	}
+	ls, ok := l.sites[site.Path]
+	if !ok || l.merged {
+		return base, nil
+	}
+	A, err := g.Param(ls.a)
+	if err != nil {
+		return nil, err
+	}
+	B, err := g.Param(ls.b)
+	if err != nil {
+		return nil, err
+	}
+	h, err := lilyop.MatMul(x, A)
+	if err != nil {
+		return nil, err
+	}
+	mode := lilyop.Batch
+	var mix *G.Node
+	switch fixed, isFrozen := l.frozen[site.Path]; {
+	case isFrozen || l.cfg.Uniform:
+		if !isFrozen {
+			fixed = uniform(l.cfg.NumB)
+		}
+		v := FromFloat64(g.store.dtype, []int{len(fixed)}, fixed)
+		mix = G.NewVector(g.G, g.store.dtype, G.WithShape(len(fixed)), G.WithName(site.Path+".lily_mixing"), G.WithValue(v))
+	default:
+		R, err := g.Param(ls.rout)
+		if err != nil {
+			return nil, err
+		}
+		mode = l.cfg.Routing
+		var mask *G.Node
+		if mode == lilyop.Sequence || (mode == lilyop.Batch && l.cfg.MaskBatch) {
+			mask = g.PadMask()
+			if mask == nil && l.cfg.MaskBatch {
+				return nil, errors.New("lily: mask_batch is set but the graph has no padding mask")
+			}
+		}
+		if mix, err = lilyop.RouterWeights(h, R, mask, mode); err != nil {
+			return nil, err
+		}
+		g.mixing[site.Path] = mix
+	}
+	delta, err := lilyop.ExpertMix(h, mix, B, mode, l.cfg.Scaling)
+	if err != nil {
+		return nil, err
+	}
+	return G.Add(base, delta)
+}
+
+func uniform(n int) []float64 {
+	u := make([]float64, n)
+	for i := range u {
+		u[i] = 1 / float64(n)
+	}
+	return u
+}

@@ -1,0 +1,232 @@
+package layers
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/pkg/errors"
+	"gorgonia.org/tensor"
+)
+
+// Layout says how a parameter is laid out in PyTorch compared with the store.
+type Layout int
+
+const (
+	// SameLayout: PyTorch holds the same elements in the same order (its
+	// shape may still differ, e.g. Lily's B pool [num_B·r, d_out]).
+	SameLayout Layout = iota
+	// Transposed: a matrix that PyTorch stores as [out, in] while the store
+	// holds [in, out] so that graphs compute x·W.
+	Transposed
+)
+
+// Param is one named tensor of a model or an adapter.
+type Param struct {
+	// Name is unique in the store. Adapter parameters are named after the
+	// PEFT keys without the "base_model.model." prefix.
+	Name string
+	// Value is the tensor that every graph bound to the store reads and that
+	// solvers update in place.
+	Value *tensor.Dense
+	// Trainable parameters are returned by Graph.Learnables.
+	Trainable bool
+	// Torch describes the PyTorch layout, for checkpoint and adapter files.
+	Torch Layout
+	// TorchShape is the shape PyTorch uses; nil means the store's shape (or
+	// its transpose for Transposed).
+	TorchShape []int
+}
+
+// Store owns the parameters of one model and its adapters. It is not safe for
+// concurrent modification; graphs may read it concurrently.
+type Store struct {
+	dtype  tensor.Dtype
+	params map[string]*Param
+	order  []string
+}
+
+// NewStore returns an empty store for float32 or float64 parameters.
+func NewStore(dt tensor.Dtype) (*Store, error) {
+	if dt != tensor.Float32 && dt != tensor.Float64 {
+		return nil, errors.Errorf("layers.NewStore: dtype %v is not supported; use tensor.Float32 or tensor.Float64", dt)
+	}
+	return &Store{dtype: dt, params: map[string]*Param{}}, nil
+}
+
+// Dtype is the element type of every parameter.
+func (s *Store) Dtype() tensor.Dtype { return s.dtype }
+
+// Add puts an existing tensor into the store under name.
+func (s *Store) Add(p *Param) error {
+	if p == nil || p.Name == "" {
+		return errors.New("layers.Store.Add: parameter without a name")
+	}
+	if _, dup := s.params[p.Name]; dup {
+		return errors.Errorf("layers.Store.Add: parameter %q already exists", p.Name)
+	}
+	if p.Value == nil {
+		return errors.Errorf("layers.Store.Add: parameter %q has no value", p.Name)
+	}
+	if p.Value.Dtype() != s.dtype {
+		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v", p.Name, p.Value.Dtype(), s.dtype)
+	}
+	if p.TorchShape != nil && prod(p.TorchShape) != p.Value.Shape().TotalSize() {
+		return errors.Errorf("layers.Store.Add: parameter %q: torch shape %v does not hold %v", p.Name, p.TorchShape, p.Value.Shape())
+	}
+	if p.Torch == Transposed && p.Value.Dims() != 2 {
+		return errors.Errorf("layers.Store.Add: parameter %q: only matrices can be transposed, shape %v", p.Name, p.Value.Shape())
+	}
+	s.params[p.Name] = p
+	s.order = append(s.order, p.Name)
+	return nil
+}
+
+// New allocates a parameter of the given shape, fills it with init (nil
+// means zeros) drawing from rng, and adds it.
+func (s *Store) New(spec ParamSpec, trainable bool, rng *rand.Rand) (*Param, error) {
+	if len(spec.Shape) == 0 {
+		return nil, errors.Errorf("layers.Store.New: parameter %q has no shape", spec.Name)
+	}
+	for _, d := range spec.Shape {
+		if d <= 0 {
+			return nil, errors.Errorf("layers.Store.New: parameter %q has shape %v", spec.Name, spec.Shape)
+		}
+	}
+	vals := make([]float64, prod(spec.Shape))
+	if spec.Init != nil {
+		spec.Init(rng, vals)
+	}
+	p := &Param{Name: spec.Name, Value: FromFloat64(s.dtype, spec.Shape, vals), Trainable: trainable, Torch: spec.Torch, TorchShape: spec.TorchShape}
+	return p, s.Add(p)
+}
+
+// Get returns the named parameter.
+func (s *Store) Get(name string) (*Param, bool) {
+	p, ok := s.params[name]
+	return p, ok
+}
+
+// Params returns every parameter in insertion order.
+func (s *Store) Params() []*Param {
+	out := make([]*Param, len(s.order))
+	for i, n := range s.order {
+		out[i] = s.params[n]
+	}
+	return out
+}
+
+// Trainable returns the trainable parameters in insertion order.
+func (s *Store) Trainable() []*Param {
+	var out []*Param
+	for _, n := range s.order {
+		if p := s.params[n]; p.Trainable {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Freeze marks every parameter frozen; adapters added afterwards are the only
+// trainable ones.
+func (s *Store) Freeze() {
+	for _, p := range s.params {
+		p.Trainable = false
+	}
+}
+
+// Names returns the sorted parameter names.
+func (s *Store) Names() []string {
+	out := append([]string(nil), s.order...)
+	sort.Strings(out)
+	return out
+}
+
+// Count returns the number of trainable and of all parameter elements.
+func (s *Store) Count() (trainable, total int) {
+	for _, p := range s.params {
+		n := p.Value.Shape().TotalSize()
+		total += n
+		if p.Trainable {
+			trainable += n
+		}
+	}
+	return trainable, total
+}
+
+// ParamSpec describes a parameter by shape, before anything is allocated.
+type ParamSpec struct {
+	Name       string
+	Shape      tensor.Shape
+	Init       Init // nil: zeros
+	Torch      Layout
+	TorchShape []int
+}
+
+// Init fills vals (in row-major order) with initial values.
+type Init func(rng *rand.Rand, vals []float64)
+
+// KaimingUniform is PyTorch's default nn.Linear initialisation
+// (kaiming_uniform_ with a=√5): U(−1/√fanIn, 1/√fanIn).
+func KaimingUniform(fanIn int) Init {
+	bound := 1 / math.Sqrt(float64(fanIn))
+	return func(rng *rand.Rand, vals []float64) {
+		for i := range vals {
+			vals[i] = (2*rng.Float64() - 1) * bound
+		}
+	}
+}
+
+// Normal draws from N(0, std²), as Hugging Face initialises embeddings and
+// linears (std 0.02).
+func Normal(std float64) Init {
+	return func(rng *rand.Rand, vals []float64) {
+		for i := range vals {
+			vals[i] = rng.NormFloat64() * std
+		}
+	}
+}
+
+// Constant fills every element with v.
+func Constant(v float64) Init {
+	return func(_ *rand.Rand, vals []float64) {
+		for i := range vals {
+			vals[i] = v
+		}
+	}
+}
+
+// FromFloat64 builds a tensor of dtype dt holding vals.
+func FromFloat64(dt tensor.Dtype, shape []int, vals []float64) *tensor.Dense {
+	if dt == tensor.Float32 {
+		f := make([]float32, len(vals))
+		for i, v := range vals {
+			f[i] = float32(v)
+		}
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(f))
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float64(nil), vals...)))
+}
+
+// Float64s copies a float32 or float64 tensor's elements into a new slice.
+func Float64s(t *tensor.Dense) []float64 {
+	switch d := t.Data().(type) {
+	case []float64:
+		return append([]float64(nil), d...)
+	case []float32:
+		out := make([]float64, len(d))
+		for i, v := range d {
+			out[i] = float64(v)
+		}
+		return out
+	}
+	return nil
+}
+
+func prod(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}
