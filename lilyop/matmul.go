@@ -46,6 +46,15 @@ func MatMul(x, w *G.Node) (*G.Node, error) {
 	return applyGemm(nn, 1, x, w)
 }
 
+// MatMulScaled returns alpha·x·w with the same folding as MatMul; the scale
+// costs nothing extra because it is the GEMM's alpha.
+func MatMulScaled(x, w *G.Node, alpha float64) (*G.Node, error) {
+	if x.Dims() < 2 || w.Dims() != 2 {
+		return nil, errors.Errorf("lilyop.MatMulScaled: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
+	}
+	return applyGemm(nn, alpha, x, w)
+}
+
 func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
 	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims()}
 	switch mode {

@@ -275,3 +275,23 @@ func assertClose(t *testing.T, what string, got, want []float64, tol float64) {
 		}
 	}
 }
+
+func TestAddBiasGradient(t *testing.T) {
+	rng := rand.New(rand.NewSource(14))
+	for _, xs := range []tensor.Shape{{4}, {3, 4}, {2, 3, 4}} {
+		in := []gradcheck.Input{
+			{Name: "x", Value: gradcheck.Rand(rng, xs...), Diff: true},
+			{Name: "b", Value: gradcheck.Rand(rng, 4), Diff: true},
+		}
+		gradcheck.Check(t, func(g *G.ExprGraph, n G.Nodes) (*G.Node, error) { return AddBias(n[0], n[1]) }, in, gradcheck.Options{})
+	}
+}
+
+func TestMatMulScaledGradient(t *testing.T) {
+	rng := rand.New(rand.NewSource(15))
+	in := []gradcheck.Input{
+		{Name: "x", Value: gradcheck.Rand(rng, 2, 3, 4), Diff: true},
+		{Name: "w", Value: gradcheck.Rand(rng, 4, 2), Diff: true},
+	}
+	gradcheck.Check(t, func(g *G.ExprGraph, n G.Nodes) (*G.Node, error) { return MatMulScaled(n[0], n[1], -2.5) }, in, gradcheck.Options{})
+}

@@ -1,0 +1,124 @@
+package lilyop
+
+import (
+	"fmt"
+	"hash"
+
+	"github.com/chewxy/hm"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// AddBias returns x + b for x [..., d] and a bias vector b [d], broadcasting
+// b over every leading dimension of x without reshaping (Gorgonia's
+// broadcasting needs equal ranks, and its Reshape aliases its input).
+func AddBias(x, b *G.Node) (*G.Node, error) {
+	if x.Dims() < 1 || b.Dims() != 1 {
+		return nil, errors.Errorf("lilyop.AddBias: need x [..., d] and b [d], got %v and %v", x.Shape(), b.Shape())
+	}
+	op := biasOp{rank: x.Dims()}
+	n, err := G.ApplyOp(op, x, b)
+	return n, errors.Wrapf(err, "lilyop.AddBias(%v, %v)", x.Shape(), b.Shape())
+}
+
+// biasOp adds a vector along the last axis; with sum set it instead reduces
+// a gradient [..., d] to [d] (the bias gradient).
+type biasOp struct {
+	rank int
+	sum  bool
+}
+
+func (op biasOp) Arity() int {
+	if op.sum {
+		return 1
+	}
+	return 2
+}
+
+func (op biasOp) Type() hm.Type {
+	if op.sum {
+		return fnType(op.rank, 1)
+	}
+	return fnType(op.rank, 1, op.rank)
+}
+
+func (op biasOp) ReturnsPtr() bool      { return false }
+func (op biasOp) CallsExtern() bool     { return false }
+func (op biasOp) OverwritesInput() int  { return -1 }
+func (op biasOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op biasOp) Hashcode() uint32      { return hashOf(op) }
+func (op biasOp) String() string        { return fmt.Sprintf("lilyop.bias{rank=%d,sum=%t}", op.rank, op.sum) }
+
+func (op biasOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, op.Arity(), in)
+	if err != nil {
+		return nil, err
+	}
+	x := s[0]
+	if len(x) != op.rank {
+		return nil, errors.Errorf("%v: input has shape %v", op, x)
+	}
+	if op.sum {
+		return tensor.Shape{x[len(x)-1]}, nil
+	}
+	if len(s[1]) != 1 || s[1][0] != x[len(x)-1] {
+		return nil, errors.Errorf("%v: bias %v does not fit %v", op, s[1], x)
+	}
+	return x.Clone(), nil
+}
+
+func (op biasOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := dtypeOf(op, vs)
+	if err != nil {
+		return nil, err
+	}
+	if dt == tensor.Float64 {
+		return doBias[float64](op, vs)
+	}
+	return doBias[float32](op, vs)
+}
+
+func doBias[T float](op biasOp, vs []G.Value) (G.Value, error) {
+	in, shapes, err := slices[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(toDimSizers(shapes)...)
+	if err != nil {
+		return nil, err
+	}
+	out, o := newDense[T](want)
+	x := in[0]
+	d := shapes[0][len(shapes[0])-1]
+	if op.sum {
+		for i, v := range x {
+			o[i%d] += v
+		}
+		return out, checkOut(op, out, want)
+	}
+	b := in[1]
+	for i, v := range x {
+		o[i] = v + b[i%d]
+	}
+	return out, checkOut(op, out, want)
+}
+
+func (op biasOp) DiffWRT(n int) []bool {
+	if op.sum {
+		return []bool{false}
+	}
+	return []bool{true, true}
+}
+
+// SymDiff passes the gradient through to x and sums it over rows for b.
+func (op biasOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	if op.sum || len(in) != 2 {
+		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+	}
+	db, err := G.ApplyOp(biasOp{rank: op.rank, sum: true}, grad)
+	if err != nil {
+		return nil, errors.Wrap(err, "bias gradient")
+	}
+	return G.Nodes{grad, db}, nil
+}
