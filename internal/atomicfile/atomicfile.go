@@ -1,0 +1,57 @@
+// Package atomicfile writes files so that readers never see a partial one:
+// the content goes to a temporary file in the same directory, is synced, and
+// is renamed over the destination only when everything succeeded.
+package atomicfile
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pkg/errors"
+)
+
+// Write creates or replaces path with what fill writes. On any error the
+// temporary file is removed and an existing file at path is left untouched.
+func Write(path string, fill func(w io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return errors.Wrapf(err, "writing %s", path)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err = fill(bw); err != nil {
+		return errors.Wrapf(err, "writing %s", path)
+	}
+	if err = bw.Flush(); err != nil {
+		return errors.Wrapf(err, "writing %s", path)
+	}
+	if err = tmp.Sync(); err != nil {
+		return errors.Wrapf(err, "syncing %s", path)
+	}
+	if err = tmp.Close(); err != nil {
+		return errors.Wrapf(err, "closing %s", path)
+	}
+	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
+		return errors.Wrapf(err, "writing %s", path)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return errors.Wrapf(err, "renaming into %s", path)
+	}
+	return nil
+}
+
+// WriteBytes atomically replaces path with data.
+func WriteBytes(path string, data []byte) error {
+	return Write(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}

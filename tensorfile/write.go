@@ -1,0 +1,246 @@
+package tensorfile
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/pkg/errors"
+)
+
+// FromFloat32 returns an F32 tensor holding data, bit for bit (NaN payloads
+// included), with the given shape. The shape is copied but not checked here:
+// [Write] and [Encode] reject a tensor whose data does not match its shape.
+func FromFloat32(name string, shape []int, data []float32) Tensor {
+	b := make([]byte, 4*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return Tensor{Name: name, Dtype: F32, Shape: append([]int{}, shape...), Data: b}
+}
+
+// FromFloat64 returns an F64 tensor holding data, bit for bit (NaN payloads
+// included), with the given shape. The shape is copied but not checked here:
+// [Write] and [Encode] reject a tensor whose data does not match its shape.
+func FromFloat64(name string, shape []int, data []float64) Tensor {
+	b := make([]byte, 8*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(v))
+	}
+	return Tensor{Name: name, Dtype: F64, Shape: append([]int{}, shape...), Data: b}
+}
+
+// Encode returns the safetensors file holding tensors and metadata (which
+// may be nil). It fails if a tensor has an unknown dtype, a negative
+// dimension or data that does not match its shape, if two tensors share a
+// name, if a name is "__metadata__", if a name or metadata string is not
+// valid UTF-8, or if the header would exceed [MaxHeaderSize].
+//
+// The output depends only on the set of tensors and the metadata, not on
+// their order: tensors are laid out by decreasing dtype alignment, then by
+// name, as the reference implementation does, so every tensor is aligned
+// to its element size within the data buffer.
+func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
+	order, err := checkTensors(tensors, metadata)
+	if err != nil {
+		return nil, errors.Wrap(err, "tensorfile: encode")
+	}
+	out, err := encode(tensors, order, metadata)
+	if err != nil {
+		return nil, errors.Wrap(err, "tensorfile: encode")
+	}
+	return out, nil
+}
+
+// Write atomically writes tensors and metadata (which may be nil) to a
+// safetensors file at path, as [Encode] lays them out. It writes a
+// temporary file in the same directory, syncs it to disk and renames it over
+// path, so readers see either the old file or the complete new one. On any
+// error the temporary file is removed and an existing file at path is left
+// untouched. The file gets mode 0644.
+func Write(path string, tensors []Tensor, metadata map[string]string) (err error) {
+	order, err := checkTensors(tensors, metadata)
+	if err != nil {
+		return errors.Wrapf(err, "tensorfile: write %s", path)
+	}
+	data, err := encode(tensors, order, metadata)
+	if err != nil {
+		return errors.Wrapf(err, "tensorfile: write %s", path)
+	}
+
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return errors.Wrapf(err, "tensorfile: write %s", path)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()           // may already be closed; error irrelevant
+			os.Remove(tmp.Name()) // best effort; the error above matters
+			err = errors.Wrapf(err, "tensorfile: write %s", path)
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// Make the rename durable. The new file is already in place, so a
+	// failure here (some file systems cannot sync directories) is ignored.
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// checkTensors validates tensors and metadata for writing and returns the
+// indices of tensors in file order.
+func checkTensors(tensors []Tensor, metadata map[string]string) ([]int, error) {
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, errors.Errorf("metadata key %q: key and value must be valid UTF-8", k)
+		}
+	}
+	seen := make(map[string]bool, len(tensors))
+	order := make([]int, len(tensors))
+	for i, t := range tensors {
+		order[i] = i
+		switch {
+		case t.Name == metadataKey:
+			return nil, errors.Errorf("tensor name %q is reserved", metadataKey)
+		case !utf8.ValidString(t.Name):
+			return nil, errors.Errorf("tensor name %q is not valid UTF-8", t.Name)
+		case seen[t.Name]:
+			return nil, errors.Errorf("duplicate tensor name %q", t.Name)
+		}
+		seen[t.Name] = true
+		if _, ok := dtypes[t.Dtype]; !ok {
+			return nil, errors.Errorf("tensor %q: unknown dtype %q", t.Name, t.Dtype)
+		}
+		size, err := byteSize(t.Dtype, t.Shape)
+		if err != nil {
+			return nil, errors.Wrapf(err, "tensor %q", t.Name)
+		}
+		if len(t.Data) != size {
+			return nil, errors.Errorf("tensor %q: shape %v of %s needs %d bytes of data, got %d", t.Name, t.Shape, t.Dtype, size, len(t.Data))
+		}
+	}
+	sort.Slice(order, func(i, j int) bool {
+		a, b := tensors[order[i]], tensors[order[j]]
+		if ra, rb := dtypes[a.Dtype].rank, dtypes[b.Dtype].rank; ra != rb {
+			return ra > rb
+		}
+		return a.Name < b.Name
+	})
+	return order, nil
+}
+
+// encode lays out validated tensors in the given order, with a compact JSON
+// header in the reference implementation's style: "__metadata__" first
+// (keys sorted), then the tensors in data order, each with its fields in the
+// order dtype, shape, data_offsets; padded with spaces to a multiple of 8.
+// It fails if the header would exceed MaxHeaderSize, which readers refuse.
+func encode(tensors []Tensor, order []int, metadata map[string]string) ([]byte, error) {
+	h := []byte{'{'}
+	if len(metadata) > 0 {
+		keys := make([]string, 0, len(metadata))
+		for k := range metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		h = appendJSONString(h, metadataKey)
+		h = append(h, ":{"...)
+		for i, k := range keys {
+			if i > 0 {
+				h = append(h, ',')
+			}
+			h = appendJSONString(h, k)
+			h = append(h, ':')
+			h = appendJSONString(h, metadata[k])
+		}
+		h = append(h, '}')
+	}
+	offset := 0
+	for i, idx := range order {
+		t := tensors[idx]
+		if i > 0 || len(metadata) > 0 {
+			h = append(h, ',')
+		}
+		h = appendJSONString(h, t.Name)
+		h = append(h, `:{"dtype":`...)
+		h = appendJSONString(h, t.Dtype)
+		h = append(h, `,"shape":[`...)
+		for j, d := range t.Shape {
+			if j > 0 {
+				h = append(h, ',')
+			}
+			h = strconv.AppendInt(h, int64(d), 10)
+		}
+		h = append(h, `],"data_offsets":[`...)
+		h = strconv.AppendInt(h, int64(offset), 10)
+		h = append(h, ',')
+		offset += len(t.Data)
+		h = strconv.AppendInt(h, int64(offset), 10)
+		h = append(h, "]}"...)
+	}
+	h = append(h, '}')
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	if len(h) > MaxHeaderSize {
+		return nil, errors.Errorf("header of %d bytes exceeds the limit of %d", len(h), MaxHeaderSize)
+	}
+
+	out := make([]byte, 0, 8+len(h)+offset)
+	out = binary.LittleEndian.AppendUint64(out, uint64(len(h)))
+	out = append(out, h...)
+	for _, idx := range order {
+		out = append(out, tensors[idx].Data...)
+	}
+	return out, nil
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string escaped the way
+// serde_json (the reference implementation's encoder) does it: only '"',
+// '\\' and control characters are escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\b':
+			b = append(b, '\\', 'b')
+		case c == '\f':
+			b = append(b, '\\', 'f')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
