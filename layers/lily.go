@@ -236,3 +236,28 @@ func uniform(n int) []float64 {
 	}
 	return u
 }
+
+// PEFTNames maps the per-layer parameter name PEFT uses for every adapted
+// site's A, B and router ("<path>.lily_A.weight", …, without PEFT's
+// "base_model.model." prefix) to the store parameter that holds it. Shared
+// tensors appear under several PEFT names; PEFT's own files repeat them.
+func (l *Lily) PEFTNames() map[string]string {
+	out := map[string]string{}
+	for path, ls := range l.sites {
+		out[path+".lily_A.weight"] = ls.a
+		out[path+".lily_B.weight"] = ls.b
+		if ls.rout != "" {
+			out[path+".lily_router.weight"] = ls.rout
+		}
+	}
+	return out
+}
+
+// FrozenMixing returns a copy of the mixing vectors fixed by FreezeMixing.
+func (l *Lily) FrozenMixing() map[string][]float64 {
+	out := map[string][]float64{}
+	for p, v := range l.frozen {
+		out[p] = append([]float64(nil), v...)
+	}
+	return out
+}

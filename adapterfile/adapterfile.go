@@ -1,0 +1,157 @@
+// Package adapterfile saves and loads adapters — and extra trainable modules
+// such as a classifier head — as PEFT-style adapter directories:
+// adapter_model.safetensors with PEFT's key names and PyTorch layouts, plus
+// adapter_config.json.
+//
+// By default a Lily tensor shared by several layers is stored once, under
+// the name of the first layer that uses it; Options.PEFTLayout instead
+// repeats it under every layer's name, exactly as PEFT saves it. Load reads
+// both layouts and checks that repeated copies agree.
+package adapterfile
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/tensorfile"
+	"github.com/pkg/errors"
+	"gorgonia.org/tensor"
+)
+
+// Prefix starts every key, as in PEFT's saved state dicts.
+const Prefix = "base_model.model."
+
+// Options tune Save.
+type Options struct {
+	// PEFTLayout repeats every shared Lily tensor once per layer, as PEFT's
+	// own files do, instead of storing it once.
+	PEFTLayout bool
+	// Extra names store parameters saved besides the adapter (PEFT's
+	// modules_to_save). Nil means every trainable parameter that does not
+	// belong to the adapter, such as a classifier head.
+	Extra []string
+	// BaseModel and TaskType fill the config's base_model_name_or_path and
+	// task_type (e.g. "SEQ_CLS").
+	BaseModel, TaskType string
+}
+
+// Save writes adapter a (laid out over sites in store s) and the extra
+// modules to dir, creating it if needed. Each file is written atomically.
+func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, opt Options) error {
+	cfg, err := configOf(a)
+	if err != nil {
+		return err
+	}
+	specs, err := a.Layout(sites)
+	if err != nil {
+		return errors.Wrap(err, "adapterfile.Save")
+	}
+	own := map[string]bool{}
+	for _, sp := range specs {
+		own[sp.Name] = true
+	}
+	// key (without prefix) → store parameter.
+	keys := map[string]string{}
+	for _, sp := range specs {
+		keys[sp.Name] = sp.Name
+	}
+	if l, ok := a.(*layers.Lily); ok && opt.PEFTLayout {
+		keys = l.PEFTNames()
+	}
+	extra := opt.Extra
+	if extra == nil {
+		for _, p := range s.Trainable() {
+			if !own[p.Name] {
+				extra = append(extra, p.Name)
+			}
+		}
+	}
+	modules := map[string]bool{}
+	for _, name := range extra {
+		if own[name] {
+			return errors.Errorf("adapterfile.Save: extra parameter %q belongs to the adapter", name)
+		}
+		keys[name] = name
+		modules[moduleOf(name)] = true
+	}
+	var tensors []tensorfile.Tensor
+	for key, name := range keys {
+		p, ok := s.Get(name)
+		if !ok {
+			return errors.Errorf("adapterfile.Save: parameter %q is not in the store (attach the adapter first)", name)
+		}
+		tensors = append(tensors, toTorch(Prefix+key, p))
+	}
+	for m := range modules {
+		cfg.ModulesToSave = append(cfg.ModulesToSave, m)
+	}
+	sort.Strings(cfg.ModulesToSave)
+	cfg.BaseModel, cfg.TaskType, cfg.InferenceMode = opt.BaseModel, opt.TaskType, true
+	cfg.Ext.SharedOnce = !opt.PEFTLayout
+	cfg.Ext.Dtype = s.Dtype().String()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return errors.Wrap(err, "adapterfile.Save")
+	}
+	if err := tensorfile.Write(filepath.Join(dir, WeightsName), tensors, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return errors.Wrap(err, "adapterfile.Save: encoding config")
+	}
+	return atomicfile.WriteBytes(filepath.Join(dir, ConfigName), append(b, '\n'))
+}
+
+// moduleOf strips the parameter suffix: "classifier.dense.weight" →
+// "classifier.dense".
+func moduleOf(name string) string {
+	if i := strings.LastIndex(name, "."); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// torchShape is the shape PyTorch uses for p.
+func torchShape(p *layers.Param) []int {
+	if p.TorchShape != nil {
+		return append([]int(nil), p.TorchShape...)
+	}
+	s := []int(p.Value.Shape().Clone())
+	if p.Torch == layers.Transposed {
+		s[0], s[1] = s[1], s[0]
+	}
+	return s
+}
+
+// toTorch converts a store parameter into a tensor in PyTorch's layout.
+func toTorch(key string, p *layers.Param) tensorfile.Tensor {
+	vals := layers.Float64s(p.Value)
+	if p.Torch == layers.Transposed {
+		sh := p.Value.Shape()
+		vals = transpose(vals, sh[0], sh[1])
+	}
+	if p.Value.Dtype() == tensor.Float32 {
+		f := make([]float32, len(vals))
+		for i, v := range vals {
+			f[i] = float32(v)
+		}
+		return tensorfile.FromFloat32(key, torchShape(p), f)
+	}
+	return tensorfile.FromFloat64(key, torchShape(p), vals)
+}
+
+// transpose returns the [c, r] transpose of an [r, c] matrix.
+func transpose(v []float64, r, c int) []float64 {
+	out := make([]float64, len(v))
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			out[j*r+i] = v[i*c+j]
+		}
+	}
+	return out
+}
