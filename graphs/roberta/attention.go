@@ -1,0 +1,379 @@
+package roberta
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// selfAttention returns multi-head scaled dot-product attention computed as
+// one node: for every sequence b and head h,
+//
+//	out[b, :, head h] = dropout(softmax(Q_bh·K_bhᵀ/√d + bias_b))·V_bh
+//
+// where q, k and v are [batch, tokens, heads·d] exactly as the query, key and
+// value linears produce them (head h owns columns h·d … h·d+d−1, as Hugging
+// Face's view/transpose splits them), and the output has the same layout, so
+// no reshape or transpose appears in the graph. mask [batch, tokens] holds 1
+// for real tokens and 0 for padding; like Hugging Face, the additive bias is
+// (1 − mask)·min, with min the most negative finite value of the dtype, so a
+// padding key gets probability 0 and a row whose keys are all padding
+// becomes uniform (and, since the bias swamps the scores, has zero
+// gradient with respect to q and k). drop is nil or a [batch, heads, tokens, tokens] mask
+// multiplied into the probabilities (0 or 1/(1−p) per element: attention
+// dropout). q, k and v are differentiated; mask and drop are not.
+//
+// The backward pass recomputes the probabilities from q and k instead of
+// storing them, and yields the three gradients from one node.
+func selfAttention(q, k, v, mask, drop *G.Node, heads int) (*G.Node, error) {
+	if q.Dims() != 3 || heads < 1 {
+		return nil, errors.Errorf("attention: need q, k, v as [batch, tokens, hidden] and heads ≥ 1, got %v and %d heads", q.Shape(), heads)
+	}
+	op := attnOp{heads: heads, dropout: drop != nil}
+	in := G.Nodes{q, k, v, mask}
+	if drop != nil {
+		in = append(in, drop)
+	}
+	n, err := G.ApplyOp(op, in...)
+	return n, errors.Wrapf(err, "attention over %v with %d heads", q.Shape(), heads)
+}
+
+// attnOp is the forward attention; see selfAttention.
+type attnOp struct {
+	opBase
+	heads   int
+	dropout bool
+}
+
+func (op attnOp) Arity() int {
+	if op.dropout {
+		return 5
+	}
+	return 4
+}
+
+func (op attnOp) Type() hm.Type {
+	if op.dropout {
+		return fnType(3, 3, 3, 2, 4, 3)
+	}
+	return fnType(3, 3, 3, 2, 3)
+}
+
+func (op attnOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op attnOp) Hashcode() uint32      { return hashOf(op) }
+func (op attnOp) String() string {
+	return fmt.Sprintf("roberta.attention{heads=%d,dropout=%t}", op.heads, op.dropout)
+}
+
+// checkShapes validates q, k, v, mask and the optional dropout mask.
+func (op attnOp) checkShapes(s []tensor.Shape) error {
+	q := s[0]
+	if len(q) != 3 || !s[1].Eq(q) || !s[2].Eq(q) {
+		return errors.Errorf("%v: q, k, v must share one [batch, tokens, hidden] shape, got %v, %v, %v", op, q, s[1], s[2])
+	}
+	if q[2]%op.heads != 0 {
+		return errors.Errorf("%v: hidden size %d is not divisible by %d heads", op, q[2], op.heads)
+	}
+	if !s[3].Eq(q[:2]) {
+		return errors.Errorf("%v: mask %v must be [batch, tokens] = %v", op, s[3], q[:2])
+	}
+	if op.dropout {
+		if want := (tensor.Shape{q[0], op.heads, q[1], q[1]}); !s[4].Eq(want) {
+			return errors.Errorf("%v: dropout mask %v, want %v", op, s[4], want)
+		}
+	}
+	return nil
+}
+
+func (op attnOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, op.Arity(), in)
+	if err != nil {
+		return nil, err
+	}
+	if err := op.checkShapes(s); err != nil {
+		return nil, err
+	}
+	return s[0].Clone(), nil
+}
+
+func (op attnOp) Do(vs ...G.Value) (G.Value, error) {
+	f64, err := isFloat64(op, vs)
+	if err != nil {
+		return nil, err
+	}
+	if f64 {
+		return doAttn[float64](op, vs)
+	}
+	return doAttn[float32](op, vs)
+}
+
+func doAttn[T float](op attnOp, vs []G.Value) (G.Value, error) {
+	d, dims, err := inputs[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(dims...)
+	if err != nil {
+		return nil, err
+	}
+	out, o := newDense[T](want)
+	a := newAttnKernel[T](op, want, d)
+	for bi := 0; bi < a.b; bi++ {
+		for h := 0; h < op.heads; h++ {
+			off := a.probs(bi, h)
+			gemm(false, false, a.t, a.d, a.t, 1, a.pd, a.t, a.v[off:], a.hd, 0, o[off:], a.hd)
+		}
+	}
+	return out, nil
+}
+
+func (op attnOp) DiffWRT(int) []bool {
+	d := []bool{true, true, true, false}
+	if op.dropout {
+		d = append(d, false)
+	}
+	return d
+}
+
+// SymDiff computes the gradients of q, k and v in one node ([3, batch,
+// tokens, hidden]) and picks them apart with three copying slices.
+func (op attnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	if len(in) != op.Arity() {
+		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(in))
+	}
+	all, err := G.ApplyOp(attnGradOp{fwd: op}, append(append(G.Nodes{}, in...), grad)...)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%v gradient", op)
+	}
+	grads := make(G.Nodes, len(in))
+	for i := 0; i < 3; i++ {
+		if grads[i], err = G.ApplyOp(pickOp{part: i, rank: 3}, all); err != nil {
+			return nil, errors.Wrapf(err, "%v gradient part %d", op, i)
+		}
+	}
+	return grads, nil
+}
+
+// attnKernel holds one run's operands and the per-head scratch buffers.
+type attnKernel[T float] struct {
+	q, k, v, mask, drop []T
+	b, t, hd, d         int
+	heads               int
+	scale, min          T
+	p, pd               []T // probabilities before and after dropout (pd aliases p without dropout)
+}
+
+func newAttnKernel[T float](op attnOp, shape tensor.Shape, d [][]T) *attnKernel[T] {
+	a := &attnKernel[T]{q: d[0], k: d[1], v: d[2], mask: d[3], b: shape[0], t: shape[1], hd: shape[2], heads: op.heads}
+	a.d = a.hd / a.heads
+	a.scale = T(1 / math.Sqrt(float64(a.d)))
+	lowest := -math.MaxFloat64
+	if _, ok := any(a.scale).(float32); ok {
+		lowest = -math.MaxFloat32
+	}
+	a.min = T(lowest)
+	a.p = make([]T, a.t*a.t)
+	a.pd = a.p
+	if op.dropout {
+		a.drop = d[4]
+		a.pd = make([]T, a.t*a.t)
+	}
+	return a
+}
+
+// probs fills a.p with the attention probabilities of sequence bi, head h
+// (and a.pd with them after dropout) and returns the offset of that head's
+// first element in the [batch, tokens, hidden] operands.
+func (a *attnKernel[T]) probs(bi, h int) int {
+	t := a.t
+	off := bi*t*a.hd + h*a.d
+	gemm(false, true, t, t, a.d, a.scale, a.q[off:], a.hd, a.k[off:], a.hd, 0, a.p, t)
+	mask := a.mask[bi*t : (bi+1)*t]
+	for i := 0; i < t; i++ {
+		row := a.p[i*t : (i+1)*t]
+		mx := T(math.Inf(-1))
+		for j := range row {
+			row[j] += (1 - mask[j]) * a.min
+			mx = max(mx, row[j])
+		}
+		var sum float64
+		for j, s := range row {
+			e := math.Exp(float64(s - mx))
+			row[j] = T(e)
+			sum += e
+		}
+		inv := 1 / sum
+		for j := range row {
+			row[j] = T(float64(row[j]) * inv)
+		}
+	}
+	if a.drop != nil {
+		dm := a.drop[(bi*a.heads+h)*t*t:][:t*t]
+		for i, p := range a.p {
+			a.pd[i] = p * dm[i]
+		}
+	}
+	return off
+}
+
+// attnGradOp computes the gradients of attnOp's q, k and v from its inputs
+// and the output gradient, stacked as [3, batch, tokens, hidden].
+type attnGradOp struct {
+	opBase
+	fwd attnOp
+}
+
+func (op attnGradOp) Arity() int { return op.fwd.Arity() + 1 }
+func (op attnGradOp) Type() hm.Type {
+	if op.fwd.dropout {
+		return fnType(3, 3, 3, 2, 4, 3, 4)
+	}
+	return fnType(3, 3, 3, 2, 3, 4)
+}
+func (op attnGradOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op attnGradOp) Hashcode() uint32      { return hashOf(op) }
+func (op attnGradOp) String() string        { return fmt.Sprintf("%v.grad", op.fwd) }
+func (op attnGradOp) DiffWRT(n int) []bool  { return make([]bool, n) }
+func (op attnGradOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
+	return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+}
+
+func (op attnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, op.Arity(), in)
+	if err != nil {
+		return nil, err
+	}
+	if err := op.fwd.checkShapes(s); err != nil {
+		return nil, err
+	}
+	if g := s[len(s)-1]; !g.Eq(s[0]) {
+		return nil, errors.Errorf("%v: output gradient %v, want %v", op, g, s[0])
+	}
+	return append(tensor.Shape{3}, s[0]...), nil
+}
+
+func (op attnGradOp) Do(vs ...G.Value) (G.Value, error) {
+	f64, err := isFloat64(op, vs)
+	if err != nil {
+		return nil, err
+	}
+	if f64 {
+		return doAttnGrad[float64](op, vs)
+	}
+	return doAttnGrad[float32](op, vs)
+}
+
+func doAttnGrad[T float](op attnGradOp, vs []G.Value) (G.Value, error) {
+	d, dims, err := inputs[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(dims...)
+	if err != nil {
+		return nil, err
+	}
+	out, all := newDense[T](want)
+	a := newAttnKernel[T](op.fwd, want[1:], d[:len(d)-1])
+	dout := d[len(d)-1]
+	n := want[1:].TotalSize()
+	dq, dk, dv := all[:n], all[n:2*n], all[2*n:]
+	t := a.t
+	ds := make([]T, t*t)
+	for bi := 0; bi < a.b; bi++ {
+		for h := 0; h < a.heads; h++ {
+			off := a.probs(bi, h)
+			// dV = P'ᵀ·dO and dP' = dO·Vᵀ.
+			gemm(true, false, t, a.d, t, 1, a.pd, t, dout[off:], a.hd, 0, dv[off:], a.hd)
+			gemm(false, true, t, t, a.d, 1, dout[off:], a.hd, a.v[off:], a.hd, 0, ds, t)
+			if a.drop != nil {
+				dm := a.drop[(bi*a.heads+h)*t*t:][:t*t]
+				for i := range ds {
+					ds[i] *= dm[i]
+				}
+			}
+			// Softmax backward: dS = P⊙(dP − rowsum(P⊙dP)). A padding key's
+			// score is swamped by the bias, so its derivative is zero; this
+			// only matters in rows whose keys are all padding, where P is
+			// uniform rather than zero.
+			mask := a.mask[bi*t : (bi+1)*t]
+			for i := 0; i < t; i++ {
+				p, g := a.p[i*t:(i+1)*t], ds[i*t:(i+1)*t]
+				var dot float64
+				for j := range p {
+					dot += float64(p[j]) * float64(g[j])
+				}
+				for j := range p {
+					g[j] = p[j] * (g[j] - T(dot))
+					if mask[j] != 1 {
+						g[j] = 0
+					}
+				}
+			}
+			// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+			gemm(false, false, t, a.d, t, a.scale, ds, t, a.k[off:], a.hd, 0, dq[off:], a.hd)
+			gemm(true, false, t, a.d, t, a.scale, ds, t, a.q[off:], a.hd, 0, dk[off:], a.hd)
+		}
+	}
+	return out, nil
+}
+
+// pickOp copies part `part` of a stacked tensor [n, ...] of rank rank+1 into
+// a tensor of rank rank. It only appears inside gradients.
+type pickOp struct {
+	opBase
+	part, rank int
+}
+
+func (op pickOp) Arity() int            { return 1 }
+func (op pickOp) Type() hm.Type         { return fnType(op.rank+1, op.rank) }
+func (op pickOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op pickOp) Hashcode() uint32      { return hashOf(op) }
+func (op pickOp) String() string {
+	return fmt.Sprintf("roberta.pick{part=%d,rank=%d}", op.part, op.rank)
+}
+func (op pickOp) DiffWRT(int) []bool { return []bool{false} }
+func (op pickOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
+	return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+}
+
+func (op pickOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, 1, in)
+	if err != nil {
+		return nil, err
+	}
+	if len(s[0]) != op.rank+1 || op.part < 0 || op.part >= s[0][0] {
+		return nil, errors.Errorf("%v: cannot take part %d of %v", op, op.part, s[0])
+	}
+	return s[0][1:].Clone(), nil
+}
+
+func (op pickOp) Do(vs ...G.Value) (G.Value, error) {
+	f64, err := isFloat64(op, vs)
+	if err != nil {
+		return nil, err
+	}
+	if f64 {
+		return doPick[float64](op, vs)
+	}
+	return doPick[float32](op, vs)
+}
+
+func doPick[T float](op pickOp, vs []G.Value) (G.Value, error) {
+	d, dims, err := inputs[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(dims...)
+	if err != nil {
+		return nil, err
+	}
+	out, o := newDense[T](want)
+	n := len(o)
+	copy(o, d[0][op.part*n:(op.part+1)*n])
+	return out, nil
+}

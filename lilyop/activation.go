@@ -1,0 +1,149 @@
+package lilyop
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// SiLU returns x·σ(x) elementwise (also called swish), as LLaMA's MLP and
+// Mamba use it. It is one fused node with a hand-written gradient.
+func SiLU(x *G.Node) (*G.Node, error) { return applyAct(silu, x) }
+
+// GELU returns the exact GELU x·Φ(x) = x·(1 + erf(x/√2))/2 elementwise, as
+// torch.nn.GELU() (approximate="none") and BERT/RoBERTa compute it. It is one
+// fused node with a hand-written gradient.
+func GELU(x *G.Node) (*G.Node, error) { return applyAct(gelu, x) }
+
+func applyAct(kind actKind, x *G.Node) (*G.Node, error) {
+	if x == nil || x.Dims() < 1 {
+		return nil, errors.Errorf("lilyop.%v: need a tensor of rank ≥ 1", kind)
+	}
+	n, err := G.ApplyOp(actOp{kind: kind, rank: x.Dims()}, x)
+	return n, errors.Wrapf(err, "lilyop.%v(%v)", kind, x.Shape())
+}
+
+// actKind selects the activation function.
+type actKind int
+
+const (
+	silu actKind = iota
+	gelu
+)
+
+func (k actKind) String() string { return [...]string{"SiLU", "GELU"}[k] }
+
+// f returns the activation and its derivative at v.
+func (k actKind) f(v float64) (y, dy float64) {
+	if k == silu {
+		s := 1 / (1 + math.Exp(-v))
+		return v * s, s * (1 + v*(1-s))
+	}
+	phi := 0.5 * (1 + math.Erf(v/math.Sqrt2))
+	return v * phi, phi + v*math.Exp(-0.5*v*v)/math.Sqrt(2*math.Pi)
+}
+
+// actOp applies an activation elementwise; with grad set it maps (x, dy) to
+// dx = dy·f'(x).
+type actOp struct {
+	kind actKind
+	grad bool
+	rank int
+}
+
+func (op actOp) Arity() int {
+	if op.grad {
+		return 2
+	}
+	return 1
+}
+
+func (op actOp) Type() hm.Type {
+	if op.grad {
+		return fnType(op.rank, op.rank, op.rank)
+	}
+	return fnType(op.rank, op.rank)
+}
+
+func (op actOp) ReturnsPtr() bool      { return false }
+func (op actOp) CallsExtern() bool     { return false }
+func (op actOp) OverwritesInput() int  { return -1 }
+func (op actOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op actOp) Hashcode() uint32      { return hashOf(op) }
+func (op actOp) String() string {
+	return fmt.Sprintf("lilyop.%v{grad=%t,rank=%d}", op.kind, op.grad, op.rank)
+}
+
+func (op actOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, op.Arity(), in)
+	if err != nil {
+		return nil, err
+	}
+	if len(s[0]) != op.rank {
+		return nil, errors.Errorf("%v: input has shape %v", op, s[0])
+	}
+	if op.grad && !s[1].Eq(s[0]) {
+		return nil, errors.Errorf("%v: gradient %v does not match input %v", op, s[1], s[0])
+	}
+	return s[0].Clone(), nil
+}
+
+func (op actOp) Do(vs ...G.Value) (G.Value, error) {
+	if len(vs) != op.Arity() {
+		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(vs))
+	}
+	dt, err := dtypeOf(op, vs)
+	if err != nil {
+		return nil, err
+	}
+	if dt == tensor.Float64 {
+		return doAct[float64](op, vs)
+	}
+	return doAct[float32](op, vs)
+}
+
+func doAct[T float](op actOp, vs []G.Value) (G.Value, error) {
+	in, shapes, err := slices[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(toDimSizers(shapes)...)
+	if err != nil {
+		return nil, err
+	}
+	out, o := newDense[T](want)
+	for i, v := range in[0] {
+		y, dy := op.kind.f(float64(v))
+		if op.grad {
+			o[i] = T(dy * float64(in[1][i]))
+		} else {
+			o[i] = T(y)
+		}
+	}
+	return out, checkOut(op, out, want)
+}
+
+func (op actOp) DiffWRT(n int) []bool {
+	d := make([]bool, n)
+	if !op.grad && n == 1 {
+		d[0] = true
+	}
+	return d
+}
+
+// SymDiff returns dy·f'(x) as one fused node.
+func (op actOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	if op.grad || len(in) != 1 {
+		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+	}
+	dx, err := G.ApplyOp(actOp{kind: op.kind, grad: true, rank: op.rank}, in[0], grad)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%v: gradient", op)
+	}
+	return G.Nodes{dx}, nil
+}

@@ -1,0 +1,163 @@
+package lilyop
+
+import (
+	"fmt"
+	"hash"
+
+	"github.com/chewxy/hm"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Embed gathers rows of table [V, d] by ids, an input node of dtype
+// tensor.Int and any shape [...] whose value the caller sets before each
+// run; the result has shape [..., d] (e.g. [batch, seq, d]). The ids are not
+// differentiated; the table's gradient scatter-adds the output gradient into
+// the rows that were read. An id outside [0, V) makes the run fail with an
+// error.
+func Embed(table, ids *G.Node) (*G.Node, error) {
+	if table == nil || ids == nil || table.Dims() != 2 || ids.Dims() < 1 {
+		return nil, errors.New("lilyop.Embed: need a table [V, d] and ids of rank ≥ 1")
+	}
+	if ids.Dtype() != tensor.Int {
+		return nil, errors.Errorf("lilyop.Embed: ids have dtype %v, want tensor.Int", ids.Dtype())
+	}
+	op := embedOp{idsRank: ids.Dims(), vocab: table.Shape()[0]}
+	n, err := G.ApplyOp(op, table, ids)
+	return n, errors.Wrapf(err, "lilyop.Embed(%v, %v)", table.Shape(), ids.Shape())
+}
+
+// embedOp gathers table rows, (table, ids) → [..., d]; with scatter set it
+// is the table gradient, (ids, dy [..., d]) → [vocab, d].
+type embedOp struct {
+	idsRank int
+	vocab   int
+	scatter bool
+}
+
+func (op embedOp) Arity() int { return 2 }
+
+func (op embedOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	ids := G.TensorType{Dims: op.idsRank, Of: tensor.Int}
+	if op.scatter {
+		return hm.NewFnType(ids, G.TensorType{Dims: op.idsRank + 1, Of: a}, G.TensorType{Dims: 2, Of: a})
+	}
+	return hm.NewFnType(G.TensorType{Dims: 2, Of: a}, ids, G.TensorType{Dims: op.idsRank + 1, Of: a})
+}
+
+func (op embedOp) ReturnsPtr() bool      { return false }
+func (op embedOp) CallsExtern() bool     { return false }
+func (op embedOp) OverwritesInput() int  { return -1 }
+func (op embedOp) WriteHash(h hash.Hash) { writeHash(h, op) }
+func (op embedOp) Hashcode() uint32      { return hashOf(op) }
+func (op embedOp) String() string {
+	if op.scatter {
+		return fmt.Sprintf("lilyop.EmbedScatter{vocab=%d,ids=%d}", op.vocab, op.idsRank)
+	}
+	return fmt.Sprintf("lilyop.Embed{vocab=%d,ids=%d}", op.vocab, op.idsRank)
+}
+
+func (op embedOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(op, 2, in)
+	if err != nil {
+		return nil, err
+	}
+	if op.scatter {
+		ids, dy := s[0], s[1]
+		if len(ids) != op.idsRank || len(dy) != op.idsRank+1 || !dy[:op.idsRank].Eq(ids) {
+			return nil, errors.Errorf("%v: gradient %v does not fit ids %v", op, dy, ids)
+		}
+		return tensor.Shape{op.vocab, dy[op.idsRank]}, nil
+	}
+	table, ids := s[0], s[1]
+	if len(table) != 2 || table[0] != op.vocab || len(ids) != op.idsRank {
+		return nil, errors.Errorf("%v: got table %v and ids %v", op, table, ids)
+	}
+	out := append(ids.Clone(), table[1])
+	return out, nil
+}
+
+func (op embedOp) Do(vs ...G.Value) (G.Value, error) {
+	if len(vs) != 2 {
+		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(vs))
+	}
+	idsAt, floatAt := 1, 0
+	if op.scatter {
+		idsAt, floatAt = 0, 1
+	}
+	idsT, err := dense(op, idsAt, vs[idsAt])
+	if err != nil {
+		return nil, err
+	}
+	ids, ok := idsT.Data().([]int)
+	if !ok {
+		return nil, errors.Errorf("%v: ids have dtype %v, want int", op, idsT.Dtype())
+	}
+	for i, id := range ids {
+		if id < 0 || id >= op.vocab {
+			return nil, errors.Errorf("%v: id %d at position %d is outside [0, %d)", op, id, i, op.vocab)
+		}
+	}
+	dt, err := dtypeOf(op, vs[floatAt:floatAt+1])
+	if err != nil {
+		return nil, err
+	}
+	if dt == tensor.Float64 {
+		return doEmbed[float64](op, ids, idsT.Shape(), vs[floatAt])
+	}
+	return doEmbed[float32](op, ids, idsT.Shape(), vs[floatAt])
+}
+
+func doEmbed[T float](op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (G.Value, error) {
+	in, shapes, err := slices[T](op, []G.Value{v})
+	if err != nil {
+		return nil, err
+	}
+	var want tensor.Shape
+	if op.scatter {
+		want, err = op.InferShape(idsShape, shapes[0])
+	} else {
+		want, err = op.InferShape(shapes[0], idsShape)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, o := newDense[T](want)
+	d := want[len(want)-1]
+	src := in[0]
+	for i, id := range ids {
+		if op.scatter {
+			row, g := o[id*d:(id+1)*d], src[i*d:(i+1)*d]
+			for j := range row {
+				row[j] += g[j]
+			}
+		} else {
+			copy(o[i*d:(i+1)*d], src[id*d:(id+1)*d])
+		}
+	}
+	return out, checkOut(op, out, want)
+}
+
+func (op embedOp) DiffWRT(int) []bool {
+	if op.scatter {
+		return []bool{false, false}
+	}
+	return []bool{true, false}
+}
+
+// SymDiff scatter-adds the output gradient into the table's rows; the ids
+// get no gradient.
+func (op embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	if op.scatter || len(in) != 2 {
+		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+	}
+	sc := op
+	sc.scatter = true
+	dt, err := G.ApplyOp(sc, in[1], grad)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%v: table gradient", op)
+	}
+	return G.Nodes{dt, nil}, nil
+}
