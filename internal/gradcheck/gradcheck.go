@@ -58,6 +58,9 @@ func leaves(g *G.ExprGraph, inputs []Input) G.Nodes {
 // project turns out into the scalar Σ out ⊙ P for a fixed random P, so that
 // every output element contributes to the checked gradient.
 func project(g *G.ExprGraph, out *G.Node, seed int64) (*G.Node, error) {
+	if out.IsScalar() {
+		return out, nil
+	}
 	p := Rand(rand.New(rand.NewSource(seed)), out.Shape()...)
 	pn := G.NewTensor(g, tensor.Float64, p.Dims(), G.WithShape(p.Shape()...), G.WithName("gradcheck.projection"), G.WithValue(p))
 	prod, err := G.HadamardProd(out, pn)
