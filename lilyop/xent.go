@@ -110,7 +110,11 @@ func doXent[T float](op xentOp, vs []G.Value) (G.Value, error) {
 	if !lok || !tok {
 		return nil, errors.Errorf("%v: inputs have dtypes %v and %v", op, ld.Dtype(), td.Dtype())
 	}
-	want, err := op.InferShape(ld.Shape(), td.Shape())
+	dims := []G.DimSizer{ld.Shape(), td.Shape()}
+	if op.grad {
+		dims = append(dims, vs[2].Shape())
+	}
+	want, err := op.InferShape(dims...)
 	if err != nil {
 		return nil, err
 	}
