@@ -1,0 +1,66 @@
+package mamba
+
+import (
+	"math"
+
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+)
+
+// LossValue returns the value of Loss after a run.
+func (m *Model) LossValue() (float64, error) {
+	v := m.Loss.Value()
+	if v == nil {
+		return 0, errors.New("mamba: the loss has no value; run the graph first")
+	}
+	return scalarOf(v)
+}
+
+// Perplexity evaluates held-out text: it cuts tokens into consecutive
+// non-overlapping windows of SeqLen positions, one per sequence of the
+// batch, where every position predicts the token after it (so every token
+// but the first is predicted exactly once, with the context of its own
+// window), runs vm on m's graph for every Batch windows,
+// and returns exp of the mean negative log-likelihood and the number of
+// predicted tokens. The last window is padded on the right with
+// pad_token_id, masked out and ignored by the loss; because the model is
+// causal, the padding does not change any prediction (only Lily's batch
+// routing, which averages over padding as the reference does, sees it).
+//
+// vm must run m's graph without accumulating gradients: build m in an
+// evaluation graph and use a plain gorgonia.NewTapeMachine, or the
+// gradients of a training VM bound with BindDualValues grow by every
+// evaluation run. Perplexity overwrites m's inputs.
+func (m *Model) Perplexity(vm G.VM, tokens []int) (ppl float64, predicted int, err error) {
+	if vm == nil {
+		return 0, 0, errors.New("mamba.Perplexity: nil VM")
+	}
+	if len(tokens) < 2 {
+		return 0, 0, errors.Errorf("mamba.Perplexity: %d tokens; need at least 2 to predict one", len(tokens))
+	}
+	n := m.Batch * m.SeqLen
+	ids, labels, mask := make([]int, n), make([]int, n), make([]int, n)
+	sum := 0.0
+	for start := 0; start < len(tokens)-1; start += n {
+		for i := 0; i < n; i++ {
+			ids[i], labels[i], mask[i] = m.Config.PadTokenID, IgnoreIndex, 0
+			if t := start + i; t < len(tokens)-1 {
+				ids[i], labels[i], mask[i] = tokens[t], tokens[t+1], 1
+			}
+		}
+		if err := m.SetInputs(ids, labels, mask); err != nil {
+			return 0, 0, errors.Wrap(err, "mamba.Perplexity")
+		}
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			return 0, 0, errors.Wrap(err, "mamba.Perplexity")
+		}
+		loss, err := m.LossValue()
+		if err != nil {
+			return 0, 0, errors.Wrap(err, "mamba.Perplexity")
+		}
+		sum += loss * float64(m.Targets())
+		predicted += m.Targets()
+	}
+	return math.Exp(sum / float64(predicted)), predicted, nil
+}
