@@ -55,6 +55,16 @@ func MatMulScaled(x, w *G.Node, alpha float64) (*G.Node, error) {
 	return applyGemm(nn, alpha, x, w)
 }
 
+// MatMulNT returns x·wᵀ for x [..., k] and a matrix w [n, k], shape [..., n],
+// without materialising the transpose: a language-model head tied to an
+// embedding table [vocab, d] is MatMulNT(hidden, table).
+func MatMulNT(x, w *G.Node) (*G.Node, error) {
+	if x.Dims() < 2 || w.Dims() != 2 {
+		return nil, errors.Errorf("lilyop.MatMulNT: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
+	}
+	return applyGemm(nt, 1, x, w)
+}
+
 func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
 	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims()}
 	switch mode {
@@ -155,21 +165,29 @@ func doGemm[T float](op gemmOp, vs []G.Value) (G.Value, error) {
 
 func (op gemmOp) DiffWRT(int) []bool { return []bool{true, true} }
 
-// SymDiff differentiates the product. Only the forward mode (nn) is ever
-// differentiated: the other modes appear only inside gradients.
+// SymDiff differentiates x·w (nn) and x·wᵀ (nt). The tn mode appears only
+// inside gradients and is not differentiated again.
 func (op gemmOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if len(in) != 2 {
 		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(in))
 	}
-	if op.mode != nn {
+	x, w := in[0], in[1]
+	var dx, dw *G.Node
+	var err error
+	switch op.mode {
+	case nn: // dx = g·wᵀ, dw = xᵀ·g
+		if dx, err = applyGemm(nt, op.alpha, grad, w); err != nil {
+			return nil, err
+		}
+		dw, err = applyGemm(tn, op.alpha, x, grad)
+	case nt: // dx = g·w, dw = gᵀ·x
+		if dx, err = applyGemm(nn, op.alpha, grad, w); err != nil {
+			return nil, err
+		}
+		dw, err = applyGemm(tn, op.alpha, grad, x)
+	default:
 		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 	}
-	x, w := in[0], in[1]
-	dx, err := applyGemm(nt, op.alpha, grad, w)
-	if err != nil {
-		return nil, err
-	}
-	dw, err := applyGemm(tn, op.alpha, x, grad)
 	if err != nil {
 		return nil, err
 	}

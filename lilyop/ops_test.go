@@ -295,3 +295,25 @@ func TestMatMulScaledGradient(t *testing.T) {
 	}
 	gradcheck.Check(t, func(g *G.ExprGraph, n G.Nodes) (*G.Node, error) { return MatMulScaled(n[0], n[1], -2.5) }, in, gradcheck.Options{})
 }
+
+func TestMatMulNTGradient(t *testing.T) {
+	rng := rand.New(rand.NewSource(16))
+	for _, xs := range []tensor.Shape{{3, 4}, {2, 3, 4}} {
+		in := []gradcheck.Input{
+			{Name: "x", Value: gradcheck.Rand(rng, xs...), Diff: true},
+			{Name: "w", Value: gradcheck.Rand(rng, 5, 4), Diff: true},
+		}
+		gradcheck.Check(t, func(g *G.ExprGraph, n G.Nodes) (*G.Node, error) { return MatMulNT(n[0], n[1]) }, in, gradcheck.Options{})
+	}
+	// Against stock Mul with an explicit transpose.
+	x, w := gradcheck.Rand(rng, 3, 4), gradcheck.Rand(rng, 5, 4)
+	got := run(t, func(g *G.ExprGraph) (*G.Node, error) { return MatMulNT(leaf(g, "x", x), leaf(g, "w", w)) })
+	want := run(t, func(g *G.ExprGraph) (*G.Node, error) {
+		wt, err := G.Transpose(leaf(g, "w", w))
+		if err != nil {
+			return nil, err
+		}
+		return G.Mul(leaf(g, "x", x), wt)
+	})
+	assertClose(t, "MatMulNT vs Mul(x, wᵀ)", got.Data().([]float64), want.Data().([]float64), 1e-12)
+}
