@@ -1,19 +1,3 @@
-// Why not github.com/nlpodyssey/safetensors (for docs/design.md):
-// we evaluated github.com/nlpodyssey/safetensors
-// v0.0.0-20250209183917-bfb01cc25f7c. It reads and writes, validates that
-// data_offsets are contiguous, in range and match shape×dtype, and survived
-// 3.5 million fuzz executions without a panic. We still wrote our own because
-// it decodes the header into a Go map, so a header that names the same tensor
-// twice is silently accepted (the last entry wins) and we cannot reject it
-// without re-parsing the JSON ourselves; its writer-side NewTensorView
-// counts a scalar (shape []) as 0 elements, so it rejects a valid 4-byte F32
-// scalar and accepts an empty one, producing a file its own reader refuses;
-// Serialize does not check that a tensor's data length matches its shape;
-// its errors do not name the tensor or the file; and it has no F16/BF16
-// conversion or atomic file writing, which we need anyway. What remained for
-// the library to do was about 150 lines of header parsing, not worth an
-// unversioned (pseudo-version) dependency.
-
 // Package tensorfile reads and writes tensors in the Hugging Face
 // safetensors format.
 //
