@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -51,6 +52,7 @@ func (k actKind) f(v float64) (y, dy float64) {
 // actOp applies an activation elementwise; with grad set it maps (x, dy) to
 // dx = dy·f'(x).
 type actOp struct {
+	opkit.Base
 	kind actKind
 	grad bool
 	rank int
@@ -65,22 +67,19 @@ func (op actOp) Arity() int {
 
 func (op actOp) Type() hm.Type {
 	if op.grad {
-		return fnType(op.rank, op.rank, op.rank)
+		return opkit.FnType(op.rank, op.rank, op.rank)
 	}
-	return fnType(op.rank, op.rank)
+	return opkit.FnType(op.rank, op.rank)
 }
 
-func (op actOp) ReturnsPtr() bool      { return false }
-func (op actOp) CallsExtern() bool     { return false }
-func (op actOp) OverwritesInput() int  { return -1 }
-func (op actOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op actOp) Hashcode() uint32      { return hashOf(op) }
+func (op actOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op actOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op actOp) String() string {
 	return fmt.Sprintf("lilyop.%v{grad=%t,rank=%d}", op.kind, op.grad, op.rank)
 }
 
 func (op actOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -97,26 +96,15 @@ func (op actOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != op.Arity() {
 		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(vs))
 	}
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doAct[float64](op, vs)
-	}
-	return doAct[float32](op, vs)
+	return opkit.Dispatch(op, vs, doAct[float64], doAct[float32])
 }
 
-func doAct[T float](op actOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doAct[T opkit.Float](op actOp, vs []G.Value) (G.Value, error) {
+	in, _, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	for i, v := range in[0] {
 		y, dy := op.kind.f(float64(v))
 		if op.grad {
@@ -125,7 +113,7 @@ func doAct[T float](op actOp, vs []G.Value) (G.Value, error) {
 			o[i] = T(y)
 		}
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op actOp) DiffWRT(n int) []bool {

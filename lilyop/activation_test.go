@@ -87,7 +87,7 @@ func TestActivationIdentity(t *testing.T) {
 		t.Error("SiLU and GELU of one input must be two nodes, two SiLUs one")
 	}
 	seen := map[uint32]bool{}
-	for _, op := range []actOp{{silu, false, 2}, {silu, true, 2}, {gelu, false, 2}, {gelu, true, 2}, {silu, false, 3}} {
+	for _, op := range []actOp{{kind: silu, grad: false, rank: 2}, {kind: silu, grad: true, rank: 2}, {kind: gelu, grad: false, rank: 2}, {kind: gelu, grad: true, rank: 2}, {kind: silu, grad: false, rank: 3}} {
 		if seen[op.Hashcode()] {
 			t.Errorf("%v hashes like another activation", op)
 		}

@@ -5,6 +5,7 @@ import (
 	"hash"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -25,6 +26,7 @@ func AddBias(x, b *G.Node) (*G.Node, error) {
 // biasOp adds a vector along the last axis; with sum set it instead reduces
 // a gradient [..., d] to [d] (the bias gradient).
 type biasOp struct {
+	opkit.Base
 	rank int
 	sum  bool
 }
@@ -38,20 +40,17 @@ func (op biasOp) Arity() int {
 
 func (op biasOp) Type() hm.Type {
 	if op.sum {
-		return fnType(op.rank, 1)
+		return opkit.FnType(op.rank, 1)
 	}
-	return fnType(op.rank, 1, op.rank)
+	return opkit.FnType(op.rank, 1, op.rank)
 }
 
-func (op biasOp) ReturnsPtr() bool      { return false }
-func (op biasOp) CallsExtern() bool     { return false }
-func (op biasOp) OverwritesInput() int  { return -1 }
-func (op biasOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op biasOp) Hashcode() uint32      { return hashOf(op) }
+func (op biasOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op biasOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op biasOp) String() string        { return fmt.Sprintf("lilyop.bias{rank=%d,sum=%t}", op.rank, op.sum) }
 
 func (op biasOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -69,39 +68,28 @@ func (op biasOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op biasOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doBias[float64](op, vs)
-	}
-	return doBias[float32](op, vs)
+	return opkit.Dispatch(op, vs, doBias[float64], doBias[float32])
 }
 
-func doBias[T float](op biasOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doBias[T opkit.Float](op biasOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	x := in[0]
 	d := shapes[0][len(shapes[0])-1]
 	if op.sum {
 		for i, v := range x {
 			o[i%d] += v
 		}
-		return out, checkOut(op, out, want)
+		return out, opkit.CheckOut(op, out, want)
 	}
 	b := in[1]
 	for i, v := range x {
 		o[i] = v + b[i%d]
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op biasOp) DiffWRT(n int) []bool {

@@ -249,9 +249,9 @@ func TestOpIdentity(t *testing.T) {
 	ops := []G.Op{
 		gemmOp{mode: nn, alpha: 1, aRank: 2, bRank: 2}, gemmOp{mode: nn, alpha: 2, aRank: 2, bRank: 2},
 		gemmOp{mode: nt, alpha: 1, aRank: 2, bRank: 2}, gemmOp{mode: tn, alpha: 1, aRank: 2, bRank: 2},
-		mixGradOp{mixOp{Batch, 1, 2}, gradH}, mixGradOp{mixOp{Batch, 1, 2}, gradW},
-		mixGradOp{mixOp{Token, 1, 2}, gradH}, mixGradOp{mixOp{Batch, 1, 3}, gradH},
-		routerGradOp{routerOp{Batch, 2, false}}, routerGradOp{routerOp{Batch, 2, true}},
+		mixGradOp{mixOp{mode: Batch, scale: 1, hRank: 2}, gradH}, mixGradOp{mixOp{mode: Batch, scale: 1, hRank: 2}, gradW},
+		mixGradOp{mixOp{mode: Token, scale: 1, hRank: 2}, gradH}, mixGradOp{mixOp{mode: Batch, scale: 1, hRank: 3}, gradH},
+		routerGradOp{routerOp{mode: Batch, hRank: 2, masked: false}}, routerGradOp{routerOp{mode: Batch, hRank: 2, masked: true}},
 	}
 	seen := map[uint32]int{}
 	for i, op := range ops {

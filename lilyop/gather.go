@@ -5,6 +5,7 @@ import (
 	"hash"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -31,6 +32,7 @@ func Embed(table, ids *G.Node) (*G.Node, error) {
 // embedOp gathers table rows, (table, ids) → [..., d]; with scatter set it
 // is the table gradient, (ids, dy [..., d]) → [vocab, d].
 type embedOp struct {
+	opkit.Base
 	idsRank int
 	vocab   int
 	scatter bool
@@ -47,11 +49,8 @@ func (op embedOp) Type() hm.Type {
 	return hm.NewFnType(G.TensorType{Dims: 2, Of: a}, ids, G.TensorType{Dims: op.idsRank + 1, Of: a})
 }
 
-func (op embedOp) ReturnsPtr() bool      { return false }
-func (op embedOp) CallsExtern() bool     { return false }
-func (op embedOp) OverwritesInput() int  { return -1 }
-func (op embedOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op embedOp) Hashcode() uint32      { return hashOf(op) }
+func (op embedOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op embedOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op embedOp) String() string {
 	if op.scatter {
 		return fmt.Sprintf("lilyop.EmbedScatter{vocab=%d,ids=%d}", op.vocab, op.idsRank)
@@ -60,7 +59,7 @@ func (op embedOp) String() string {
 }
 
 func (op embedOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 2, in)
+	s, err := opkit.Shapes(op, 2, in)
 	if err != nil {
 		return nil, err
 	}
@@ -87,31 +86,27 @@ func (op embedOp) Do(vs ...G.Value) (G.Value, error) {
 	if op.scatter {
 		idsAt, floatAt = 0, 1
 	}
-	idsT, err := dense(op, idsAt, vs[idsAt])
+	ids, idsShape, err := opkit.Ints(op, idsAt, vs[idsAt])
 	if err != nil {
 		return nil, err
-	}
-	ids, ok := idsT.Data().([]int)
-	if !ok {
-		return nil, errors.Errorf("%v: ids have dtype %v, want int", op, idsT.Dtype())
 	}
 	for i, id := range ids {
 		if id < 0 || id >= op.vocab {
 			return nil, errors.Errorf("%v: id %d at position %d is outside [0, %d)", op, id, i, op.vocab)
 		}
 	}
-	dt, err := dtypeOf(op, vs[floatAt:floatAt+1])
+	f64, err := opkit.IsFloat64(op, vs[floatAt:floatAt+1])
 	if err != nil {
 		return nil, err
 	}
-	if dt == tensor.Float64 {
-		return doEmbed[float64](op, ids, idsT.Shape(), vs[floatAt])
+	if f64 {
+		return doEmbed[float64](op, ids, idsShape, vs[floatAt])
 	}
-	return doEmbed[float32](op, ids, idsT.Shape(), vs[floatAt])
+	return doEmbed[float32](op, ids, idsShape, vs[floatAt])
 }
 
-func doEmbed[T float](op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, []G.Value{v})
+func doEmbed[T opkit.Float](op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (G.Value, error) {
+	in, shapes, err := opkit.Slices[T](op, []G.Value{v})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +119,7 @@ func doEmbed[T float](op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (
 	if err != nil {
 		return nil, err
 	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	d := want[len(want)-1]
 	src := in[0]
 	for i, id := range ids {
@@ -137,7 +132,7 @@ func doEmbed[T float](op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (
 			copy(o[i*d:(i+1)*d], src[id*d:(id+1)*d])
 		}
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op embedOp) DiffWRT(int) []bool {

@@ -5,6 +5,7 @@ import (
 	"hash"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -28,6 +29,7 @@ func (m gemmMode) String() string { return [...]string{"NN", "NT", "TN"}[m] }
 // operands of rank ≥ 2 is folded into rows, so the whole product is a single
 // GEMM call. alpha scales the result.
 type gemmOp struct {
+	opkit.Base
 	mode   gemmMode
 	alpha  float64
 	aRank  int
@@ -78,18 +80,15 @@ func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
 }
 
 func (op gemmOp) Arity() int            { return 2 }
-func (op gemmOp) Type() hm.Type         { return fnType(op.aRank, op.bRank, op.outRnk) }
-func (op gemmOp) ReturnsPtr() bool      { return false }
-func (op gemmOp) CallsExtern() bool     { return false }
-func (op gemmOp) OverwritesInput() int  { return -1 }
-func (op gemmOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op gemmOp) Hashcode() uint32      { return hashOf(op) }
+func (op gemmOp) Type() hm.Type         { return opkit.FnType(op.aRank, op.bRank, op.outRnk) }
+func (op gemmOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op gemmOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op gemmOp) String() string {
 	return fmt.Sprintf("lilyop.gemm{%v,alpha=%g,ranks=%d,%d}", op.mode, op.alpha, op.aRank, op.bRank)
 }
 
 func (op gemmOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 2, in)
+	s, err := opkit.Shapes(op, 2, in)
 	if err != nil {
 		return nil, err
 	}
@@ -125,26 +124,15 @@ func (op gemmOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != 2 {
 		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(vs))
 	}
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doGemm[float64](op, vs)
-	}
-	return doGemm[float32](op, vs)
+	return opkit.Dispatch(op, vs, doGemm[float64], doGemm[float32])
 }
 
-func doGemm[T float](op gemmOp, vs []G.Value) (G.Value, error) {
-	d, shapes, err := slices[T](op, vs)
+func doGemm[T opkit.Float](op gemmOp, vs []G.Value) (G.Value, error) {
+	d, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(shapes[0], shapes[1])
-	if err != nil {
-		return nil, err
-	}
-	out, c := newDense[T](want)
+	out, c := opkit.NewDense[T](want)
 	a, b := d[0], d[1]
 	sa, sb := shapes[0], shapes[1]
 	k := sa[len(sa)-1]
@@ -152,15 +140,15 @@ func doGemm[T float](op gemmOp, vs []G.Value) (G.Value, error) {
 	switch op.mode {
 	case nn:
 		n := sb[1]
-		gemm(false, false, m, n, k, T(op.alpha), a, k, b, n, 0, c, n)
+		opkit.Gemm(false, false, m, n, k, T(op.alpha), a, k, b, n, 0, c, n)
 	case nt:
 		n := sb[0]
-		gemm(false, true, m, n, k, T(op.alpha), a, k, b, k, 0, c, n)
+		opkit.Gemm(false, true, m, n, k, T(op.alpha), a, k, b, k, 0, c, n)
 	case tn:
 		n := sb[len(sb)-1]
-		gemm(true, false, k, n, m, T(op.alpha), a, k, b, n, 0, c, n)
+		opkit.Gemm(true, false, k, n, m, T(op.alpha), a, k, b, n, 0, c, n)
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op gemmOp) DiffWRT(int) []bool { return []bool{true, true} }
@@ -192,4 +180,14 @@ func (op gemmOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 		return nil, err
 	}
 	return G.Nodes{dx, dw}, nil
+}
+
+// rows returns the product of all dimensions of s but the last: the number
+// of rows a folded GEMM sees.
+func rows(s tensor.Shape) int {
+	m := 1
+	for _, d := range s[:len(s)-1] {
+		m *= d
+	}
+	return m
 }

@@ -5,6 +5,7 @@ import (
 	"hash"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -37,6 +38,7 @@ func ExpertMix(h, w, B *G.Node, mode Routing, scale float64) (*G.Node, error) {
 
 // mixOp is the forward expert mixture.
 type mixOp struct {
+	opkit.Base
 	mode  Routing
 	scale float64
 	hRank int
@@ -53,12 +55,9 @@ func (op mixOp) wRank() int {
 }
 
 func (op mixOp) Arity() int            { return 3 }
-func (op mixOp) Type() hm.Type         { return fnType(op.hRank, op.wRank(), 3, op.hRank) }
-func (op mixOp) ReturnsPtr() bool      { return false }
-func (op mixOp) CallsExtern() bool     { return false }
-func (op mixOp) OverwritesInput() int  { return -1 }
-func (op mixOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op mixOp) Hashcode() uint32      { return hashOf(op) }
+func (op mixOp) Type() hm.Type         { return opkit.FnType(op.hRank, op.wRank(), 3, op.hRank) }
+func (op mixOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op mixOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op mixOp) DiffWRT(int) []bool    { return []bool{true, true, true} }
 func (op mixOp) String() string {
 	return fmt.Sprintf("lilyop.mix{%v,scale=%g,rank=%d}", op.mode, op.scale, op.hRank)
@@ -92,7 +91,7 @@ func (op mixOp) check(h, w, b tensor.Shape) error {
 }
 
 func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 3, in)
+	s, err := opkit.Shapes(op, 3, in)
 	if err != nil {
 		return nil, err
 	}
@@ -105,18 +104,11 @@ func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op mixOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doMix[float64](op, vs)
-	}
-	return doMix[float32](op, vs)
+	return opkit.Dispatch(op, vs, doMix[float64], doMix[float32])
 }
 
 // mixExperts writes Σ_e w[e]·B[e] into dst ([r·d]).
-func mixExperts[T float](dst []T, w []T, b []T) {
+func mixExperts[T opkit.Float](dst []T, w []T, b []T) {
 	n := len(dst)
 	for i := range dst {
 		dst[i] = 0
@@ -129,24 +121,20 @@ func mixExperts[T float](dst []T, w []T, b []T) {
 	}
 }
 
-func doMix[T float](op mixOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
-	if err != nil {
-		return nil, err
-	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
+func doMix[T opkit.Float](op mixOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
 	h, w, b := in[0], in[1], in[2]
 	hs, bs := shapes[0], shapes[2]
 	m, r, e, d := rows(hs), bs[1], bs[0], bs[2]
-	out, y := newDense[T](want)
+	out, y := opkit.NewDense[T](want)
 	s := T(op.scale)
 	if op.mode == Token {
 		tmp := make([]T, m*d)
 		for x := 0; x < e; x++ {
-			gemm(false, false, m, d, r, 1, h, r, b[x*r*d:(x+1)*r*d], d, 0, tmp, d)
+			opkit.Gemm(false, false, m, d, r, 1, h, r, b[x*r*d:(x+1)*r*d], d, 0, tmp, d)
 			for i := 0; i < m; i++ {
 				wi := s * w[i*e+x]
 				yi, ti := y[i*d:(i+1)*d], tmp[i*d:(i+1)*d]
@@ -155,15 +143,15 @@ func doMix[T float](op mixOp, vs []G.Value) (G.Value, error) {
 				}
 			}
 		}
-		return out, checkOut(op, out, want)
+		return out, opkit.CheckOut(op, out, want)
 	}
 	groupsN, per := groups(op.mode, m, hs[0])
 	bmix := make([]T, r*d)
 	for g := 0; g < groupsN; g++ {
 		mixExperts(bmix, w[g*e:(g+1)*e], b)
-		gemm(false, false, per, d, r, s, h[g*per*r:], r, bmix, d, 0, y[g*per*d:], d)
+		opkit.Gemm(false, false, per, d, r, s, h[g*per*r:], r, bmix, d, 0, y[g*per*d:], d)
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }
 
 // SymDiff builds the gradient nodes for h, w and B. For Batch and Sequence
@@ -247,9 +235,9 @@ func (op mixGradOp) ranks() []int {
 }
 
 func (op mixGradOp) Arity() int            { return len(op.ranks()) - 1 }
-func (op mixGradOp) Type() hm.Type         { return fnType(op.ranks()...) }
-func (op mixGradOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op mixGradOp) Hashcode() uint32      { return hashOf(op) }
+func (op mixGradOp) Type() hm.Type         { return opkit.FnType(op.ranks()...) }
+func (op mixGradOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op mixGradOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op mixGradOp) DiffWRT(n int) []bool  { return make([]bool, n) }
 func (op mixGradOp) String() string {
 	return fmt.Sprintf("lilyop.mixGrad{%v,%v,scale=%g,rank=%d}", op.kind, op.mode, op.scale, op.hRank)
@@ -261,7 +249,7 @@ func (op mixGradOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 }
 
 func (op mixGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -328,26 +316,15 @@ func (op mixGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op mixGradOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doMixGrad[float64](op, vs)
-	}
-	return doMixGrad[float32](op, vs)
+	return opkit.Dispatch(op, vs, doMixGrad[float64], doMixGrad[float32])
 }
 
-func doMixGrad[T float](op mixGradOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doMixGrad[T opkit.Float](op mixGradOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	s := T(op.scale)
 	switch op.kind {
 	case gradH:
@@ -357,7 +334,7 @@ func doMixGrad[T float](op mixGradOp, vs []G.Value) (G.Value, error) {
 		if op.mode == Token {
 			tmp := make([]T, m*r)
 			for x := 0; x < e; x++ {
-				gemm(false, true, m, r, d, 1, g, d, b[x*r*d:(x+1)*r*d], d, 0, tmp, r)
+				opkit.Gemm(false, true, m, r, d, 1, g, d, b[x*r*d:(x+1)*r*d], d, 0, tmp, r)
 				for i := 0; i < m; i++ {
 					wi := s * w[i*e+x]
 					oi, ti := o[i*r:(i+1)*r], tmp[i*r:(i+1)*r]
@@ -372,14 +349,14 @@ func doMixGrad[T float](op mixGradOp, vs []G.Value) (G.Value, error) {
 		bmix := make([]T, r*d)
 		for x := 0; x < groupsN; x++ {
 			mixExperts(bmix, w[x*e:(x+1)*e], b)
-			gemm(false, true, per, r, d, s, g[x*per*d:], d, bmix, d, 0, o[x*per*r:], r)
+			opkit.Gemm(false, true, per, r, d, s, g[x*per*d:], d, bmix, d, 0, o[x*per*r:], r)
 		}
 	case gradOuter:
 		h, g := in[0], in[1]
 		r, d := want[1], want[2]
 		per := rows(shapes[0]) / want[0]
 		for x := 0; x < want[0]; x++ {
-			gemm(true, false, r, d, per, s, h[x*per*r:], r, g[x*per*d:], d, 0, o[x*r*d:], d)
+			opkit.Gemm(true, false, r, d, per, s, h[x*per*r:], r, g[x*per*d:], d, 0, o[x*r*d:], d)
 		}
 	case gradB:
 		w, dm := in[0], in[1]
@@ -419,7 +396,7 @@ func doMixGrad[T float](op mixGradOp, vs []G.Value) (G.Value, error) {
 					tmp[i*d+j] = wi * g[i*d+j]
 				}
 			}
-			gemm(true, false, r, d, m, s, h, r, tmp, d, 0, o[x*r*d:], d)
+			opkit.Gemm(true, false, r, d, m, s, h, r, tmp, d, 0, o[x*r*d:], d)
 		}
 	case tokGradW:
 		h, b, g := in[0], in[1], in[2]
@@ -427,7 +404,7 @@ func doMixGrad[T float](op mixGradOp, vs []G.Value) (G.Value, error) {
 		m := rows(shapes[0])
 		tmp := make([]T, m*r)
 		for x := 0; x < e; x++ {
-			gemm(false, true, m, r, d, 1, g, d, b[x*r*d:(x+1)*r*d], d, 0, tmp, r)
+			opkit.Gemm(false, true, m, r, d, 1, g, d, b[x*r*d:(x+1)*r*d], d, 0, tmp, r)
 			for i := 0; i < m; i++ {
 				var dot T
 				for j := 0; j < r; j++ {
@@ -437,5 +414,5 @@ func doMixGrad[T float](op mixGradOp, vs []G.Value) (G.Value, error) {
 			}
 		}
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -79,6 +80,7 @@ const (
 // normOp is RMSNorm or LayerNorm (or one of their gradients) over the last
 // axis of an input of rank `rank`.
 type normOp struct {
+	opkit.Base
 	kind normKind
 	part normPart
 	eps  float64
@@ -106,23 +108,20 @@ func (op normOp) Type() hm.Type {
 	switch op.part {
 	case normForward:
 		if op.kind == layerNorm {
-			return fnType(r, 1, 1, r)
+			return opkit.FnType(r, 1, 1, r)
 		}
-		return fnType(r, 1, r)
+		return opkit.FnType(r, 1, r)
 	case normGradX:
-		return fnType(r, 1, r, r)
+		return opkit.FnType(r, 1, r, r)
 	case normGradWeight:
-		return fnType(r, r, 1)
+		return opkit.FnType(r, r, 1)
 	default:
-		return fnType(r, 1)
+		return opkit.FnType(r, 1)
 	}
 }
 
-func (op normOp) ReturnsPtr() bool      { return false }
-func (op normOp) CallsExtern() bool     { return false }
-func (op normOp) OverwritesInput() int  { return -1 }
-func (op normOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op normOp) Hashcode() uint32      { return hashOf(op) }
+func (op normOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op normOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op normOp) String() string {
 	kind := [...]string{"RMSNorm", "LayerNorm"}[op.kind]
 	part := [...]string{"", "GradX", "GradWeight", "GradBias"}[op.part]
@@ -130,7 +129,7 @@ func (op normOp) String() string {
 }
 
 func (op normOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -158,14 +157,7 @@ func (op normOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != op.Arity() {
 		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(vs))
 	}
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doNorm[float64](op, vs)
-	}
-	return doNorm[float32](op, vs)
+	return opkit.Dispatch(op, vs, doNorm[float64], doNorm[float32])
 }
 
 // stats returns the mean (0 for RMSNorm) and the reciprocal root of the
@@ -185,23 +177,19 @@ func (op normOp) stats(x []float64) (mean, rstd float64) {
 	return mean, 1 / math.Sqrt(ss/n+op.eps)
 }
 
-func doNorm[T float](op normOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doNorm[T opkit.Float](op normOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	d := shapes[0][len(shapes[0])-1]
 	m := rows(shapes[0])
 	if op.part == normGradBias {
 		for i, v := range in[0] {
 			o[i%d] += v
 		}
-		return out, checkOut(op, out, want)
+		return out, opkit.CheckOut(op, out, want)
 	}
 	x := in[0]
 	xr := make([]float64, d)  // the row in float64
@@ -261,7 +249,7 @@ func doNorm[T float](op normOp, vs []G.Value) (G.Value, error) {
 			o[j] = T(acc[j])
 		}
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op normOp) DiffWRT(n int) []bool {

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -47,6 +48,7 @@ func RouterWeights(h, R, mask *G.Node, mode Routing) (*G.Node, error) {
 
 // routerOp is the forward router: softmax(h·R) reduced per routing mode.
 type routerOp struct {
+	opkit.Base
 	mode   Routing
 	hRank  int
 	masked bool
@@ -71,16 +73,13 @@ func (op routerOp) Arity() int {
 
 func (op routerOp) Type() hm.Type {
 	if op.masked {
-		return fnType(op.hRank, 2, op.hRank-1, op.outRank())
+		return opkit.FnType(op.hRank, 2, op.hRank-1, op.outRank())
 	}
-	return fnType(op.hRank, 2, op.outRank())
+	return opkit.FnType(op.hRank, 2, op.outRank())
 }
 
-func (op routerOp) ReturnsPtr() bool      { return false }
-func (op routerOp) CallsExtern() bool     { return false }
-func (op routerOp) OverwritesInput() int  { return -1 }
-func (op routerOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op routerOp) Hashcode() uint32      { return hashOf(op) }
+func (op routerOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op routerOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op routerOp) String() string {
 	return fmt.Sprintf("lilyop.router{%v,rank=%d,masked=%t}", op.mode, op.hRank, op.masked)
 }
@@ -97,7 +96,7 @@ func checkRouterShapes(op fmt.Stringer, hRank int, h, r tensor.Shape, mask tenso
 }
 
 func (op routerOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -121,20 +120,13 @@ func (op routerOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op routerOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doRouter[float64](op, vs)
-	}
-	return doRouter[float32](op, vs)
+	return opkit.Dispatch(op, vs, doRouter[float64], doRouter[float32])
 }
 
 // routerProbs computes the row-wise softmax of h·R into a new [m, e] slice.
-func routerProbs[T float](h, r []T, m, k, e int) []T {
+func routerProbs[T opkit.Float](h, r []T, m, k, e int) []T {
 	p := make([]T, m*e)
-	gemm(false, false, m, e, k, 1, h, k, r, e, 0, p, e)
+	opkit.Gemm(false, false, m, e, k, 1, h, k, r, e, 0, p, e)
 	for i := 0; i < m; i++ {
 		row := p[i*e : (i+1)*e]
 		mx := row[0]
@@ -158,7 +150,7 @@ func routerProbs[T float](h, r []T, m, k, e int) []T {
 
 // rowWeights returns the weight c_m of every row in its group's mean: 1/n for
 // n rows per group, or mask_m/Σmask over the group when a mask is given.
-func rowWeights[T float](mode Routing, mask []T, m, lead0 int) []T {
+func rowWeights[T opkit.Float](mode Routing, mask []T, m, lead0 int) []T {
 	s, per := groups(mode, m, lead0)
 	c := make([]T, m)
 	for g := 0; g < s; g++ {
@@ -183,12 +175,8 @@ func rowWeights[T float](mode Routing, mask []T, m, lead0 int) []T {
 	return c
 }
 
-func doRouter[T float](op routerOp, vs []G.Value) (G.Value, error) {
-	d, shapes, err := slices[T](op, vs)
-	if err != nil {
-		return nil, err
-	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
+func doRouter[T opkit.Float](op routerOp, vs []G.Value) (G.Value, error) {
+	d, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -197,14 +185,14 @@ func doRouter[T float](op routerOp, vs []G.Value) (G.Value, error) {
 	p := routerProbs(d[0], d[1], m, k, e)
 	if op.mode == Token {
 		out := tensor.New(tensor.WithShape(want...), tensor.WithBacking(p))
-		return out, checkOut(op, out, want)
+		return out, opkit.CheckOut(op, out, want)
 	}
 	var mask []T
 	if op.masked {
 		mask = d[2]
 	}
 	c := rowWeights(op.mode, mask, m, hs[0])
-	out, w := newDense[T](want)
+	out, w := opkit.NewDense[T](want)
 	_, per := groups(op.mode, m, hs[0])
 	for i := 0; i < m; i++ {
 		g := i / per
@@ -212,15 +200,7 @@ func doRouter[T float](op routerOp, vs []G.Value) (G.Value, error) {
 			w[g*e+j] += c[i] * p[i*e+j]
 		}
 	}
-	return out, checkOut(op, out, want)
-}
-
-func toDimSizers(s []tensor.Shape) []G.DimSizer {
-	out := make([]G.DimSizer, len(s))
-	for i := range s {
-		out[i] = s[i]
-	}
-	return out
+	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op routerOp) DiffWRT(n int) []bool {
@@ -269,13 +249,13 @@ func (op routerGradOp) Arity() int { return op.routerOp.Arity() + 1 }
 
 func (op routerGradOp) Type() hm.Type {
 	if op.masked {
-		return fnType(op.hRank, 2, op.hRank-1, op.outRank(), op.hRank)
+		return opkit.FnType(op.hRank, 2, op.hRank-1, op.outRank(), op.hRank)
 	}
-	return fnType(op.hRank, 2, op.outRank(), op.hRank)
+	return opkit.FnType(op.hRank, 2, op.outRank(), op.hRank)
 }
 
-func (op routerGradOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op routerGradOp) Hashcode() uint32      { return hashOf(op) }
+func (op routerGradOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op routerGradOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op routerGradOp) String() string {
 	return fmt.Sprintf("lilyop.routerGrad{%v,rank=%d,masked=%t}", op.mode, op.hRank, op.masked)
 }
@@ -288,7 +268,7 @@ func (op routerGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -301,22 +281,11 @@ func (op routerGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op routerGradOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := dtypeOf(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if dt == tensor.Float64 {
-		return doRouterGrad[float64](op, vs)
-	}
-	return doRouterGrad[float32](op, vs)
+	return opkit.Dispatch(op, vs, doRouterGrad[float64], doRouterGrad[float32])
 }
 
-func doRouterGrad[T float](op routerGradOp, vs []G.Value) (G.Value, error) {
-	d, shapes, err := slices[T](op, vs)
-	if err != nil {
-		return nil, err
-	}
-	want, err := op.InferShape(toDimSizers(shapes)...)
+func doRouterGrad[T opkit.Float](op routerGradOp, vs []G.Value) (G.Value, error) {
+	d, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +302,7 @@ func doRouterGrad[T float](op routerGradOp, vs []G.Value) (G.Value, error) {
 		c = rowWeights(op.mode, mask, m, hs[0])
 	}
 	_, per := groups(op.mode, m, hs[0])
-	out, dl := newDense[T](want)
+	out, dl := opkit.NewDense[T](want)
 	dp := make([]T, e)
 	for i := 0; i < m; i++ {
 		g := i / per
@@ -352,5 +321,5 @@ func doRouterGrad[T float](op routerGradOp, vs []G.Value) (G.Value, error) {
 			dl[i*e+j] = p[i*e+j] * (dp[j] - dot)
 		}
 	}
-	return out, checkOut(op, out, want)
+	return out, opkit.CheckOut(op, out, want)
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -37,6 +38,7 @@ func CrossEntropy(logits, targets *G.Node) (*G.Node, error) {
 // xentOp is the loss (logits, targets) → scalar, or with grad set its
 // gradient (logits, targets, dloss) → dlogits.
 type xentOp struct {
+	opkit.Base
 	rank int
 	grad bool
 }
@@ -58,11 +60,8 @@ func (op xentOp) Type() hm.Type {
 	return hm.NewFnType(logits, targets, a)
 }
 
-func (op xentOp) ReturnsPtr() bool      { return false }
-func (op xentOp) CallsExtern() bool     { return false }
-func (op xentOp) OverwritesInput() int  { return -1 }
-func (op xentOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op xentOp) Hashcode() uint32      { return hashOf(op) }
+func (op xentOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op xentOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op xentOp) String() string {
 	return fmt.Sprintf("lilyop.CrossEntropy{rank=%d,ignore=%d,grad=%t}", op.rank, IgnoreIndex, op.grad)
 }
@@ -86,31 +85,27 @@ func (op xentOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != op.Arity() {
 		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(vs))
 	}
-	dt, err := dtypeOf(op, vs[:1])
+	f64, err := opkit.IsFloat64(op, vs[:1])
 	if err != nil {
 		return nil, err
 	}
-	if dt == tensor.Float64 {
+	if f64 {
 		return doXent[float64](op, vs)
 	}
 	return doXent[float32](op, vs)
 }
 
-func doXent[T float](op xentOp, vs []G.Value) (G.Value, error) {
-	ld, err := dense(op, 0, vs[0])
+func doXent[T opkit.Float](op xentOp, vs []G.Value) (G.Value, error) {
+	lg, ls, err := opkit.Slices[T](op, vs[:1])
 	if err != nil {
 		return nil, err
 	}
-	td, err := dense(op, 1, vs[1])
+	targets, ts, err := opkit.Ints(op, 1, vs[1])
 	if err != nil {
 		return nil, err
 	}
-	logits, lok := ld.Data().([]T)
-	targets, tok := td.Data().([]int)
-	if !lok || !tok {
-		return nil, errors.Errorf("%v: inputs have dtypes %v and %v", op, ld.Dtype(), td.Dtype())
-	}
-	dims := []G.DimSizer{ld.Shape(), td.Shape()}
+	logits := lg[0]
+	dims := []G.DimSizer{ls[0], ts}
 	if op.grad {
 		dims = append(dims, vs[2].Shape())
 	}
@@ -126,7 +121,7 @@ func doXent[T float](op xentOp, vs []G.Value) (G.Value, error) {
 		}
 		scale = float64(d)
 	}
-	classes := ld.Shape()[op.rank-1]
+	classes := ls[0][op.rank-1]
 	count := 0
 	for i, t := range targets {
 		switch {
@@ -140,7 +135,7 @@ func doXent[T float](op xentOp, vs []G.Value) (G.Value, error) {
 	var out *tensor.Dense
 	var dl []T
 	if op.grad {
-		out, dl = newDense[T](want)
+		out, dl = opkit.NewDense[T](want)
 	}
 	var loss float64
 	for r, t := range targets {
@@ -167,7 +162,7 @@ func doXent[T float](op xentOp, vs []G.Value) (G.Value, error) {
 		}
 	}
 	if op.grad {
-		return out, checkOut(op, out, want)
+		return out, opkit.CheckOut(op, out, want)
 	}
 	if count > 0 {
 		loss /= float64(count)

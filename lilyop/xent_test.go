@@ -77,3 +77,60 @@ func TestCrossEntropyErrors(t *testing.T) {
 		t.Error("different cross-entropy ops share a hash")
 	}
 }
+
+// With every target ignored the loss and its gradient are 0 (PyTorch
+// returns NaN); float32 logits give the float64 loss and gradient to float32
+// precision.
+func TestCrossEntropyAllIgnoredAndFloat32(t *testing.T) {
+	logits := gradcheck.Rand(rand.New(rand.NewSource(23)), 2, 3, 5)
+	lossAndGrad := func(v *tensor.Dense, targets []int) (float64, []float64) {
+		t.Helper()
+		g := G.NewGraph()
+		x := leaf(g, "logits", v.Clone().(*tensor.Dense))
+		loss, err := CrossEntropy(x, intLeaf(g, "targets", targets, 2, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := G.Grad(loss, x); err != nil {
+			t.Fatalf("%+v", err)
+		}
+		m := G.NewTapeMachine(g, G.BindDualValues(x))
+		defer m.Close()
+		if err := m.RunAll(); err != nil {
+			t.Fatalf("%+v", err)
+		}
+		gv, err := x.Grad()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l float64
+		switch s := loss.Value().Data().(type) {
+		case float64:
+			l = s
+		case float32:
+			l = float64(s)
+		default:
+			t.Fatalf("loss is a %T", s)
+		}
+		return l, to64(gv.Data())
+	}
+	ignored := []int{IgnoreIndex, IgnoreIndex, IgnoreIndex, IgnoreIndex, IgnoreIndex, IgnoreIndex}
+	for _, v := range []*tensor.Dense{logits, to32(logits)} {
+		l, g := lossAndGrad(v, ignored)
+		if l != 0 {
+			t.Errorf("%v, all targets ignored: loss %v, want 0", v.Dtype(), l)
+		}
+		for i, d := range g {
+			if d != 0 {
+				t.Fatalf("%v, all targets ignored: gradient[%d] = %v, want 0", v.Dtype(), i, d)
+			}
+		}
+	}
+	targets := []int{1, IgnoreIndex, 4, 0, 0, 3}
+	l64, g64 := lossAndGrad(logits, targets)
+	l32, g32 := lossAndGrad(to32(logits), targets)
+	if math.Abs(l32-l64) > 1e-6 {
+		t.Errorf("float32 loss %v, float64 %v", l32, l64)
+	}
+	assertClose(t, "float32 gradient", g32, g64, 1e-6)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -203,7 +204,7 @@ func LoadHF(dir string, s *layers.Store) (Config, error) {
 func readTensor(at located, spec layers.ParamSpec) ([]float64, error) {
 	shape, _ := at.f.Shape(at.key)
 	want := torchShape(spec)
-	if !equalInts(shape, want) {
+	if !slices.Equal(shape, want) {
 		return nil, errors.Errorf("%s has shape %v, the config implies %v", at.key, shape, want)
 	}
 	vals, _, err := at.f.Float64(at.key)
@@ -223,7 +224,7 @@ func checkTiedHead(f *tensorfile.File, cfg Config, params []*layers.Param) error
 	if err != nil {
 		return err
 	}
-	if !equalInts(shape, []int{cfg.VocabSize, cfg.HiddenSize}) {
+	if !slices.Equal(shape, []int{cfg.VocabSize, cfg.HiddenSize}) {
 		return errors.Errorf("%s has shape %v, the tied embedding is [%d %d]", LMHeadName, shape, cfg.VocabSize, cfg.HiddenSize)
 	}
 	for _, p := range params {
@@ -237,18 +238,6 @@ func checkTiedHead(f *tensorfile.File, cfg Config, params []*layers.Param) error
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // SaveHF writes the model of store s as a Hugging Face model directory that
@@ -272,7 +261,7 @@ func SaveHF(dir string, s *layers.Store, cfg Config) error {
 		if !ok {
 			return errors.Errorf("mamba.SaveHF: the store has no %s", spec.Name)
 		}
-		if !sameShape(p.Value.Shape(), spec.Shape) {
+		if !slices.Equal(p.Value.Shape(), spec.Shape) {
 			return errors.Errorf("mamba.SaveHF: %s has shape %v, the config implies %v", spec.Name, p.Value.Shape(), spec.Shape)
 		}
 		shape := torchShape(spec)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -153,7 +154,7 @@ func TestLoadSaveHF(t *testing.T) {
 		t.Fatalf("config %+v", cfg)
 	}
 	ck.checkStore(t, s)
-	if p, _ := s.Get(mixerPath(0) + ".conv1d.weight"); !sameShape(p.Value.Shape(), tensor.Shape{16, 3}) {
+	if p, _ := s.Get(mixerPath(0) + ".conv1d.weight"); !slices.Equal(p.Value.Shape(), tensor.Shape{16, 3}) {
 		t.Errorf("conv1d weight stored %v", p.Value.Shape())
 	}
 	// The loaded model builds and runs.
@@ -192,7 +193,7 @@ func TestLoadSaveHF(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dt, _ := f.Dtype(n); dt != tensorfile.F64 || !equalInts(shape, ck.shapes[n]) {
+		if dt, _ := f.Dtype(n); dt != tensorfile.F64 || !slices.Equal(shape, ck.shapes[n]) {
 			t.Errorf("%s saved as %s %v", n, dt, shape)
 		}
 		assertClose(t, "saved "+n, v, ck.vals[n], 0)

@@ -3,8 +3,10 @@ package mamba
 import (
 	"fmt"
 	"hash"
+	"slices"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -40,7 +42,10 @@ func CausalConv1D(x, weight, bias *G.Node) (*G.Node, error) {
 }
 
 // convOp is the forward convolution, with or without bias.
-type convOp struct{ bias bool }
+type convOp struct {
+	opkit.Base
+	bias bool
+}
 
 // convDims are batch, length, channels and kernel size.
 type convDims struct{ b, l, c, k int }
@@ -50,7 +55,7 @@ func (op convOp) dims(s []tensor.Shape) (convDims, error) {
 	if len(x) != 3 || len(w) != 2 || w[0] != x[2] {
 		return convDims{}, errors.Errorf("%v: want x [batch, L, channels] and weight [channels, k], got %v and %v", op, x, w)
 	}
-	if op.bias && !sameShape(s[2], tensor.Shape{x[2]}) {
+	if op.bias && !slices.Equal(s[2], tensor.Shape{x[2]}) {
 		return convDims{}, errors.Errorf("%v: bias %v, want [%d]", op, s[2], x[2])
 	}
 	return convDims{b: x[0], l: x[1], c: x[2], k: w[1]}, nil
@@ -67,14 +72,14 @@ func (op convOp) Arity() int {
 // Type is (x, weight[, bias]) → y.
 func (op convOp) Type() hm.Type {
 	if op.bias {
-		return fnType(3, 2, 1, 3)
+		return opkit.FnType(3, 2, 1, 3)
 	}
-	return fnType(3, 2, 3)
+	return opkit.FnType(3, 2, 3)
 }
 
 // InferShape checks the inputs and returns x's shape.
 func (op convOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -86,30 +91,14 @@ func (op convOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 
 // Do runs the convolution.
 func (op convOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doConv[float64](op, vs)
-	}
-	return doConv[float32](op, vs)
+	return opkit.Dispatch(op, vs, doConv[float64], doConv[float32])
 }
 
-// ReturnsPtr is false.
-func (op convOp) ReturnsPtr() bool { return false }
-
-// CallsExtern is false.
-func (op convOp) CallsExtern() bool { return false }
-
-// OverwritesInput is -1.
-func (op convOp) OverwritesInput() int { return -1 }
-
 // WriteHash writes the description, which names every parameter.
-func (op convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op convOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 
 // Hashcode hashes the description.
-func (op convOp) Hashcode() uint32 { return hashOf(op) }
+func (op convOp) Hashcode() uint32 { return opkit.Hashcode(op) }
 
 // String describes the op.
 func (op convOp) String() string { return fmt.Sprintf("mamba.causalConv{bias=%t}", op.bias) }
@@ -135,8 +124,8 @@ func (op convOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return unpackGrads(g, append(in[:len(in):len(in)], grad)...)
 }
 
-func doConv[T float](op convOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doConv[T opkit.Float](op convOp, vs []G.Value) (G.Value, error) {
+	in, shapes, err := opkit.Slices[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +134,7 @@ func doConv[T float](op convOp, vs []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	x, w := in[0], in[1]
-	out, y := newDense[T](shapes[0])
+	out, y := opkit.NewDense[T](shapes[0])
 	for b := 0; b < dm.b; b++ {
 		for t := 0; t < dm.l; t++ {
 			yrow := y[(b*dm.l+t)*dm.c : (b*dm.l+t+1)*dm.c]
@@ -180,25 +169,25 @@ func (op convGradOp) Arity() int { return op.convOp.Arity() + 1 }
 // Type is (x, weight[, bias], dy) → packed gradients.
 func (op convGradOp) Type() hm.Type {
 	if op.bias {
-		return fnType(3, 2, 1, 3, 1)
+		return opkit.FnType(3, 2, 1, 3, 1)
 	}
-	return fnType(3, 2, 3, 1)
+	return opkit.FnType(3, 2, 3, 1)
 }
 
 // InferShape checks the inputs and returns the packed length.
 func (op convGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
 	total := 0
 	for i, want := range op.shapes {
-		if !sameShape(s[i], want) {
+		if !slices.Equal(s[i], want) {
 			return nil, errors.Errorf("%v: input %d has shape %v, want %v", op, i, s[i], want)
 		}
 		total += want.TotalSize()
 	}
-	if !sameShape(s[len(s)-1], s[0]) {
+	if !slices.Equal(s[len(s)-1], s[0]) {
 		return nil, errors.Errorf("%v: output gradient %v, want %v", op, s[len(s)-1], s[0])
 	}
 	if _, err := op.dims(s[:len(s)-1]); err != nil {
@@ -209,21 +198,14 @@ func (op convGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 
 // Do computes the packed gradients.
 func (op convGradOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doConvGrad[float64](op, vs)
-	}
-	return doConvGrad[float32](op, vs)
+	return opkit.Dispatch(op, vs, doConvGrad[float64], doConvGrad[float32])
 }
 
 // WriteHash writes the description, which names every parameter.
-func (op convGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op convGradOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 
 // Hashcode hashes the description.
-func (op convGradOp) Hashcode() uint32 { return hashOf(op) }
+func (op convGradOp) Hashcode() uint32 { return opkit.Hashcode(op) }
 
 // String describes the op.
 func (op convGradOp) String() string {
@@ -238,18 +220,14 @@ func (op convGradOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 }
 
-func doConvGrad[T float](op convGradOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
-	if err != nil {
-		return nil, err
-	}
-	want, err := op.InferShape(dimSizers(shapes)...)
+func doConvGrad[T opkit.Float](op convGradOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
 	dm, _ := op.dims(shapes[:len(shapes)-1])
 	x, w, gy := in[0], in[1], in[len(in)-1]
-	out, packed := newDense[T](want)
+	out, packed := opkit.NewDense[T](want)
 	nx := dm.b * dm.l * dm.c
 	dx := packed[:nx]
 	dw := make([]float64, dm.c*dm.k)

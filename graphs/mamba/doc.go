@@ -20,8 +20,8 @@
 //     with hand-written backward passes: the scan is one op, not a graph
 //     unrolled over time, and recomputes the hidden states in its backward
 //     pass instead of storing them (see SelectiveScan for its cost).
-//     Narrow splits the last axis without aliasing; LMLoss is a fused
-//     log-softmax cross-entropy.
+//     Narrow splits the last axis without aliasing. The tied LM head and
+//     the loss are package lilyop's MatMulNT and fused CrossEntropy.
 //
 // Every custom op runs in float32 and float64 and is verified against
 // central differences in float64 and against plain-Go references; the whole

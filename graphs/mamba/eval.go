@@ -64,3 +64,14 @@ func (m *Model) Perplexity(vm G.VM, tokens []int) (ppl float64, predicted int, e
 	}
 	return math.Exp(sum / float64(predicted)), predicted, nil
 }
+
+// scalarOf reads a float32 or float64 scalar value.
+func scalarOf(v G.Value) (float64, error) {
+	switch x := v.Data().(type) {
+	case float64:
+		return x, nil
+	case float32:
+		return float64(x), nil
+	}
+	return 0, errors.Errorf("the loss is a %T, want a float scalar", v.Data())
+}

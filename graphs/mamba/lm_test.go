@@ -2,146 +2,15 @@ package mamba
 
 import (
 	"math"
-	mrand "math/rand"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/lilygo/lily/gorgoniafix"
-	"github.com/lilygo/lily/internal/gradcheck"
 	"github.com/lilygo/lily/layers"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
-
-func intLeaf(g *G.ExprGraph, name string, vals []int, shape ...int) *G.Node {
-	v := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]int(nil), vals...)))
-	return G.NewTensor(g, tensor.Int, len(shape), G.WithShape(shape...), G.WithName(name), G.WithValue(v))
-}
-
-// LMLoss equals the plain cross-entropy, and its gradient equals central
-// differences of that reference, in float64 and float32.
-func TestLMLoss(t *testing.T) {
-	rng := mrand.New(mrand.NewSource(9))
-	const b, l, v = 2, 3, 5
-	logits := gradcheck.Rand(rng, b, l, v)
-	labels := []int{1, IgnoreIndex, 4, 0, 0, 3}
-	rows := func(d []float64) [][]float64 {
-		out := make([][]float64, b*l)
-		for i := range out {
-			out[i] = d[i*v : (i+1)*v]
-		}
-		return out
-	}
-	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
-		g := G.NewGraph()
-		in := logits.Clone().(*tensor.Dense)
-		if dt == tensor.Float32 {
-			in = to32(logits)
-		}
-		x := leaf(g, "logits", in)
-		loss, err := LMLoss(x, intLeaf(g, "labels", labels, b, l))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := G.Grad(loss, x); err != nil {
-			t.Fatalf("%+v", err)
-		}
-		m := G.NewTapeMachine(g, G.BindDualValues(x))
-		if err := m.RunAll(); err != nil {
-			t.Fatalf("%+v", err)
-		}
-		tol := 1e-12
-		if dt == tensor.Float32 {
-			tol = 1e-6
-		}
-		lv, _ := scalarOf(loss.Value())
-		data := logits.Data().([]float64)
-		if want := refLoss(rows(data), labels); math.Abs(lv-want) > tol {
-			t.Errorf("%v: loss %v, reference %v", dt, lv, want)
-		}
-		gv, _ := x.Grad()
-		grad := f64s(gv.(*tensor.Dense))
-		for i := range data {
-			orig := data[i]
-			data[i] = orig + 1e-6
-			fp := refLoss(rows(data), labels)
-			data[i] = orig - 1e-6
-			fm := refLoss(rows(data), labels)
-			data[i] = orig
-			if num := (fp - fm) / 2e-6; math.Abs(num-grad[i]) > 1e-6 {
-				t.Errorf("%v: dloss/dlogits[%d] = %v, numeric %v", dt, i, grad[i], num)
-			}
-		}
-		m.Close()
-	}
-	// All labels ignored: zero loss and gradient; a label out of range fails.
-	g := G.NewGraph()
-	x := leaf(g, "logits", logits.Clone().(*tensor.Dense))
-	loss, _ := LMLoss(x, intLeaf(g, "labels", []int{IgnoreIndex, IgnoreIndex, IgnoreIndex, IgnoreIndex, IgnoreIndex, IgnoreIndex}, b, l))
-	G.Grad(loss, x)
-	m := G.NewTapeMachine(g, G.BindDualValues(x))
-	if err := m.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	if lv, _ := scalarOf(loss.Value()); lv != 0 {
-		t.Errorf("all ignored: loss %v", lv)
-	}
-	gv, _ := x.Grad()
-	for _, d := range f64s(gv.(*tensor.Dense)) {
-		if d != 0 {
-			t.Fatal("all ignored: non-zero gradient")
-		}
-	}
-	m.Close()
-	g = G.NewGraph()
-	x = leaf(g, "logits", logits.Clone().(*tensor.Dense))
-	loss, _ = LMLoss(x, intLeaf(g, "labels", []int{0, 1, 2, 3, 4, 5}, b, l))
-	m = G.NewTapeMachine(g)
-	if err := m.RunAll(); err == nil || !strings.Contains(err.Error(), "label 5") {
-		t.Errorf("label out of range: %v", err)
-	}
-	m.Close()
-	if _, err := LMLoss(x, leaf(g, "f", gradcheck.Rand(rng, b, l))); err == nil {
-		t.Error("float labels: no error")
-	}
-	if _, err := LMLoss(x, intLeaf(g, "short", []int{0, 1}, 2)); err == nil {
-		t.Error("labels of the wrong rank: no error")
-	}
-}
-
-// The tied head equals the plain product with the transposed table, and
-// its gradients match central differences.
-func TestTiedHead(t *testing.T) {
-	rng := mrand.New(mrand.NewSource(10))
-	for _, xs := range [][]int{{3, 4}, {2, 3, 4}} {
-		x, table := gradcheck.Rand(rng, xs...), gradcheck.Rand(rng, 5, 4)
-		got, _ := forwardAndGrads(t, func(n G.Nodes) (*G.Node, error) { return tiedHead(n[0], n[1]) }, []*tensor.Dense{x, table}, gradcheck.Rand(rng, append(xs[:len(xs)-1:len(xs)-1], 5)...))
-		xv, tv := x.Data().([]float64), table.Data().([]float64)
-		var want []float64
-		for r := 0; r < len(xv)/4; r++ {
-			for v := 0; v < 5; v++ {
-				s := 0.0
-				for i := 0; i < 4; i++ {
-					s += xv[r*4+i] * tv[v*4+i]
-				}
-				want = append(want, s)
-			}
-		}
-		assertClose(t, "tied head", got, want, 1e-12)
-		gradcheck.Check(t, func(_ *G.ExprGraph, n G.Nodes) (*G.Node, error) { return tiedHead(n[0], n[1]) },
-			[]gradcheck.Input{{Name: "x", Value: x, Diff: true}, {Name: "table", Value: table, Diff: true}}, gradcheck.Options{})
-	}
-	g := G.NewGraph()
-	if _, err := tiedHead(leaf(g, "x", gradcheck.Rand(rng, 2, 3)), leaf(g, "t", gradcheck.Rand(rng, 5, 4))); err == nil {
-		t.Error("mismatched widths: no error")
-	}
-	h2, h2g, h3 := headOp{rank: 2}, headOp{rank: 2, grad: true}, headOp{rank: 3}
-	l3, l3g := lossOp{rank: 3}, lossOp{rank: 3, grad: true}
-	if h2.Hashcode() == h2g.Hashcode() || h2.Hashcode() == h3.Hashcode() || l3.Hashcode() == l3g.Hashcode() {
-		t.Error("head or loss ops of different parameters share a hash")
-	}
-}
 
 func TestInputsAndLabels(t *testing.T) {
 	got, err := NextTokenLabels([]int{5, 6, 7, 8, 9, 1}, []int{1, 1, 0, 1, 1, 1}, 3)

@@ -17,6 +17,10 @@ const (
 	attentionMaskName = "attention_mask"
 )
 
+// IgnoreIndex marks a label that the loss skips, as PyTorch's
+// cross_entropy and Hugging Face's causal-LM losses do (-100).
+const IgnoreIndex = lilyop.IgnoreIndex
+
 // Model is one Mamba language-model graph for a fixed batch size and
 // sequence length, bound to the store of the layers.Graph it was built in.
 // Fill its inputs with SetInputs before each run.
@@ -44,7 +48,9 @@ type Model struct {
 	Hidden *G.Node
 	// Logits [batch, seq, vocab] are the LM head's output.
 	Logits *G.Node
-	// Loss is the mean cross-entropy of Logits against Labels (LMLoss).
+	// Loss is the mean cross-entropy of Logits against Labels over the
+	// labels that are not IgnoreIndex, 0 when there are none: one fused
+	// lilyop.CrossEntropy node.
 	Loss *G.Node
 
 	targets int // labels that are not IgnoreIndex, from the last SetInputs
@@ -121,7 +127,9 @@ func (bd *builder) build(m *Model) error {
 		if err != nil {
 			return err
 		}
-		m.Logits, err = tiedHead(m.Hidden, table)
+		// The LM head is tied to the embeddings: x·tableᵀ, one GEMM
+		// without a transpose node.
+		m.Logits, err = lilyop.MatMulNT(m.Hidden, table)
 		if err != nil {
 			return err
 		}
@@ -134,7 +142,7 @@ func (bd *builder) build(m *Model) error {
 			return err
 		}
 	}
-	m.Loss, err = LMLoss(m.Logits, m.Labels)
+	m.Loss, err = lilyop.CrossEntropy(m.Logits, m.Labels)
 	return err
 }
 

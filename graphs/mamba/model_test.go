@@ -3,6 +3,7 @@ package mamba
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -330,7 +331,7 @@ func gradCheckStore(t *testing.T, s *layers.Store, cfg Config, a layers.Adapter,
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sameShape(gv.Shape(), n.Shape()) {
+		if !slices.Equal(gv.Shape(), n.Shape()) {
 			t.Fatalf("gradient of %s has shape %v, want %v", n.Name(), gv.Shape(), n.Shape())
 		}
 		ana := gv.Data().([]float64)

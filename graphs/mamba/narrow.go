@@ -5,6 +5,7 @@ import (
 	"hash"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -32,6 +33,7 @@ func Narrow(x *G.Node, lo, hi int) (*G.Node, error) {
 // set it does the adjoint: it places an input of hi−lo columns at [lo, hi)
 // of a zero tensor of width columns.
 type narrowOp struct {
+	opkit.Base
 	rank, lo, hi, width int
 	pad                 bool
 }
@@ -40,11 +42,11 @@ type narrowOp struct {
 func (op narrowOp) Arity() int { return 1 }
 
 // Type keeps the rank.
-func (op narrowOp) Type() hm.Type { return fnType(op.rank, op.rank) }
+func (op narrowOp) Type() hm.Type { return opkit.FnType(op.rank, op.rank) }
 
 // InferShape replaces the width of the last axis.
 func (op narrowOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 1, in)
+	s, err := opkit.Shapes(op, 1, in)
 	if err != nil {
 		return nil, err
 	}
@@ -62,26 +64,15 @@ func (op narrowOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 
 // Do copies the columns.
 func (op narrowOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doNarrow[float64](op, vs)
-	}
-	return doNarrow[float32](op, vs)
+	return opkit.Dispatch(op, vs, doNarrow[float64], doNarrow[float32])
 }
 
-func doNarrow[T float](op narrowOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doNarrow[T opkit.Float](op narrowOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(shapes[0])
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	x, n := in[0], op.hi-op.lo
 	rows := len(x) / shapes[0][len(shapes[0])-1]
 	for r := 0; r < rows; r++ {
@@ -94,20 +85,11 @@ func doNarrow[T float](op narrowOp, vs []G.Value) (G.Value, error) {
 	return out, nil
 }
 
-// ReturnsPtr is false: the result is a copy.
-func (op narrowOp) ReturnsPtr() bool { return false }
-
-// CallsExtern is false.
-func (op narrowOp) CallsExtern() bool { return false }
-
-// OverwritesInput is -1.
-func (op narrowOp) OverwritesInput() int { return -1 }
-
 // WriteHash writes the description, which names every parameter.
-func (op narrowOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op narrowOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 
 // Hashcode hashes the description.
-func (op narrowOp) Hashcode() uint32 { return hashOf(op) }
+func (op narrowOp) Hashcode() uint32 { return opkit.Hashcode(op) }
 
 // String describes the op.
 func (op narrowOp) String() string {

@@ -5,9 +5,11 @@ import (
 	"hash"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -57,7 +59,10 @@ func SelectiveScan(u, delta, A, B, C, D *G.Node, opt ScanOptions) (*G.Node, erro
 }
 
 // scanOp is the forward scan.
-type scanOp struct{ softplus bool }
+type scanOp struct {
+	opkit.Base
+	softplus bool
+}
 
 // scanDims are the sizes of a scan: batch, length, inner width, state size.
 type scanDims struct{ b, l, d, n int }
@@ -71,13 +76,13 @@ func (op scanOp) dims(s []tensor.Shape) (scanDims, error) {
 	dm := scanDims{b: u[0], l: u[1], d: u[2], n: a[1]}
 	bc := tensor.Shape{dm.b, dm.l, dm.n}
 	switch {
-	case !sameShape(delta, u):
+	case !slices.Equal(delta, u):
 		return dm, errors.Errorf("%v: delta %v, want u's shape %v", op, delta, u)
 	case a[0] != dm.d:
 		return dm, errors.Errorf("%v: A %v, want [%d, d_state]", op, a, dm.d)
-	case !sameShape(b, bc) || !sameShape(c, bc):
+	case !slices.Equal(b, bc) || !slices.Equal(c, bc):
 		return dm, errors.Errorf("%v: B %v and C %v, want both %v", op, b, c, bc)
-	case !sameShape(d, tensor.Shape{dm.d}):
+	case !slices.Equal(d, tensor.Shape{dm.d}):
 		return dm, errors.Errorf("%v: D %v, want [%d]", op, d, dm.d)
 	}
 	return dm, nil
@@ -87,11 +92,11 @@ func (op scanOp) dims(s []tensor.Shape) (scanDims, error) {
 func (op scanOp) Arity() int { return 6 }
 
 // Type is (u, delta, A, B, C, D) → y.
-func (op scanOp) Type() hm.Type { return fnType(3, 3, 2, 3, 3, 1, 3) }
+func (op scanOp) Type() hm.Type { return opkit.FnType(3, 3, 2, 3, 3, 1, 3) }
 
 // InferShape checks the inputs and returns u's shape.
 func (op scanOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 6, in)
+	s, err := opkit.Shapes(op, 6, in)
 	if err != nil {
 		return nil, err
 	}
@@ -103,30 +108,14 @@ func (op scanOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 
 // Do runs the scan.
 func (op scanOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doScan[float64](op, vs)
-	}
-	return doScan[float32](op, vs)
+	return opkit.Dispatch(op, vs, doScan[float64], doScan[float32])
 }
 
-// ReturnsPtr is false.
-func (op scanOp) ReturnsPtr() bool { return false }
-
-// CallsExtern is false.
-func (op scanOp) CallsExtern() bool { return false }
-
-// OverwritesInput is -1.
-func (op scanOp) OverwritesInput() int { return -1 }
-
 // WriteHash writes the description, which names every parameter.
-func (op scanOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op scanOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 
 // Hashcode hashes the description.
-func (op scanOp) Hashcode() uint32 { return hashOf(op) }
+func (op scanOp) Hashcode() uint32 { return opkit.Hashcode(op) }
 
 // String describes the op.
 func (op scanOp) String() string { return fmt.Sprintf("mamba.scan{softplus=%t}", op.softplus) }
@@ -183,8 +172,8 @@ func parallel(n, workers int, f func(w, b int)) {
 	wg.Wait()
 }
 
-func doScan[T float](op scanOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
+func doScan[T opkit.Float](op scanOp, vs []G.Value) (G.Value, error) {
+	in, shapes, err := opkit.Slices[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +182,7 @@ func doScan[T float](op scanOp, vs []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	u, delta, A, B, C, D := in[0], in[1], in[2], in[3], in[4], in[5]
-	out, y := newDense[T](shapes[0])
+	out, y := opkit.NewDense[T](shapes[0])
 	parallel(dm.b, workers(dm.b), func(_, b int) {
 		h := make([]float64, dm.n)
 		for c := 0; c < dm.d; c++ {
@@ -231,22 +220,22 @@ func (op scanGradOp) gradShapes() []tensor.Shape { return op.shapes }
 func (op scanGradOp) Arity() int { return 7 }
 
 // Type is (u, delta, A, B, C, D, dy) → packed gradients.
-func (op scanGradOp) Type() hm.Type { return fnType(3, 3, 2, 3, 3, 1, 3, 1) }
+func (op scanGradOp) Type() hm.Type { return opkit.FnType(3, 3, 2, 3, 3, 1, 3, 1) }
 
 // InferShape checks the inputs and returns the packed length.
 func (op scanGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 7, in)
+	s, err := opkit.Shapes(op, 7, in)
 	if err != nil {
 		return nil, err
 	}
 	total := 0
 	for i, want := range op.shapes {
-		if !sameShape(s[i], want) {
+		if !slices.Equal(s[i], want) {
 			return nil, errors.Errorf("%v: input %d has shape %v, want %v", op, i, s[i], want)
 		}
 		total += want.TotalSize()
 	}
-	if !sameShape(s[6], s[0]) {
+	if !slices.Equal(s[6], s[0]) {
 		return nil, errors.Errorf("%v: output gradient %v, want %v", op, s[6], s[0])
 	}
 	if _, err := op.dims(s[:6]); err != nil {
@@ -257,21 +246,14 @@ func (op scanGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 
 // Do computes the packed gradients.
 func (op scanGradOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doScanGrad[float64](op, vs)
-	}
-	return doScanGrad[float32](op, vs)
+	return opkit.Dispatch(op, vs, doScanGrad[float64], doScanGrad[float32])
 }
 
 // WriteHash writes the description, which names every parameter.
-func (op scanGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op scanGradOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 
 // Hashcode hashes the description.
-func (op scanGradOp) Hashcode() uint32 { return hashOf(op) }
+func (op scanGradOp) Hashcode() uint32 { return opkit.Hashcode(op) }
 
 // String describes the op.
 func (op scanGradOp) String() string {
@@ -294,18 +276,14 @@ type scanScratch struct {
 	dB, dC  []float64 // [L·n]: one sequence's dB and dC, summed over channels
 }
 
-func doScanGrad[T float](op scanGradOp, vs []G.Value) (G.Value, error) {
-	in, shapes, err := slices[T](op, vs)
-	if err != nil {
-		return nil, err
-	}
-	want, err := op.InferShape(dimSizers(shapes)...)
+func doScanGrad[T opkit.Float](op scanGradOp, vs []G.Value) (G.Value, error) {
+	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
 	dm, _ := op.dims(shapes[:6])
 	u, delta, A, B, C, D, gy := in[0], in[1], in[2], in[3], in[4], in[5], in[6]
-	out, packed := newDense[T](want)
+	out, packed := opkit.NewDense[T](want)
 	bld, bln, dn := dm.b*dm.l*dm.d, dm.b*dm.l*dm.n, dm.d*dm.n
 	du, ddelta := packed[:bld], packed[bld:2*bld]
 	dA := packed[2*bld : 2*bld+dn]
@@ -394,7 +372,7 @@ func doScanGrad[T float](op scanGradOp, vs []G.Value) (G.Value, error) {
 
 // sumParts writes into dst the sum, in order, of the consecutive
 // len(dst)-long blocks of parts.
-func sumParts[T float](dst []T, parts []float64) {
+func sumParts[T opkit.Float](dst []T, parts []float64) {
 	n := len(dst)
 	acc := make([]float64, n)
 	for p := 0; p < len(parts); p += n {

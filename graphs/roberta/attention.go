@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -45,7 +46,7 @@ func selfAttention(q, k, v, mask, drop *G.Node, heads int) (*G.Node, error) {
 
 // attnOp is the forward attention; see selfAttention.
 type attnOp struct {
-	opBase
+	opkit.Base
 	heads   int
 	dropout bool
 }
@@ -59,13 +60,13 @@ func (op attnOp) Arity() int {
 
 func (op attnOp) Type() hm.Type {
 	if op.dropout {
-		return fnType(3, 3, 3, 2, 4, 3)
+		return opkit.FnType(3, 3, 3, 2, 4, 3)
 	}
-	return fnType(3, 3, 3, 2, 3)
+	return opkit.FnType(3, 3, 3, 2, 3)
 }
 
-func (op attnOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op attnOp) Hashcode() uint32      { return hashOf(op) }
+func (op attnOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op attnOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op attnOp) String() string {
 	return fmt.Sprintf("roberta.attention{heads=%d,dropout=%t}", op.heads, op.dropout)
 }
@@ -91,7 +92,7 @@ func (op attnOp) checkShapes(s []tensor.Shape) error {
 }
 
 func (op attnOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -102,31 +103,20 @@ func (op attnOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op attnOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doAttn[float64](op, vs)
-	}
-	return doAttn[float32](op, vs)
+	return opkit.Dispatch(op, vs, doAttn[float64], doAttn[float32])
 }
 
-func doAttn[T float](op attnOp, vs []G.Value) (G.Value, error) {
-	d, dims, err := inputs[T](op, vs)
+func doAttn[T opkit.Float](op attnOp, vs []G.Value) (G.Value, error) {
+	d, _, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(dims...)
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	a := newAttnKernel[T](op, want, d)
 	for bi := 0; bi < a.b; bi++ {
 		for h := 0; h < op.heads; h++ {
 			off := a.probs(bi, h)
-			gemm(false, false, a.t, a.d, a.t, 1, a.pd, a.t, a.v[off:], a.hd, 0, o[off:], a.hd)
+			opkit.Gemm(false, false, a.t, a.d, a.t, 1, a.pd, a.t, a.v[off:], a.hd, 0, o[off:], a.hd)
 		}
 	}
 	return out, nil
@@ -160,7 +150,7 @@ func (op attnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 }
 
 // attnKernel holds one run's operands and the per-head scratch buffers.
-type attnKernel[T float] struct {
+type attnKernel[T opkit.Float] struct {
 	q, k, v, mask, drop []T
 	b, t, hd, d         int
 	heads               int
@@ -168,7 +158,7 @@ type attnKernel[T float] struct {
 	p, pd               []T // probabilities before and after dropout (pd aliases p without dropout)
 }
 
-func newAttnKernel[T float](op attnOp, shape tensor.Shape, d [][]T) *attnKernel[T] {
+func newAttnKernel[T opkit.Float](op attnOp, shape tensor.Shape, d [][]T) *attnKernel[T] {
 	a := &attnKernel[T]{q: d[0], k: d[1], v: d[2], mask: d[3], b: shape[0], t: shape[1], hd: shape[2], heads: op.heads}
 	a.d = a.hd / a.heads
 	a.scale = T(1 / math.Sqrt(float64(a.d)))
@@ -192,7 +182,7 @@ func newAttnKernel[T float](op attnOp, shape tensor.Shape, d [][]T) *attnKernel[
 func (a *attnKernel[T]) probs(bi, h int) int {
 	t := a.t
 	off := bi*t*a.hd + h*a.d
-	gemm(false, true, t, t, a.d, a.scale, a.q[off:], a.hd, a.k[off:], a.hd, 0, a.p, t)
+	opkit.Gemm(false, true, t, t, a.d, a.scale, a.q[off:], a.hd, a.k[off:], a.hd, 0, a.p, t)
 	mask := a.mask[bi*t : (bi+1)*t]
 	for i := 0; i < t; i++ {
 		row := a.p[i*t : (i+1)*t]
@@ -224,19 +214,19 @@ func (a *attnKernel[T]) probs(bi, h int) int {
 // attnGradOp computes the gradients of attnOp's q, k and v from its inputs
 // and the output gradient, stacked as [3, batch, tokens, hidden].
 type attnGradOp struct {
-	opBase
+	opkit.Base
 	fwd attnOp
 }
 
 func (op attnGradOp) Arity() int { return op.fwd.Arity() + 1 }
 func (op attnGradOp) Type() hm.Type {
 	if op.fwd.dropout {
-		return fnType(3, 3, 3, 2, 4, 3, 4)
+		return opkit.FnType(3, 3, 3, 2, 4, 3, 4)
 	}
-	return fnType(3, 3, 3, 2, 3, 4)
+	return opkit.FnType(3, 3, 3, 2, 3, 4)
 }
-func (op attnGradOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op attnGradOp) Hashcode() uint32      { return hashOf(op) }
+func (op attnGradOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op attnGradOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op attnGradOp) String() string        { return fmt.Sprintf("%v.grad", op.fwd) }
 func (op attnGradOp) DiffWRT(n int) []bool  { return make([]bool, n) }
 func (op attnGradOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
@@ -244,7 +234,7 @@ func (op attnGradOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 }
 
 func (op attnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, op.Arity(), in)
+	s, err := opkit.Shapes(op, op.Arity(), in)
 	if err != nil {
 		return nil, err
 	}
@@ -258,26 +248,15 @@ func (op attnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op attnGradOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doAttnGrad[float64](op, vs)
-	}
-	return doAttnGrad[float32](op, vs)
+	return opkit.Dispatch(op, vs, doAttnGrad[float64], doAttnGrad[float32])
 }
 
-func doAttnGrad[T float](op attnGradOp, vs []G.Value) (G.Value, error) {
-	d, dims, err := inputs[T](op, vs)
+func doAttnGrad[T opkit.Float](op attnGradOp, vs []G.Value) (G.Value, error) {
+	d, _, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(dims...)
-	if err != nil {
-		return nil, err
-	}
-	out, all := newDense[T](want)
+	out, all := opkit.NewDense[T](want)
 	a := newAttnKernel[T](op.fwd, want[1:], d[:len(d)-1])
 	dout := d[len(d)-1]
 	n := want[1:].TotalSize()
@@ -288,8 +267,8 @@ func doAttnGrad[T float](op attnGradOp, vs []G.Value) (G.Value, error) {
 		for h := 0; h < a.heads; h++ {
 			off := a.probs(bi, h)
 			// dV = P'ᵀ·dO and dP' = dO·Vᵀ.
-			gemm(true, false, t, a.d, t, 1, a.pd, t, dout[off:], a.hd, 0, dv[off:], a.hd)
-			gemm(false, true, t, t, a.d, 1, dout[off:], a.hd, a.v[off:], a.hd, 0, ds, t)
+			opkit.Gemm(true, false, t, a.d, t, 1, a.pd, t, dout[off:], a.hd, 0, dv[off:], a.hd)
+			opkit.Gemm(false, true, t, t, a.d, 1, dout[off:], a.hd, a.v[off:], a.hd, 0, ds, t)
 			if a.drop != nil {
 				dm := a.drop[(bi*a.heads+h)*t*t:][:t*t]
 				for i := range ds {
@@ -315,8 +294,8 @@ func doAttnGrad[T float](op attnGradOp, vs []G.Value) (G.Value, error) {
 				}
 			}
 			// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
-			gemm(false, false, t, a.d, t, a.scale, ds, t, a.k[off:], a.hd, 0, dq[off:], a.hd)
-			gemm(true, false, t, a.d, t, a.scale, ds, t, a.q[off:], a.hd, 0, dk[off:], a.hd)
+			opkit.Gemm(false, false, t, a.d, t, a.scale, ds, t, a.k[off:], a.hd, 0, dq[off:], a.hd)
+			opkit.Gemm(true, false, t, a.d, t, a.scale, ds, t, a.q[off:], a.hd, 0, dk[off:], a.hd)
 		}
 	}
 	return out, nil
@@ -325,14 +304,14 @@ func doAttnGrad[T float](op attnGradOp, vs []G.Value) (G.Value, error) {
 // pickOp copies part `part` of a stacked tensor [n, ...] of rank rank+1 into
 // a tensor of rank rank. It only appears inside gradients.
 type pickOp struct {
-	opBase
+	opkit.Base
 	part, rank int
 }
 
 func (op pickOp) Arity() int            { return 1 }
-func (op pickOp) Type() hm.Type         { return fnType(op.rank+1, op.rank) }
-func (op pickOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op pickOp) Hashcode() uint32      { return hashOf(op) }
+func (op pickOp) Type() hm.Type         { return opkit.FnType(op.rank+1, op.rank) }
+func (op pickOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op pickOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op pickOp) String() string {
 	return fmt.Sprintf("roberta.pick{part=%d,rank=%d}", op.part, op.rank)
 }
@@ -342,7 +321,7 @@ func (op pickOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 }
 
 func (op pickOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(op, 1, in)
+	s, err := opkit.Shapes(op, 1, in)
 	if err != nil {
 		return nil, err
 	}
@@ -353,26 +332,15 @@ func (op pickOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op pickOp) Do(vs ...G.Value) (G.Value, error) {
-	f64, err := isFloat64(op, vs)
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doPick[float64](op, vs)
-	}
-	return doPick[float32](op, vs)
+	return opkit.Dispatch(op, vs, doPick[float64], doPick[float32])
 }
 
-func doPick[T float](op pickOp, vs []G.Value) (G.Value, error) {
-	d, dims, err := inputs[T](op, vs)
+func doPick[T opkit.Float](op pickOp, vs []G.Value) (G.Value, error) {
+	d, _, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	want, err := op.InferShape(dims...)
-	if err != nil {
-		return nil, err
-	}
-	out, o := newDense[T](want)
+	out, o := opkit.NewDense[T](want)
 	n := len(o)
 	copy(o, d[0][op.part*n:(op.part+1)*n])
 	return out, nil

@@ -2,6 +2,7 @@ package roberta
 
 import (
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -287,7 +288,12 @@ func (bd *builder) lmHead(m *Model) error {
 	if err != nil {
 		return err
 	}
-	m.MLMLogits, err = tiedDecoder(x, table, bias)
+	// The decoder's weight is tied to the word embeddings: x·Eᵀ + bias.
+	logits, err := lilyop.MatMulNT(x, table)
+	if err != nil {
+		return err
+	}
+	m.MLMLogits, err = lilyop.AddBias(logits, bias)
 	return err
 }
 

@@ -253,35 +253,6 @@ func TestFirstTokenGradient(t *testing.T) {
 	}
 }
 
-func TestTiedDecoderGradient(t *testing.T) {
-	rng := rand.New(rand.NewSource(5))
-	for _, xs := range []tensor.Shape{{3, 4}, {2, 3, 4}, {1, 1}} {
-		v := 1 + rng.Intn(5)
-		in := []gradcheck.Input{
-			{Name: "x", Value: gradcheck.Rand(rng, xs...), Diff: true},
-			{Name: "E", Value: gradcheck.Rand(rng, v, xs[len(xs)-1]), Diff: true},
-			{Name: "b", Value: gradcheck.Rand(rng, v), Diff: true},
-		}
-		gradcheck.Check(t, func(g *G.ExprGraph, n G.Nodes) (*G.Node, error) { return tiedDecoder(n[0], n[1], n[2]) }, in, gradcheck.Options{})
-		got := runNode(t, func(g *G.ExprGraph) (*G.Node, error) {
-			return tiedDecoder(leaf(g, "x", in[0].Value), leaf(g, "E", in[1].Value), leaf(g, "b", in[2].Value))
-		})
-		x, e, b := in[0].Value.Data().([]float64), in[1].Value.Data().([]float64), in[2].Value.Data().([]float64)
-		k := xs[len(xs)-1]
-		for r := 0; r < len(x)/k; r++ {
-			for j := 0; j < v; j++ {
-				want := b[j]
-				for c := 0; c < k; c++ {
-					want += x[r*k+c] * e[j*k+c]
-				}
-				if math.Abs(got[r*v+j]-want) > 1e-12 {
-					t.Fatalf("decoder[%d, %d] = %v, want %v", r, j, got[r*v+j], want)
-				}
-			}
-		}
-	}
-}
-
 // Ops that differ in any parameter must hash apart, or Gorgonia merges their
 // nodes; the same op on the same inputs must be one node.
 func TestOpHashesAndIdentity(t *testing.T) {
@@ -290,7 +261,6 @@ func TestOpHashesAndIdentity(t *testing.T) {
 		attnGradOp{fwd: attnOp{heads: 1}}, attnGradOp{fwd: attnOp{heads: 2}}, attnGradOp{fwd: attnOp{heads: 2, dropout: true}},
 		pickOp{part: 0, rank: 3}, pickOp{part: 1, rank: 3}, pickOp{part: 2, rank: 3}, pickOp{part: 0, rank: 2},
 		firstTokenOp{tokens: 3}, firstTokenOp{tokens: 4}, firstTokenOp{tokens: 3, scatter: true},
-		decoderOp{rank: 2}, decoderOp{rank: 3}, decoderOp{rank: 2, part: decGradTable}, decoderOp{rank: 2, part: decGradBias},
 	}
 	seen := map[uint32]int{}
 	for i, op := range ops {
@@ -334,14 +304,12 @@ func TestOpShapeErrors(t *testing.T) {
 	badMask := leaf(g, "bad", padMask(rng, 2, 2, false))
 	flat := leaf(g, "flat", gradcheck.Rand(rng, 3, 4))
 	cases := map[string]func() (*G.Node, error){
-		"k width":        func() (*G.Node, error) { return selfAttention(q, k5, q, mask, nil, 2) },
-		"heads":          func() (*G.Node, error) { return selfAttention(q, q, q, mask, nil, 3) },
-		"mask":           func() (*G.Node, error) { return selfAttention(q, q, q, badMask, nil, 2) },
-		"drop shape":     func() (*G.Node, error) { return selfAttention(q, q, q, mask, mask, 2) },
-		"rank":           func() (*G.Node, error) { return selfAttention(flat, flat, flat, mask, nil, 2) },
-		"first token":    func() (*G.Node, error) { return firstToken(flat) },
-		"decoder widths": func() (*G.Node, error) { return tiedDecoder(k5, flat, leaf(g, "b3", gradcheck.Rand(rng, 3))) },
-		"decoder bias":   func() (*G.Node, error) { return tiedDecoder(q, k5, leaf(g, "b4", gradcheck.Rand(rng, 4))) },
+		"k width":     func() (*G.Node, error) { return selfAttention(q, k5, q, mask, nil, 2) },
+		"heads":       func() (*G.Node, error) { return selfAttention(q, q, q, mask, nil, 3) },
+		"mask":        func() (*G.Node, error) { return selfAttention(q, q, q, badMask, nil, 2) },
+		"drop shape":  func() (*G.Node, error) { return selfAttention(q, q, q, mask, mask, 2) },
+		"rank":        func() (*G.Node, error) { return selfAttention(flat, flat, flat, mask, nil, 2) },
+		"first token": func() (*G.Node, error) { return firstToken(flat) },
 	}
 	for name, f := range cases {
 		if _, err := f(); err == nil {
