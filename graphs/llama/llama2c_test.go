@@ -1,0 +1,204 @@
+package llama
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gorgonia.org/tensor"
+)
+
+// l2cFile is a llama2.c checkpoint written by the test: header values and
+// the float32 tensors in llama2.c's order and [out, in] layout.
+type l2cFile struct {
+	header  [7]int32
+	tensors [][]float32 // token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, freq_real, freq_imag[, wcls]
+}
+
+func newL2CFile(c Config, rng *rand.Rand) *l2cFile {
+	vocab := int32(c.VocabSize)
+	if !c.TiedEmbeddings {
+		vocab = -vocab
+	}
+	f := &l2cFile{header: [7]int32{int32(c.Dim), int32(c.HiddenDim), int32(c.NLayers), int32(c.NHeads), int32(c.NKVHeads), vocab, int32(c.MaxSeqLen)}}
+	d, kv, h, L := c.Dim, c.KVDim(), c.HiddenDim, c.NLayers
+	sizes := []int{c.VocabSize * d, L * d, L * d * d, L * kv * d, L * kv * d, L * d * d, L * d, L * h * d, L * d * h, L * h * d, d,
+		c.MaxSeqLen * c.HeadDim() / 2, c.MaxSeqLen * c.HeadDim() / 2}
+	if !c.TiedEmbeddings {
+		sizes = append(sizes, c.VocabSize*d)
+	}
+	for _, n := range sizes {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.Float64()*2 - 1)
+		}
+		f.tensors = append(f.tensors, v)
+	}
+	return f
+}
+
+func (f *l2cFile) bytes() []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, f.header)
+	for _, t := range f.tensors {
+		binary.Write(&b, binary.LittleEndian, t)
+	}
+	return b.Bytes()
+}
+
+// at returns element [l][r][c] of tensor i seen as [L][rows][cols].
+func (f *l2cFile) at(i, l, rows, cols, r, c int) float64 {
+	return float64(f.tensors[i][(l*rows+r)*cols+c])
+}
+
+func TestLoadLlama2C(t *testing.T) {
+	for _, tied := range []bool{true, false} {
+		c := tinyConfig(tied, Interleaved)
+		c.NormEps, c.RopeTheta = 1e-5, 10000
+		f := newL2CFile(c, rand.New(rand.NewPCG(1, 2)))
+		path := filepath.Join(t.TempDir(), "model.bin")
+		if err := os.WriteFile(path, f.bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+			got, s, err := LoadLlama2C(path, dt)
+			if err != nil {
+				t.Fatalf("%+v", err)
+			}
+			if got != c {
+				t.Fatalf("config %+v, want %+v", got, c)
+			}
+			if s.Dtype() != dt {
+				t.Fatalf("store dtype %v", s.Dtype())
+			}
+			w := refWeights(s)
+			d, kv, h := c.Dim, c.KVDim(), c.HiddenDim
+			check := func(name string, want func(r, col int) float64, rows, cols int) {
+				t.Helper()
+				v := w[name]
+				if len(v) != rows*cols {
+					t.Fatalf("%s has %d values, want %d×%d", name, len(v), rows, cols)
+				}
+				for r := 0; r < rows; r++ {
+					for col := 0; col < cols; col++ {
+						if v[r*cols+col] != want(r, col) {
+							t.Fatalf("%s[%d,%d] = %v, want %v", name, r, col, v[r*cols+col], want(r, col))
+						}
+					}
+				}
+			}
+			check(EmbedName, func(r, col int) float64 { return f.at(0, 0, c.VocabSize, d, r, col) }, c.VocabSize, d)
+			for l := 0; l < c.NLayers; l++ {
+				p := layerPath(l)
+				check(inputNormName(l), func(_, col int) float64 { return f.at(1, l, 1, d, 0, col) }, 1, d)
+				// The store holds [in, out]; llama2.c [out, in].
+				check(p+".self_attn.q_proj.weight", func(r, col int) float64 { return f.at(2, l, d, d, col, r) }, d, d)
+				check(p+".self_attn.k_proj.weight", func(r, col int) float64 { return f.at(3, l, kv, d, col, r) }, d, kv)
+				check(p+".self_attn.v_proj.weight", func(r, col int) float64 { return f.at(4, l, kv, d, col, r) }, d, kv)
+				check(p+".self_attn.o_proj.weight", func(r, col int) float64 { return f.at(5, l, d, d, col, r) }, d, d)
+				check(postNormName(l), func(_, col int) float64 { return f.at(6, l, 1, d, 0, col) }, 1, d)
+				check(p+".mlp.gate_proj.weight", func(r, col int) float64 { return f.at(7, l, h, d, col, r) }, d, h)
+				check(p+".mlp.down_proj.weight", func(r, col int) float64 { return f.at(8, l, d, h, col, r) }, h, d)
+				check(p+".mlp.up_proj.weight", func(r, col int) float64 { return f.at(9, l, h, d, col, r) }, d, h)
+			}
+			check(FinalNormName, func(_, col int) float64 { return f.at(10, 0, 1, d, 0, col) }, 1, d)
+			if !tied {
+				check(HeadName, func(r, col int) float64 { return f.at(13, 0, c.VocabSize, d, col, r) }, d, c.VocabSize)
+			} else if _, ok := s.Get(HeadName); ok {
+				t.Error("a tied model must not have lm_head")
+			}
+			for _, p := range s.Params() {
+				if p.Trainable {
+					t.Errorf("%s is trainable", p.Name)
+				}
+			}
+		}
+	}
+}
+
+func TestLoadLlama2CErrors(t *testing.T) {
+	c := tinyConfig(false, Interleaved)
+	good := newL2CFile(c, rand.New(rand.NewPCG(3, 4))).bytes()
+	header := func(mut func(h []int32)) []byte {
+		h := make([]int32, 7)
+		for i := range h {
+			h[i] = int32(binary.LittleEndian.Uint32(good[4*i:]))
+		}
+		mut(h)
+		var b bytes.Buffer
+		binary.Write(&b, binary.LittleEndian, h)
+		return append(b.Bytes(), good[28:]...)
+	}
+	cases := map[string][]byte{
+		"28-byte header":        good[:20],
+		"implies":               good[:len(good)-4],
+		"bytes, its header":     append(append([]byte(nil), good...), 0, 0, 0, 0),
+		"version ≥ 1":           header(func(h []int32) { h[0] = llama2cMagic }),
+		"multiple of n_heads":   header(func(h []int32) { h[3] = 3 }),
+		"must be positive":      header(func(h []int32) { h[2] = 0 }),
+		"is odd":                header(func(h []int32) { h[0], h[3], h[4] = 6, 2, 2 }),
+		"impossibly large":      header(func(h []int32) { h[0], h[1], h[2], h[3], h[4] = 1<<30, math.MaxInt32, math.MaxInt32, 2, 2 }),
+		"multiple of n_kv_head": header(func(h []int32) { h[4] = 3 }),
+	}
+	dir := t.TempDir()
+	for want, data := range cases {
+		if _, _, err := ParseLlama2C(data, tensor.Float32); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v", want, err)
+		}
+		path := filepath.Join(dir, "bad.bin")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := LoadLlama2C(path, tensor.Float32); err == nil {
+			t.Errorf("%q: LoadLlama2C accepted a bad file", want)
+		}
+	}
+	if _, _, err := LoadLlama2C(filepath.Join(dir, "missing.bin"), tensor.Float32); err == nil {
+		t.Error("a missing file must be an error")
+	}
+	if _, _, err := ParseLlama2C(good, tensor.Int); err == nil {
+		t.Error("an int store must be rejected")
+	}
+}
+
+func TestStories260KConfig(t *testing.T) {
+	c, s, err := LoadLlama2C(sharedData(t, "llama2c/stories260K.bin"), tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Dim: 64, HiddenDim: 172, NLayers: 5, NHeads: 8, NKVHeads: 4, VocabSize: 512, MaxSeqLen: 512, NormEps: 1e-5, RopeTheta: 10000, TiedEmbeddings: true, Rope: Interleaved}
+	if c != want {
+		t.Errorf("config %+v", c)
+	}
+	if _, total := s.Count(); total != 260032 {
+		t.Errorf("%d parameters, want 260,032", total)
+	}
+}
+
+func FuzzParseLlama2C(f *testing.F) {
+	c := Config{Dim: 4, HiddenDim: 3, NLayers: 1, NHeads: 2, NKVHeads: 1, VocabSize: 3, MaxSeqLen: 2, NormEps: 1e-5, RopeTheta: 10000}
+	good := newL2CFile(c, rand.New(rand.NewPCG(5, 6))).bytes()
+	f.Add(good)
+	f.Add(good[:28])
+	f.Add(good[:len(good)-1])
+	c.TiedEmbeddings = true
+	f.Add(newL2CFile(c, rand.New(rand.NewPCG(5, 6))).bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, s, err := ParseLlama2C(data, tensor.Float32)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted an invalid config: %v", err)
+		}
+		n, _ := llama2cFloats(cfg)
+		if _, total := s.Count(); uint64(total) != n-uint64(cfg.MaxSeqLen*cfg.HeadDim()) || 28+4*n != uint64(len(data)) {
+			t.Fatalf("accepted %d bytes holding %d parameters for %+v", len(data), total, cfg)
+		}
+	})
+}
