@@ -2,7 +2,8 @@
 // that owns every tensor outside of any Gorgonia graph, graphs bound to that
 // store (one per shape bucket and train/eval mode), the adapters that plug
 // into every adaptable linear layer (Lily, LoRA, none), and the linear
-// building block that applies them.
+// building block that applies them, plus thin helpers (Embedding, IDs,
+// LayerNorm, RMSNorm, SiLU, GELU) that bind store parameters by name.
 //
 // The flow of a fine-tuning run:
 //
@@ -13,6 +14,8 @@
 //     alone, without allocating.
 //  3. For each batch shape and mode, the model builds a Graph on the store and
 //     calls Linear at every site; Linear calls the adapter.
-//  4. gorgonia.Grad over Graph.Learnables() and a solver step update the
-//     store's tensors, which every graph shares.
+//  4. Graph.Machine differentiates the loss with respect to
+//     Graph.Learnables() and compiles only what the loss and those gradients
+//     need; a solver step updates the store's tensors, which every graph
+//     shares.
 package layers

@@ -15,6 +15,12 @@
 //   - ExpertMix computes s·h·Σ_e w[e]·B[e], mixing the shared pool of
 //     up-projections B with the router's weights.
 //
+// The model graphs share a few more fused ops built the same way: AddBias,
+// MatMulScaled and MatMulNT (x·wᵀ, for heads tied to embedding tables),
+// LayerNorm, RMSNorm, SiLU, GELU (exact erf form), Embed (a gather whose
+// gradient is scatter-added into the table) and CrossEntropy (log-softmax
+// and NLL in one node, with PyTorch's ignore index).
+//
 // Every op implements gorgonia.SDOp, so gorgonia.Grad differentiates through
 // it symbolically, and every op is verified by a float64 central-difference
 // gradient check. The ops accept float32 and float64 tensors.
