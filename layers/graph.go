@@ -29,7 +29,24 @@ type Graph struct {
 // NewGraph starts a graph bound to s; train selects training mode (dropout
 // active) or evaluation mode.
 func (s *Store) NewGraph(train bool) *Graph {
-	return &Graph{G: G.NewGraph(), store: s, train: train, nodes: map[string]*G.Node{}, mixing: map[string]*G.Node{}}
+	return s.graphOn(G.NewGraph(), train)
+}
+
+// BindGraph returns a Graph bound to s that adds its nodes to the existing
+// Gorgonia graph eg, so that a model written in plain Gorgonia can call
+// Linear on its own nodes (package port does this). Every node the Graph
+// makes is named after a store parameter; Gorgonia merges input nodes of
+// equal name, shape and type, so those names must not already be used in eg.
+func (s *Store) BindGraph(eg *G.ExprGraph, train bool) (*Graph, error) {
+	if eg == nil {
+		return nil, errors.New("layers.Store.BindGraph: nil graph")
+	}
+	return s.graphOn(eg, train), nil
+}
+
+// graphOn returns a Graph bound to s whose nodes go into eg.
+func (s *Store) graphOn(eg *G.ExprGraph, train bool) *Graph {
+	return &Graph{G: eg, store: s, train: train, nodes: map[string]*G.Node{}, mixing: map[string]*G.Node{}}
 }
 
 // Store returns the store the graph is bound to.

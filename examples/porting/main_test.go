@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lilygo/lily/adapterfile"
+)
+
+var update = flag.Bool("update", false, "rewrite the diff in docs/porting.md from the two model versions")
+
+// The example end to end on a small budget: porting lifts the accuracy on
+// task B far above the original model's, with a fraction of its parameters,
+// and leaves the original model as it was.
+func TestRun(t *testing.T) {
+	for _, method := range []string{"lily", "lora"} {
+		t.Run(method, func(t *testing.T) {
+			dir := t.TempDir()
+			var out bytes.Buffer
+			res, err := run(config{StepsA: 800, StepsB: 200, Batch: 64, Adapter: method, Rotate: 60, Dir: dir, Seed: 1}, &out)
+			if err != nil {
+				t.Fatalf("%+v", err)
+			}
+			t.Logf("\n%s", out.String())
+			if res.AccA < 0.95 {
+				t.Errorf("the original model reaches only %.3f on task A", res.AccA)
+			}
+			if res.AfterB < 0.9 || res.AfterB < res.BeforeB+0.3 {
+				t.Errorf("accuracy on B went from %.3f to %.3f; want at least 0.9 and 0.3 better", res.BeforeB, res.AfterB)
+			}
+			if res.AdapterParams == 0 || res.AdapterParams > res.FullParams/5 {
+				t.Errorf("%d adapter parameters for a model of %d", res.AdapterParams, res.FullParams)
+			}
+			if res.StillA != res.AccA {
+				t.Errorf("the original model's accuracy on A moved from %.3f to %.3f", res.AccA, res.StillA)
+			}
+			for _, f := range []string{adapterfile.ConfigName, adapterfile.WeightsName} {
+				if _, err := os.Stat(filepath.Join(dir, "adapter", f)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	if _, err := run(config{Adapter: "dora", Dir: t.TempDir()}, new(bytes.Buffer)); err == nil {
+		t.Error("an unknown adapter gave no error")
+	}
+}
+
+// docsPath is the porting guide, relative to this package.
+const docsPath = "../../docs/porting.md"
+
+// The diff that docs/porting.md shows is exactly the diff between the two
+// versions of the example's model. go test -run TestDocsDiff -update
+// rewrites it.
+func TestDocsDiff(t *testing.T) {
+	if _, err := exec.LookPath("diff"); err != nil {
+		t.Fatal("this test needs the diff command (Debian package diffutils)")
+	}
+	cmd := exec.Command("diff", "-u", "--label", "a/model.go", "--label", "b/model.go",
+		"before/model/model.go", "after/model/model.go")
+	want, err := cmd.Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("diff -u: %v (exit status 1 means the files differ)", err)
+	}
+	doc, err := os.ReadFile(docsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const open, fence = "```diff\n", "```\n"
+	start := bytes.Index(doc, []byte(open))
+	if start < 0 {
+		t.Fatalf("%s has no ```diff block", docsPath)
+	}
+	start += len(open)
+	end := bytes.Index(doc[start:], []byte("\n"+fence))
+	if end < 0 {
+		t.Fatalf("%s: the ```diff block is not closed", docsPath)
+	}
+	end += start + 1
+	if *update {
+		fixed := append(append(append([]byte(nil), doc[:start]...), want...), doc[end:]...)
+		if err := os.WriteFile(docsPath, fixed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got := doc[start:end]; !bytes.Equal(got, want) {
+		t.Fatalf("the diff in %s differs from diff -u of the example's two models; run go test ./examples/porting -run TestDocsDiff -update\n--- docs:\n%s\n--- diff -u:\n%s",
+			docsPath, firstLines(string(got), 20), firstLines(string(want), 20))
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "…\n")
+	}
+	return strings.Join(lines, "")
+}
