@@ -1,0 +1,318 @@
+package main
+
+import (
+	"math"
+
+	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/tokenizers/llama2c"
+	"github.com/lilygo/lily/train"
+	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// base is a loaded checkpoint with its tokenizer.
+type base struct {
+	cfg   llama.Config
+	store *layers.Store
+	tok   *llama2c.Tokenizer
+}
+
+// loadBase reads a llama2.c checkpoint (float32, weights frozen) and its
+// tokenizer, checks that they fit, and converts the model to Hugging Face's
+// rotary layout so that adapters on q_proj and k_proj (and adapter files)
+// use the layout PEFT expects. The logits do not change.
+func loadBase(checkpoint, tokenizer string) (*base, error) {
+	cfg, s, err := llama.LoadLlama2C(checkpoint, tensor.Float32)
+	if err != nil {
+		return nil, errors.Wrap(err, "loading the checkpoint")
+	}
+	tok, err := llama2c.Load(tokenizer)
+	if err != nil {
+		return nil, errors.Wrap(err, "loading the tokenizer")
+	}
+	if tok.VocabSize() != cfg.VocabSize {
+		return nil, errors.Errorf("the tokenizer %s has %d tokens but the model %s has %d", tokenizer, tok.VocabSize(), checkpoint, cfg.VocabSize)
+	}
+	if cfg, err = llama.ToHFLayout(cfg, s); err != nil {
+		return nil, errors.Wrap(err, "converting to the Hugging Face rotary layout")
+	}
+	return &base{cfg: cfg, store: s, tok: tok}, nil
+}
+
+// loadAdapter reads an adapter directory written by finetune into the
+// model's store and returns the adapter to build graphs with.
+func (b *base) loadAdapter(dir string) (layers.Adapter, error) {
+	a, err := adapterfile.Load(dir, b.store, b.cfg.Sites())
+	return a, errors.Wrapf(err, "loading the adapter %s", dir)
+}
+
+// shapeKey identifies one compiled graph.
+type shapeKey struct {
+	train         bool
+	batch, length int
+}
+
+// lmGraph is one compiled language-model graph with its loss.
+type lmGraph struct {
+	g      *layers.Graph
+	m      *llama.Model
+	loss   *G.Node
+	vm     G.VM
+	groups []*train.Group // training graphs: this graph's trainable nodes with the shared optimiser
+}
+
+// maxTrainGraphs bounds the training graphs kept compiled. A graph keeps the
+// activations and gradients of its last run (about 80 KB per token position
+// for stories260K), so keeping one per length bucket costs gigabytes, while
+// compiling one takes only tens of milliseconds.
+const maxTrainGraphs = 2
+
+// lm is a model with its adapter (layers.None for full fine-tuning, where
+// every weight is trainable), compiled lazily into one graph per (mode, batch,
+// length): the most recently used maxTrainGraphs training graphs are kept,
+// an evaluation graph only while it is used. All graphs share the store's
+// tensors and one AdamW.
+type lm struct {
+	cfg     llama.Config
+	store   *layers.Store
+	adapter layers.Adapter
+	opt     *train.Group
+	graphs  map[shapeKey]*lmGraph
+	recent  []shapeKey // training graphs, least recently used first
+}
+
+// newLM wraps a model for training with peak learning rate lr and weight
+// decay wd.
+func newLM(cfg llama.Config, s *layers.Store, a layers.Adapter, lr, wd float64) *lm {
+	return &lm{cfg: cfg, store: s, adapter: a, opt: train.NewGroup("trainable", nil, lr, wd), graphs: map[shapeKey]*lmGraph{}}
+}
+
+// graph returns the compiled graph for a mode and shape, building it on
+// first use. Evaluation graphs compute only the loss, no gradients.
+func (l *lm) graph(trainMode bool, batch, length int) (*lmGraph, error) {
+	key := shapeKey{trainMode, batch, length}
+	if trainMode {
+		l.touch(key)
+	}
+	if lg, ok := l.graphs[key]; ok {
+		return lg, nil
+	}
+	g := l.store.NewGraph(trainMode)
+	m, err := llama.Build(g, l.cfg, l.adapter, batch, length)
+	if err != nil {
+		return nil, err
+	}
+	loss, err := m.Loss()
+	if err != nil {
+		return nil, err
+	}
+	lg := &lmGraph{g: g, m: m, loss: loss}
+	if trainMode {
+		lg.vm, err = g.Machine(loss)
+		lg.groups = []*train.Group{{Name: l.opt.Name, PeakLR: l.opt.PeakLR, Nodes: g.Learnables(), Opt: l.opt.Opt}}
+	} else {
+		lg.vm, err = g.Machine(nil, loss)
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "compiling the %d×%d graph", batch, length)
+	}
+	l.graphs[key] = lg
+	return lg, nil
+}
+
+// touch marks the training graph key as the most recently used and releases
+// the least recently used ones beyond maxTrainGraphs.
+func (l *lm) touch(key shapeKey) {
+	for i, k := range l.recent {
+		if k == key {
+			l.recent = append(l.recent[:i], l.recent[i+1:]...)
+			break
+		}
+	}
+	l.recent = append(l.recent, key)
+	for len(l.recent) > maxTrainGraphs {
+		l.release(l.recent[0])
+		l.recent = l.recent[1:]
+	}
+}
+
+// release closes and forgets the graph of key, if compiled.
+func (l *lm) release(key shapeKey) {
+	if lg, ok := l.graphs[key]; ok {
+		lg.vm.Close()
+		delete(l.graphs, key)
+	}
+}
+
+// forward fills the graph for seqs (padded to length) and runs it; it
+// returns the graph and the mean loss over the predicted tokens.
+func (l *lm) forward(trainMode bool, seqs [][]int, length int) (*lmGraph, float64, error) {
+	lg, err := l.graph(trainMode, len(seqs), length)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := lg.m.SetBatch(seqs); err != nil {
+		return nil, 0, err
+	}
+	lg.vm.Reset()
+	if err := lg.vm.RunAll(); err != nil {
+		return nil, 0, errors.Wrap(err, "running the model")
+	}
+	return lg, scalar(lg.loss.Value()), nil
+}
+
+// trainStep runs forward and backward on seqs and applies one optimiser step
+// at the schedule's step. It returns the mean loss per predicted token.
+func (l *lm) trainStep(seqs [][]int, length int, sched train.Schedule, step int) (float64, error) {
+	lg, loss, err := l.forward(true, seqs, length)
+	if err != nil {
+		return 0, errors.Wrapf(err, "training step %d", step)
+	}
+	if err := train.CheckLoss(loss, step); err != nil {
+		return loss, err
+	}
+	return loss, train.Step(lg.groups, sched, step)
+}
+
+// evalResult is the held-out loss of a set of sequences.
+type evalResult struct {
+	NLL        float64 `json:"nll"` // mean negative log-likelihood per predicted token (nats)
+	Perplexity float64 `json:"perplexity"`
+	Tokens     int     `json:"tokens"` // predicted tokens: every real token after the first of each sequence
+}
+
+// evaluate returns the token-weighted held-out loss of seqs in the fixed
+// batches: the sum of every batch's mean loss times its number of predicted
+// tokens, over all predicted tokens. Padding is never predicted. Each
+// evaluation graph is released when the next batch needs another shape
+// (batches sorted by length use each shape once in a row).
+func (l *lm) evaluate(seqs [][]int, batches [][]int, maxLen int) (evalResult, error) {
+	var prev shapeKey
+	defer func() { l.release(prev) }()
+	var sum float64
+	var n int
+	for _, idx := range batches {
+		batch, length := gather(seqs, idx, maxLen)
+		if key := (shapeKey{false, len(batch), length}); key != prev {
+			l.release(prev)
+			prev = key
+		}
+		_, loss, err := l.forward(false, batch, length)
+		if err != nil {
+			return evalResult{}, errors.Wrap(err, "evaluation")
+		}
+		k := predicted(batch)
+		sum += loss * float64(k)
+		n += k
+	}
+	if n == 0 {
+		return evalResult{}, errors.New("evaluation: no token to predict")
+	}
+	nll := sum / float64(n)
+	return evalResult{NLL: nll, Perplexity: math.Exp(nll), Tokens: n}, nil
+}
+
+// mixing runs the held-out batch idx and returns, for every routed Lily
+// site, its mixing weights averaged over the rows of the mixing tensor (one
+// row for batch routing, one per sequence or token otherwise). It returns
+// nil for other adapters.
+func (l *lm) mixing(seqs [][]int, idx []int, maxLen int) (map[string][]float64, error) {
+	if _, ok := l.adapter.(*layers.Lily); !ok {
+		return nil, nil
+	}
+	batch, length := gather(seqs, idx, maxLen)
+	lg, _, err := l.forward(false, batch, length)
+	if err != nil {
+		return nil, errors.Wrap(err, "reading the mixing weights")
+	}
+	defer l.release(shapeKey{false, len(batch), length})
+	out := map[string][]float64{}
+	for path, n := range lg.g.Mixing() {
+		v := layers.Float64s(n.Value().(*tensor.Dense))
+		e := n.Shape()[n.Dims()-1]
+		mean := make([]float64, e)
+		for i, x := range v {
+			mean[i%e] += x * float64(e) / float64(len(v))
+		}
+		out[path] = mean
+	}
+	return out, nil
+}
+
+// close releases every compiled graph.
+func (l *lm) close() {
+	for _, lg := range l.graphs {
+		lg.vm.Close()
+	}
+	l.graphs, l.recent = map[shapeKey]*lmGraph{}, nil
+}
+
+// snapshot copies the values of every trainable parameter.
+func (l *lm) snapshot() map[string][]float64 {
+	out := map[string][]float64{}
+	for _, p := range l.store.Trainable() {
+		out[p.Name] = layers.Float64s(p.Value)
+	}
+	return out
+}
+
+// restore writes a snapshot back into the store's tensors.
+func (l *lm) restore(snap map[string][]float64) {
+	for _, p := range l.store.Trainable() {
+		v, ok := snap[p.Name]
+		if !ok {
+			continue
+		}
+		switch d := p.Value.Data().(type) {
+		case []float32:
+			for i := range d {
+				d[i] = float32(v[i])
+			}
+		case []float64:
+			copy(d, v)
+		}
+	}
+}
+
+// scalar reads a float32 or float64 scalar value (NaN otherwise).
+func scalar(v G.Value) float64 {
+	switch x := v.Data().(type) {
+	case float32:
+		return float64(x)
+	case float64:
+		return x
+	}
+	return math.NaN()
+}
+
+// lilyConfig builds the Lily configuration c asks for.
+func lilyConfig(c ftConfig) (layers.LilyConfig, error) {
+	routing, err := lilyop.ParseRouting(c.LilyRouting)
+	if err != nil {
+		return layers.LilyConfig{}, errors.Wrap(err, "-lily_routing")
+	}
+	return layers.LilyConfig{R: c.LilyR, StrideA: c.LilyStrideA, NumB: c.LilyNumB, Scaling: c.LilyScaling,
+		TargetModules: splitList(c.LilyTargets), Routing: routing, Uniform: c.LilyUniform}, nil
+}
+
+// newAdapter builds the adapter c asks for; full fine-tuning uses
+// layers.None (no adapter: the weights themselves are trained).
+func newAdapter(c ftConfig) (layers.Adapter, error) {
+	switch c.Adapter {
+	case "lily":
+		lc, err := lilyConfig(c)
+		if err != nil {
+			return nil, err
+		}
+		return layers.NewLily(lc)
+	case "lora":
+		return layers.NewLoRA(layers.LoRAConfig{R: c.LoraR, Alpha: c.LoraAlpha, TargetModules: splitList(c.LoraTargets)})
+	case "full":
+		return layers.None{}, nil
+	}
+	return nil, errors.Errorf("unknown adapter %q (use lily, lora or full)", c.Adapter)
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Default data locations, relative to the folder that holds the repository
+// checkout (see sharedPath).
+const (
+	defaultCheckpoint = "llama2c/stories260K.bin"
+	defaultTokenizer  = "llama2c/tok512.bin"
+	defaultGlueDir    = "glue"
+)
+
+// sharedPath returns the path of rel inside the shared data folder
+// ../shared/data. It is looked up relative to the working directory and then
+// relative to every parent up to the repository root (the folder with
+// go.mod), so the defaults work from the repository root as well as from
+// examples/llama (as in tests). When it is found nowhere the
+// working-directory path is returned, for the error message.
+func sharedPath(rel string) string {
+	first := filepath.Join("..", "shared", "data", rel)
+	dir, err := os.Getwd()
+	if err != nil {
+		return first
+	}
+	for {
+		p := filepath.Join(dir, "..", "shared", "data", rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return first
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return first
+		}
+		dir = parent
+	}
+}
+
+// orShared returns path, or the shared data path of rel when path is empty.
+func orShared(path, rel string) string {
+	if path != "" {
+		return path
+	}
+	return sharedPath(rel)
+}
