@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/graphs/mamba"
+	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/train"
+	"github.com/pkg/errors"
+)
+
+// evalPoint is one held-out evaluation during adaptation.
+type evalPoint struct {
+	Step       int     `json:"step"`
+	Perplexity float64 `json:"perplexity"`
+}
+
+// runResult records one adaptation run (one method, one seed).
+type runResult struct {
+	Method      string      `json:"method"`
+	Label       string      `json:"label"`
+	Sites       string      `json:"sites"`
+	Seed        uint64      `json:"seed"`
+	Config      any         `json:"adapter_config"`
+	Trainable   int         `json:"trainable_params"`
+	LR          float64     `json:"lr"`
+	Steps       int         `json:"steps"`
+	Evals       []evalPoint `json:"held_out"`
+	Final       float64     `json:"final_perplexity"`
+	Loss        []float64   `json:"loss_per_step"`
+	Seconds     float64     `json:"seconds"`
+	AdapterDir  string      `json:"adapter_dir"`
+	Interrupted bool        `json:"interrupted"`
+}
+
+// strideA resolves -lily_stride_A: 0 means half the layers, rounded up.
+func strideA(c config, layers int) int {
+	if c.LilyStrideA > 0 {
+		return c.LilyStrideA
+	}
+	return max(1, (layers+1)/2)
+}
+
+// newAdapter returns the adapter of method m for a model with config mc,
+// with its trainable parameter count. LoRA's rank, unless -lora_r sets it,
+// is the one whose count is nearest to Lily's on the same sites.
+func newAdapter(c config, m method, mc mamba.Config) (layers.Adapter, int, error) {
+	sites := mc.Sites()
+	routing, err := lilyop.ParseRouting(c.LilyRouting)
+	if err != nil {
+		return nil, 0, err
+	}
+	lily, err := layers.NewLily(layers.LilyConfig{R: c.LilyR, StrideA: strideA(c, mc.NumHiddenLayers), NumB: c.LilyNumB,
+		Scaling: c.LilyScaling, TargetModules: m.Targets, Routing: routing})
+	if err != nil {
+		return nil, 0, err
+	}
+	lilyN, err := layers.CountParams(lily, sites)
+	if err != nil {
+		return nil, 0, err
+	}
+	if m.Kind == "lily" {
+		return lily, lilyN, nil
+	}
+	r := c.LoraR
+	if r == 0 {
+		one, err := layers.NewLoRA(layers.LoRAConfig{R: 1, Alpha: 1, TargetModules: m.Targets})
+		if err != nil {
+			return nil, 0, err
+		}
+		perRank, err := layers.CountParams(one, sites)
+		if err != nil {
+			return nil, 0, err
+		}
+		r = max(1, int(math.Round(float64(lilyN)/float64(perRank))))
+	}
+	alpha := c.LoraAlpha
+	if alpha == 0 {
+		alpha = float64(r)
+	}
+	lora, err := layers.NewLoRA(layers.LoRAConfig{R: r, Alpha: alpha, TargetModules: m.Targets})
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := layers.CountParams(lora, sites)
+	return lora, n, err
+}
+
+// adapterConfig returns the adapter's configuration for results.json.
+func adapterConfig(a layers.Adapter) any {
+	switch ad := a.(type) {
+	case *layers.Lily:
+		return ad.Config()
+	case *layers.LoRA:
+		return ad.Config()
+	}
+	return nil
+}
+
+// adaptJob is everything one adaptation run needs.
+type adaptJob struct {
+	c       config
+	mc      mamba.Config
+	base    *layers.Store // the pretrained weights, shared and never trained
+	m       method
+	seed    uint64
+	train   windows
+	heldOut []int
+	basePPL float64 // the pretrained model's held-out perplexity (step 0)
+	baseDir string  // where the pretrained model is, for the adapter config
+}
+
+// evalSteps returns the adaptation steps after which to evaluate: every
+// -eval_every steps (default: four times) and the last step.
+func evalSteps(c config) map[int]bool {
+	every := c.EvalEvery
+	if every == 0 {
+		every = max(1, (c.Steps+3)/4)
+	}
+	out := map[int]bool{c.Steps: true}
+	for s := every; s < c.Steps; s += every {
+		out[s] = true
+	}
+	return out
+}
+
+// seedFor derives a generator stream from the seed and a name, so that each
+// method's initialisation differs while all methods see the same batches.
+func seedFor(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// adapt freezes a view of the pretrained model, attaches the method's
+// adapter and trains it with AdamW (no weight decay) under a linear
+// schedule with warm-up, evaluating the held-out perplexity as evalSteps
+// says; then it saves the adapter. A cancelled ctx stops it after the
+// current step; it still evaluates and saves.
+func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, error) {
+	c := j.c
+	res := runResult{Method: j.m.Name, Label: j.m.Label, Sites: j.m.sites(), Seed: j.seed,
+		Evals: []evalPoint{{Step: 0, Perplexity: j.basePPL}}}
+	wrap := func(err error) error { return errors.Wrapf(err, "%s seed %d", j.m.Name, j.seed) }
+	store, err := frozenView(j.base)
+	if err != nil {
+		return res, wrap(err)
+	}
+	ad, n, err := newAdapter(c, j.m, j.mc)
+	if err != nil {
+		return res, wrap(err)
+	}
+	res.Config, res.Trainable = adapterConfig(ad), n
+	sites := j.mc.Sites()
+	if err := layers.Attach(store, ad, sites, rand.New(rand.NewPCG(j.seed, seedFor(j.m.Name)))); err != nil {
+		return res, wrap(err)
+	}
+	g := store.NewGraph(true)
+	m, err := mamba.Build(g, j.mc, ad, c.Batch, c.SeqLen)
+	if err != nil {
+		return res, wrap(errors.Wrap(err, "building the training graph"))
+	}
+	vm, err := g.Machine(m.Loss)
+	if err != nil {
+		return res, wrap(err)
+	}
+	defer vm.Close()
+	ev, err := newEvaluator(store, j.mc, ad, c.Batch, c.SeqLen)
+	if err != nil {
+		return res, wrap(err)
+	}
+	defer ev.close()
+	res.LR = c.LilyLR
+	if j.m.Kind == "lora" {
+		res.LR = c.LoraLR
+	}
+	group := train.NewGroup("adapter", g.Learnables(), res.LR, 0)
+	sched, err := train.NewSchedule(c.Steps, c.WarmupRatio)
+	if err != nil {
+		return res, wrap(err)
+	}
+	at := evalSteps(c)
+	rng := rand.New(rand.NewPCG(j.seed, 0x61646170))
+	ids, labels := make([]int, c.Batch*c.SeqLen), make([]int, c.Batch*c.SeqLen)
+	desc := fmt.Sprintf("%s seed %d", j.m.Name, j.seed)
+	progress := train.NewProgress(c.Steps, desc, progressW)
+	start := time.Now()
+	for step := 0; step < c.Steps; step++ {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		j.train.batch(rng, ids, labels)
+		if err := m.SetInputs(ids, labels, nil); err != nil {
+			return res, wrap(err)
+		}
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			return res, wrap(errors.Wrapf(err, "step %d", step))
+		}
+		loss, err := m.LossValue()
+		if err != nil {
+			return res, wrap(err)
+		}
+		if err := train.CheckLoss(loss, step); err != nil {
+			return res, wrap(err)
+		}
+		if err := train.Step([]*train.Group{group}, sched, step); err != nil {
+			return res, wrap(err)
+		}
+		res.Steps++
+		res.Loss = append(res.Loss, loss)
+		progress.Step(desc, loss, res.LR*sched.Factor(step))
+		if at[res.Steps] {
+			ppl, err := ev.perplexity(j.heldOut)
+			if err != nil {
+				return res, wrap(err)
+			}
+			res.Evals = append(res.Evals, evalPoint{Step: res.Steps, Perplexity: ppl})
+		}
+	}
+	progress.Finish()
+	if last := res.Evals[len(res.Evals)-1]; last.Step != res.Steps {
+		ppl, err := ev.perplexity(j.heldOut)
+		if err != nil {
+			return res, wrap(err)
+		}
+		res.Evals = append(res.Evals, evalPoint{Step: res.Steps, Perplexity: ppl})
+	}
+	res.Final = res.Evals[len(res.Evals)-1].Perplexity
+	res.Seconds = time.Since(start).Seconds()
+	res.AdapterDir = filepath.Join(c.Out, "adapters", fmt.Sprintf("%s-seed%d", j.m.Name, j.seed))
+	err = adapterfile.Save(res.AdapterDir, store, ad, sites, adapterfile.Options{BaseModel: j.baseDir, TaskType: "CAUSAL_LM"})
+	return res, wrap(err)
+}
