@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/glue"
+	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/train"
+	"github.com/pkg/errors"
+)
+
+// Output names inside -out.
+const (
+	resultsFile = "results.json"
+	plotFile    = "training.png"
+	adapterDir  = "adapter"
+)
+
+// defaultMaxLen is -max_len when the model allows it.
+const defaultMaxLen = 128
+
+// lossWindow is how many steps the plotted training loss averages.
+const lossWindow = 20
+
+// trainFraction is the part of dev.tsv used for training when a task has no
+// train.tsv (QNLI in ../shared/data).
+const trainFraction = 0.8
+
+// evalRecord is one evaluation during fine-tuning.
+type evalRecord struct {
+	Step       int                `json:"step"`
+	Epoch      float64            `json:"epoch"`
+	TrainLoss  float64            `json:"train_loss"` // mean over the steps since the previous evaluation
+	Metrics    map[string]float64 `json:"metrics"`
+	Mismatched map[string]float64 `json:"metrics_mismatched,omitempty"` // MNLI dev_mismatched
+}
+
+// bestRecord is the best evaluation by the task's primary metric.
+type bestRecord struct {
+	Metric string  `json:"metric"`
+	Value  float64 `json:"value"`
+	evalRecord
+}
+
+// ftResult is results.json.
+type ftResult struct {
+	Config          ftConfig     `json:"config"`
+	AdapterConfig   any          `json:"adapter_config"`
+	ModelLayers     int          `json:"model_layers"`
+	ModelHidden     int          `json:"model_hidden"`
+	TrainExamples   int          `json:"train_examples"`
+	EvalExamples    int          `json:"eval_examples"`
+	EvalSplit       string       `json:"eval_split"`
+	DataNote        string       `json:"data_note,omitempty"`
+	TrainableParams int          `json:"trainable_params"`
+	AdapterParams   int          `json:"adapter_params"`
+	HeadParams      int          `json:"head_params"`
+	TotalParams     int          `json:"total_params"`
+	Summary         string       `json:"summary"`
+	StepsPerEpoch   int          `json:"steps_per_epoch"`
+	TotalSteps      int          `json:"total_steps"`
+	Steps           int          `json:"steps_done"`
+	Interrupted     bool         `json:"interrupted"`
+	Evals           []evalRecord `json:"evals"`
+	Best            *bestRecord  `json:"best"`
+	Losses          []float64    `json:"train_loss_per_step"`
+	WallSeconds     float64      `json:"wall_seconds"`
+	TrainSeconds    float64      `json:"train_seconds"`
+	TokensPerSecond float64      `json:"train_tokens_per_second"` // real tokens, padding excluded
+	AdapterDir      string       `json:"adapter_dir"`
+}
+
+// runHooks are the progress-bar writer and an optional callback for tests.
+type runHooks struct {
+	progress  io.Writer      // progress bar (os.Stderr when nil)
+	afterStep func(step int) // called after every optimiser step
+}
+
+// taskData is what a fine-tuning run reads from the GLUE folder.
+type taskData struct {
+	train, eval []glue.Example
+	mismatched  []glue.Example // MNLI only
+	evalSplit   string
+	note        string
+}
+
+// loadTaskData reads the task's train and dev splits; without train.tsv it
+// splits dev.tsv (seeded) into a training and an evaluation part.
+func loadTaskData(c ftConfig, task glue.Task) (taskData, error) {
+	var d taskData
+	dev, err := glue.Load(c.GlueDir, task.Name, "dev")
+	if err != nil {
+		return d, errors.Wrapf(err, "reading %s dev", task.Name)
+	}
+	d.eval, d.evalSplit = dev, "dev"
+	trainPath, _ := glue.Path(c.GlueDir, task.Name, "train")
+	if _, statErr := os.Stat(trainPath); errors.Is(statErr, os.ErrNotExist) {
+		if d.train, d.eval, err = glue.Split(dev, trainFraction, c.Seed); err != nil {
+			return d, err
+		}
+		d.evalSplit = fmt.Sprintf("dev (held-out %.0f%%)", 100*(1-trainFraction))
+		d.note = fmt.Sprintf("%s has no train.tsv: training on a seeded %.0f%% of dev.tsv (%d examples) and evaluating on the other %d; these numbers are not comparable with GLUE dev results",
+			task.Name, 100*trainFraction, len(d.train), len(d.eval))
+	} else if d.train, err = glue.Load(c.GlueDir, task.Name, "train"); err != nil {
+		return d, errors.Wrapf(err, "reading %s train", task.Name)
+	}
+	if task.Name == "mnli" {
+		d.evalSplit = "dev_matched"
+		if d.mismatched, err = glue.Load(c.GlueDir, task.Name, "dev_mismatched"); err != nil {
+			return d, errors.Wrap(err, "reading mnli dev_mismatched")
+		}
+	}
+	if len(d.train) == 0 || len(d.eval) == 0 {
+		return d, errors.Errorf("%s: %d training and %d evaluation examples; need both", task.Name, len(d.train), len(d.eval))
+	}
+	return d, nil
+}
+
+// finetune runs one fine-tuning job as c describes and writes results.json,
+// the plot and the adapter to c.Out. A cancelled ctx stops it after the
+// current step; what was done is still written.
+func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ftResult, error) {
+	start := time.Now()
+	task, err := glue.Lookup(c.Task)
+	if err != nil {
+		return nil, err
+	}
+	ck, tok, err := loadEncoder(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	if c.MaxLen == 0 {
+		c.MaxLen = min(defaultMaxLen, ck.Config.MaxSeqLen())
+	}
+	if c.MaxLen > ck.Config.MaxSeqLen() {
+		return nil, errors.Errorf("-max_len %d exceeds the %d positions of the model in %s", c.MaxLen, ck.Config.MaxSeqLen(), c.Model)
+	}
+	if c.LilyStrideA == 0 {
+		c.LilyStrideA = strideFor(ck.Config.NumHiddenLayers, c.recipeBlocks())
+	}
+	data, err := loadTaskData(c, task)
+	if err != nil {
+		return nil, err
+	}
+	trainEx, err := encodeExamples(tok, task, data.train, c.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	evalEx, err := encodeExamples(tok, task, data.eval, c.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	var mismatchedEx []example
+	if data.mismatched != nil {
+		if mismatchedEx, err = encodeExamples(tok, task, data.mismatched, c.MaxLen); err != nil {
+			return nil, err
+		}
+	}
+	ad, err := newAdapter(c)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := newSeqModel(ck, ad, task.NumLabels, c.Seed, c.HeadLR, c.AdapterLR, c.WeightDecay, c.BatchSize, c.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	defer sm.close()
+
+	res := &ftResult{Config: c, AdapterConfig: adapterConfig(ad), ModelLayers: ck.Config.NumHiddenLayers, ModelHidden: ck.Config.HiddenSize,
+		TrainExamples: len(trainEx), EvalExamples: len(evalEx), EvalSplit: data.evalSplit, DataNote: data.note}
+	res.HeadParams, res.AdapterParams, res.TotalParams = sm.counts()
+	res.TrainableParams = res.HeadParams + res.AdapterParams
+	res.Summary = layers.Summary(res.TrainableParams, res.TotalParams)
+	res.StepsPerEpoch = (len(trainEx) + c.BatchSize - 1) / c.BatchSize
+	res.TotalSteps = c.Epochs * res.StepsPerEpoch
+	if c.MaxSteps > 0 {
+		res.TotalSteps = c.MaxSteps
+	}
+	sched, err := train.NewSchedule(res.TotalSteps, c.WarmupRatio)
+	if err != nil {
+		return nil, err
+	}
+
+	fmt.Fprintf(w, "task %s: %d training examples, %d evaluation examples (%s), max_len %d\n", task.Name, len(trainEx), len(evalEx), data.evalSplit, c.MaxLen)
+	if data.note != "" {
+		fmt.Fprintf(w, "NOTE: %s\n", data.note)
+	}
+	fmt.Fprintf(w, "model %s: %d layers, hidden %d; adapter %s %s\n", c.Model, ck.Config.NumHiddenLayers, ck.Config.HiddenSize, c.Adapter, describeAdapter(c))
+	fmt.Fprintf(w, "%s (adapter %d + head %d)\n", res.Summary, res.AdapterParams, res.HeadParams)
+	fmt.Fprintf(w, "%d steps (%d per epoch), batch %d, head lr %g, adapter lr %g, warm-up %g, weight decay %g\n",
+		res.TotalSteps, res.StepsPerEpoch, c.BatchSize, c.HeadLR, c.AdapterLR, c.WarmupRatio, c.WeightDecay)
+	if len(c.FromRecipe) > 0 {
+		fmt.Fprintf(w, "from the %s recipe: %s\n", task.Name, strings.Join(c.FromRecipe, ", "))
+	}
+
+	evalAt := func(step int) bool {
+		if step == res.TotalSteps {
+			return true
+		}
+		if c.EvalEvery > 0 {
+			return step%c.EvalEvery == 0
+		}
+		return step%res.StepsPerEpoch == 0
+	}
+	shuffle := rand.New(rand.NewPCG(c.Seed, 1))
+	dropRNG := rand.New(rand.NewPCG(c.Seed, 2))
+	progress := train.NewProgress(res.TotalSteps, "train", hooks.progress)
+	shownLR := c.AdapterLR // the progress bar shows the adapter's rate, or the head's without adapter
+	if c.Adapter == "none" {
+		shownLR = c.HeadLR
+	}
+	var best map[string][]float64
+	var trainTime time.Duration
+	tokens, lossSince, stepsSince := 0, 0.0, 0
+	step := 0
+loop:
+	for step < res.TotalSteps {
+		for _, idx := range trainBatches(lengths(trainEx), c.BatchSize, shuffle) {
+			if step >= res.TotalSteps {
+				break
+			}
+			if ctx.Err() != nil {
+				res.Interrupted = true
+				break loop
+			}
+			t0 := time.Now()
+			loss, n, err := sm.trainStep(trainEx, idx, c.MaxLen, dropRNG, sched, step)
+			if err != nil {
+				return nil, err
+			}
+			trainTime += time.Since(t0)
+			step++
+			tokens += n
+			lossSince += loss
+			stepsSince++
+			res.Losses = append(res.Losses, loss)
+			progress.Step("train", loss, shownLR*sched.Factor(step-1))
+			if hooks.afterStep != nil {
+				hooks.afterStep(step)
+			}
+			if !evalAt(step) {
+				continue
+			}
+			rec := evalRecord{Step: step, Epoch: float64(step) / float64(res.StepsPerEpoch), TrainLoss: lossSince / float64(stepsSince)}
+			lossSince, stepsSince = 0, 0
+			if rec.Metrics, err = evaluate(sm, task, evalEx, c); err != nil {
+				return nil, err
+			}
+			if mismatchedEx != nil {
+				if rec.Mismatched, err = evaluate(sm, task, mismatchedEx, c); err != nil {
+					return nil, err
+				}
+			}
+			res.Evals = append(res.Evals, rec)
+			mark := ""
+			if res.Best == nil || rec.Metrics[task.Primary] > res.Best.Value {
+				res.Best = &bestRecord{Metric: task.Primary, Value: rec.Metrics[task.Primary], evalRecord: rec}
+				best = sm.snapshot()
+				mark = "  (best)"
+			}
+			fmt.Fprintf(w, "\nstep %d (epoch %.2f): train loss %.4f, %s%s\n", step, rec.Epoch, rec.TrainLoss, formatMetrics(rec), mark)
+		}
+	}
+	progress.Finish()
+	res.Steps = step
+	if res.Interrupted {
+		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done\n", step, res.TotalSteps)
+	}
+	if best != nil {
+		sm.restore(best)
+	}
+	res.TrainSeconds = trainTime.Seconds()
+	if trainTime > 0 {
+		res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
+	}
+	if err := writeFinetuneOutputs(c, sm, task, res); err != nil {
+		return nil, err
+	}
+	res.WallSeconds = time.Since(start).Seconds()
+	if err := train.WriteJSON(filepath.Join(c.Out, resultsFile), res); err != nil {
+		return nil, err
+	}
+	if res.Best != nil {
+		fmt.Fprintf(w, "best %s %.4f at step %d (epoch %.2f); %s\n", res.Best.Metric, res.Best.Value, res.Best.Step, res.Best.Epoch, formatMetrics(res.Best.evalRecord))
+	} else {
+		fmt.Fprintln(w, "no evaluation was run; the adapter holds the weights of the last step")
+	}
+	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, c.Out, res.WallSeconds, res.TokensPerSecond)
+	return res, nil
+}
+
+// evaluate predicts every example and computes the task's metrics.
+func evaluate(sm *seqModel, task glue.Task, exs []example, c ftConfig) (map[string]float64, error) {
+	preds, err := sm.predict(exs, c.BatchSize, c.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	golds := make([]float64, len(exs))
+	for i, e := range exs {
+		golds[i] = e.gold
+	}
+	return glue.Evaluate(task.Name, preds, golds)
+}
+
+// writeFinetuneOutputs saves the adapter with the head and the plot.
+func writeFinetuneOutputs(c ftConfig, sm *seqModel, task glue.Task, res *ftResult) error {
+	res.AdapterDir = filepath.Join(c.Out, adapterDir)
+	err := adapterfile.Save(res.AdapterDir, sm.store, sm.adapter, sm.cfg.Sites(), adapterfile.Options{BaseModel: c.Model, TaskType: "SEQ_CLS"})
+	if err != nil {
+		return errors.Wrap(err, "saving the adapter")
+	}
+	var lossX []float64
+	smoothed := smooth(res.Losses, lossWindow)
+	for i := range smoothed {
+		lossX = append(lossX, float64(i+1))
+	}
+	var evalX, evalY []float64
+	for _, e := range res.Evals {
+		evalX = append(evalX, float64(e.Step))
+		evalY = append(evalY, e.Metrics[task.Primary])
+	}
+	title := fmt.Sprintf("%s, %s: training loss and %s %s", task.Name, c.Adapter, res.EvalSplit, task.Primary)
+	return train.Plot(filepath.Join(c.Out, plotFile), title, "step", "loss / metric",
+		train.Series{Name: fmt.Sprintf("training loss (mean of %d steps)", lossWindow), X: lossX, Y: smoothed},
+		train.Series{Name: res.EvalSplit + " " + task.Primary, X: evalX, Y: evalY})
+}
+
+// formatMetrics renders an evaluation's metrics in a stable order.
+func formatMetrics(r evalRecord) string {
+	var parts []string
+	add := func(prefix string, m map[string]float64) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s%s %.4f", prefix, k, m[k]))
+		}
+	}
+	add("", r.Metrics)
+	add("mismatched ", r.Mismatched)
+	return strings.Join(parts, ", ")
+}
+
+// describeAdapter summarises the adapter settings in one line.
+func describeAdapter(c ftConfig) string {
+	switch c.Adapter {
+	case "lily":
+		return fmt.Sprintf("(r %d, stride_A %d, num_B %d, scaling %g, targets %s, routing %s)", c.LilyR, c.LilyStrideA, c.LilyNumB, c.LilyScaling, c.LilyTargets, c.LilyRouting)
+	case "lora":
+		return fmt.Sprintf("(r %d, alpha %g, targets %s)", c.LoraR, c.LoraAlpha, c.LoraTargets)
+	}
+	return "(head only)"
+}
