@@ -109,25 +109,34 @@ func (None) Apply(_ *Graph, _ Site, x, w, b *G.Node) (*G.Node, error) { return B
 // weight and bias from the store and lets adapter a (nil means None) compute
 // the output.
 func Linear(g *Graph, a Adapter, site Site, x *G.Node) (*G.Node, error) {
-	w, err := g.Param(site.Weight)
+	w, b, err := linearParams(g, site, x)
 	if err != nil {
-		return nil, errors.Wrapf(err, "linear %s", site.Path)
-	}
-	if s := w.Shape(); len(s) != 2 || s[0] != site.DIn || s[1] != site.DOut {
-		return nil, errors.Errorf("linear %s: weight %q has shape %v, the site says [%d, %d]", site.Path, site.Weight, s, site.DIn, site.DOut)
-	}
-	if x.Dims() < 2 || x.Shape()[x.Dims()-1] != site.DIn {
-		return nil, errors.Errorf("linear %s: input shape %v, want [..., %d]", site.Path, x.Shape(), site.DIn)
-	}
-	var b *G.Node
-	if site.Bias != "" {
-		if b, err = g.Param(site.Bias); err != nil {
-			return nil, errors.Wrapf(err, "linear %s", site.Path)
-		}
+		return nil, err
 	}
 	if a == nil {
 		a = None{}
 	}
 	y, err := a.Apply(g, site, x, w, b)
 	return y, errors.Wrapf(err, "linear %s (%s)", site.Path, a.Method())
+}
+
+// linearParams binds the site's frozen weight and bias (nil without one)
+// and checks them and x against the site's widths.
+func linearParams(g *Graph, site Site, x *G.Node) (w, b *G.Node, err error) {
+	w, err = g.Param(site.Weight)
+	if err != nil {
+		return nil, nil, errors.Wrapf(err, "linear %s", site.Path)
+	}
+	if s := w.Shape(); len(s) != 2 || s[0] != site.DIn || s[1] != site.DOut {
+		return nil, nil, errors.Errorf("linear %s: weight %q has shape %v, the site says [%d, %d]", site.Path, site.Weight, s, site.DIn, site.DOut)
+	}
+	if x.Dims() < 2 || x.Shape()[x.Dims()-1] != site.DIn {
+		return nil, nil, errors.Errorf("linear %s: input shape %v, want [..., %d]", site.Path, x.Shape(), site.DIn)
+	}
+	if site.Bias != "" {
+		if b, err = g.Param(site.Bias); err != nil {
+			return nil, nil, errors.Wrapf(err, "linear %s", site.Path)
+		}
+	}
+	return w, b, nil
 }

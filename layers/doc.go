@@ -13,7 +13,9 @@
 //     them to the store, trainable. CountParams does the same from shapes
 //     alone, without allocating.
 //  3. For each batch shape and mode, the model builds a Graph on the store and
-//     calls Linear at every site; Linear calls the adapter.
+//     calls Linear at every site; Linear calls the adapter. Sites that read
+//     the same input (query, key, value) go through LinearGroup, which lets
+//     Lily and LoRA compute all their down-projections of it as one GEMM.
 //  4. Graph.Machine differentiates the loss with respect to
 //     Graph.Learnables() and compiles only what the loss and those gradients
 //     need; a solver step updates the store's tensors, which every graph

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/lilygo/lily/gorgoniafix"
+	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -137,6 +138,14 @@ func (g *Graph) Mixing() map[string]*G.Node { return g.mixing }
 // costs about a third of a fine-tuning step. With no learnables (an
 // evaluation graph) it only computes loss and the extra outputs; loss may
 // then be nil.
+//
+// The machine also lets this module's ops recycle their output buffers from
+// run to run (opkit.EnableReuse) where only this module's ops read them, so
+// a step does not allocate and zero every activation anew: the values of
+// such intermediate nodes are valid until the next run. The loss, the extra
+// outputs and the routers' mixing weights (Mixing) always get fresh values,
+// as with a plain TapeMachine; pass a node as an extra output to keep its
+// values across runs.
 func (g *Graph) Machine(loss *G.Node, extra ...*G.Node) (G.VM, error) {
 	outputs := append(G.Nodes{}, extra...)
 	wrt := g.Learnables()
@@ -158,5 +167,13 @@ func (g *Graph) Machine(loss *G.Node, extra ...*G.Node) (G.VM, error) {
 	if err != nil {
 		return nil, errors.Wrap(err, "compiling the graph")
 	}
+	keep := append(G.Nodes{}, extra...)
+	if loss != nil {
+		keep = append(keep, loss)
+	}
+	for _, m := range g.mixing {
+		keep = append(keep, m)
+	}
+	opkit.EnableReuse(g.G, keep)
 	return G.NewTapeMachine(g.G, G.WithPrecompiled(prog, locs), G.BindDualValues(wrt...)), nil
 }

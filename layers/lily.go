@@ -176,22 +176,91 @@ func (l *Lily) Apply(g *Graph, site Site, x, w, b *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.sites == nil {
-		return nil, errors.New("lily adapter used before Layout/Attach")
-	}
-	ls, ok := l.sites[site.Path]
-	if !ok || l.merged {
-		return base, nil
+	ls, ok, err := l.site(site)
+	if err != nil || !ok {
+		return base, err
 	}
 	A, err := g.Param(ls.a)
 	if err != nil {
 		return nil, err
 	}
-	B, err := g.Param(ls.b)
+	h, err := lilyop.MatMul(x, A)
 	if err != nil {
 		return nil, err
 	}
-	h, err := lilyop.MatMul(x, A)
+	return l.up(g, site, ls, base, h)
+}
+
+// ApplyGroup applies the adapter to sites that all read x, as Apply does
+// for each, but computes every adapted site's h = x·A as one GEMM
+// (lilyop.MatMulShared), whose backward pass also sums their input
+// gradients in one GEMM.
+func (l *Lily) ApplyGroup(g *Graph, sites []Site, x *G.Node, ws, bs G.Nodes) (G.Nodes, error) {
+	out := make(G.Nodes, len(sites))
+	var as G.Nodes
+	at := map[string]int{}
+	var adapted []int
+	for i, s := range sites {
+		var err error
+		if out[i], err = Base(x, ws[i], bs[i]); err != nil {
+			return nil, err
+		}
+		ls, ok, err := l.site(s)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		adapted = append(adapted, i)
+		if _, seen := at[ls.a]; !seen {
+			A, err := g.Param(ls.a)
+			if err != nil {
+				return nil, err
+			}
+			at[ls.a] = len(as)
+			as = append(as, A)
+		}
+		// Bind B and the router now, so that the graph's learnables come
+		// in the same order as from Apply site by site.
+		if _, err := g.Param(ls.b); err != nil {
+			return nil, err
+		}
+		if _, isFrozen := l.frozen[s.Path]; !isFrozen && !l.cfg.Uniform {
+			if _, err := g.Param(ls.rout); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(adapted) == 0 {
+		return out, nil
+	}
+	hs, err := lilyop.MatMulShared(x, as...)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range adapted {
+		ls := l.sites[sites[i].Path]
+		if out[i], err = l.up(g, sites[i], ls, out[i], hs[at[ls.a]]); err != nil {
+			return nil, errors.Wrapf(err, "linear %s (lily)", sites[i].Path)
+		}
+	}
+	return out, nil
+}
+
+// site returns the layout of an adapted site; ok is false when the site is
+// not adapted or the adapter is merged.
+func (l *Lily) site(site Site) (ls lilySite, ok bool, err error) {
+	if l.sites == nil {
+		return ls, false, errors.New("lily adapter used before Layout/Attach")
+	}
+	ls, ok = l.sites[site.Path]
+	return ls, ok && !l.merged, nil
+}
+
+// up returns base + scaling·h·Σ_e mix[e]·B[e] for the site's h = x·A.
+func (l *Lily) up(g *Graph, site Site, ls lilySite, base, h *G.Node) (*G.Node, error) {
+	B, err := g.Param(ls.b)
 	if err != nil {
 		return nil, err
 	}

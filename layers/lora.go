@@ -115,17 +115,11 @@ func (l *LoRA) Apply(g *Graph, site Site, x, w, b *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.sites == nil {
-		return nil, errors.New("lora adapter used before Layout/Attach")
+	ok, err := l.adapted(site)
+	if err != nil || !ok {
+		return base, err
 	}
-	if !l.sites[site.Path] || l.merged {
-		return base, nil
-	}
-	A, err := g.Param(site.Path + ".lora_A.weight")
-	if err != nil {
-		return nil, err
-	}
-	B, err := g.Param(site.Path + ".lora_B.weight")
+	A, B, err := l.params(g, site)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +131,81 @@ func (l *LoRA) Apply(g *Graph, site Site, x, w, b *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	return l.up(base, h, B)
+}
+
+// ApplyGroup applies the adapter to sites that all read x, as Apply does
+// for each; without dropout (or in an evaluation graph) it computes every
+// adapted site's x·A as one GEMM (lilyop.MatMulShared), whose backward pass
+// also sums their input gradients in one GEMM.
+func (l *LoRA) ApplyGroup(g *Graph, sites []Site, x *G.Node, ws, bs G.Nodes) (G.Nodes, error) {
+	out := make(G.Nodes, len(sites))
+	if l.cfg.Dropout > 0 && g.Train() {
+		// Every site draws its own dropout mask on x: nothing is shared.
+		for i, s := range sites {
+			var err error
+			if out[i], err = l.Apply(g, s, x, ws[i], bs[i]); err != nil {
+				return nil, errors.Wrapf(err, "linear %s (lora)", s.Path)
+			}
+		}
+		return out, nil
+	}
+	var as, bsUp G.Nodes
+	var adapted []int
+	for i, s := range sites {
+		var err error
+		if out[i], err = Base(x, ws[i], bs[i]); err != nil {
+			return nil, err
+		}
+		ok, err := l.adapted(s)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		A, B, err := l.params(g, s)
+		if err != nil {
+			return nil, err
+		}
+		adapted = append(adapted, i)
+		as, bsUp = append(as, A), append(bsUp, B)
+	}
+	if len(adapted) == 0 {
+		return out, nil
+	}
+	hs, err := lilyop.MatMulShared(x, as...)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range adapted {
+		if out[i], err = l.up(out[i], hs[j], bsUp[j]); err != nil {
+			return nil, errors.Wrapf(err, "linear %s (lora)", sites[i].Path)
+		}
+	}
+	return out, nil
+}
+
+// adapted reports whether the site gets an adapter term (it is adapted and
+// the adapter is not merged).
+func (l *LoRA) adapted(site Site) (bool, error) {
+	if l.sites == nil {
+		return false, errors.New("lora adapter used before Layout/Attach")
+	}
+	return l.sites[site.Path] && !l.merged, nil
+}
+
+// params binds the site's A and B.
+func (l *LoRA) params(g *Graph, site Site) (A, B *G.Node, err error) {
+	if A, err = g.Param(site.Path + ".lora_A.weight"); err != nil {
+		return nil, nil, err
+	}
+	B, err = g.Param(site.Path + ".lora_B.weight")
+	return A, B, err
+}
+
+// up returns base + scaling·h·B.
+func (l *LoRA) up(base, h, B *G.Node) (*G.Node, error) {
 	delta, err := lilyop.MatMulScaled(h, B, l.cfg.Scaling())
 	if err != nil {
 		return nil, err

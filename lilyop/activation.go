@@ -25,7 +25,7 @@ func applyAct(kind actKind, x *G.Node) (*G.Node, error) {
 	if x == nil || x.Dims() < 1 {
 		return nil, errors.Errorf("lilyop.%v: need a tensor of rank ≥ 1", kind)
 	}
-	n, err := G.ApplyOp(actOp{kind: kind, rank: x.Dims()}, x)
+	n, err := opkit.Apply(actOp{kind: kind, rank: x.Dims()}, x)
 	return n, errors.Wrapf(err, "lilyop.%v(%v)", kind, x.Shape())
 }
 
@@ -40,13 +40,24 @@ const (
 func (k actKind) String() string { return [...]string{"SiLU", "GELU"}[k] }
 
 // f returns the activation and its derivative at v.
-func (k actKind) f(v float64) (y, dy float64) {
+func (k actKind) f(v float64) (y, dy float64) { return k.y(v), k.dy(v) }
+
+// y returns the activation at v.
+func (k actKind) y(v float64) float64 {
+	if k == silu {
+		return v / (1 + math.Exp(-v))
+	}
+	return 0.5 * v * (1 + math.Erf(v*(1/math.Sqrt2)))
+}
+
+// dy returns the activation's derivative at v.
+func (k actKind) dy(v float64) float64 {
 	if k == silu {
 		s := 1 / (1 + math.Exp(-v))
-		return v * s, s * (1 + v*(1-s))
+		return s * (1 + v*(1-s))
 	}
-	phi := 0.5 * (1 + math.Erf(v/math.Sqrt2))
-	return v * phi, phi + v*math.Exp(-0.5*v*v)/math.Sqrt(2*math.Pi)
+	phi := 0.5 * (1 + math.Erf(v*(1/math.Sqrt2)))
+	return phi + v*math.Exp(-0.5*v*v)*(1/math.Sqrt(2*math.Pi))
 }
 
 // actOp applies an activation elementwise; with grad set it maps (x, dy) to
@@ -104,15 +115,33 @@ func doAct[T opkit.Float](op actOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
-	for i, v := range in[0] {
-		y, dy := op.kind.f(float64(v))
-		if op.grad {
-			o[i] = T(dy * float64(in[1][i]))
-		} else {
-			o[i] = T(y)
+	out, o := opkit.Output[T](op.OutputSlot(), want, false) // every element is written
+	x := in[0]
+	// Forward computes only the activation, backward only its derivative;
+	// the elements are split across goroutines.
+	x32, is32 := any(x).([]float32)
+	opkit.Parallel(len(x), opkit.ElementGrain/16, func(lo, hi int) {
+		if is32 && op.kind == gelu {
+			// float32: Φ and φ from tables (normtable.go).
+			o32 := any(o).([]float32)
+			if op.grad {
+				gelu32GradRows(o32[lo:hi], x32[lo:hi], any(in[1]).([]float32)[lo:hi])
+				return
+			}
+			gelu32Rows(o32[lo:hi], x32[lo:hi])
+			return
 		}
-	}
+		if op.grad {
+			g := in[1]
+			for i := lo; i < hi; i++ {
+				o[i] = T(op.kind.dy(float64(x[i])) * float64(g[i]))
+			}
+			return
+		}
+		for i := lo; i < hi; i++ {
+			o[i] = T(op.kind.y(float64(x[i])))
+		}
+	})
 	return out, opkit.CheckOut(op, out, want)
 }
 
@@ -129,7 +158,7 @@ func (op actOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.grad || len(in) != 1 {
 		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 	}
-	dx, err := G.ApplyOp(actOp{kind: op.kind, grad: true, rank: op.rank}, in[0], grad)
+	dx, err := opkit.Apply(actOp{kind: op.kind, grad: true, rank: op.rank}, in[0], grad)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v: gradient", op)
 	}

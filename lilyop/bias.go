@@ -19,7 +19,7 @@ func AddBias(x, b *G.Node) (*G.Node, error) {
 		return nil, errors.Errorf("lilyop.AddBias: need x [..., d] and b [d], got %v and %v", x.Shape(), b.Shape())
 	}
 	op := biasOp{rank: x.Dims()}
-	n, err := G.ApplyOp(op, x, b)
+	n, err := opkit.Apply(op, x, b)
 	return n, errors.Wrapf(err, "lilyop.AddBias(%v, %v)", x.Shape(), b.Shape())
 }
 
@@ -76,19 +76,46 @@ func doBias[T opkit.Float](op biasOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
+	out, o := opkit.Output[T](op.OutputSlot(), want, op.sum) // the sum accumulates
 	x := in[0]
 	d := shapes[0][len(shapes[0])-1]
+	rows := len(x) / d
 	if op.sum {
-		for i, v := range x {
-			o[i%d] += v
+		// Each goroutine sums its own rows; the partial sums are added in
+		// a fixed order, so the result does not depend on scheduling.
+		parts := opkit.Parts(rows, max(1, opkit.ElementGrain/d))
+		partial := make([][]T, parts)
+		opkit.Parallel(parts, 1, func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				acc := o
+				if p > 0 {
+					acc = make([]T, d)
+				}
+				for r := rows * p / parts; r < rows*(p+1)/parts; r++ {
+					xr := x[r*d : (r+1)*d]
+					for j, v := range xr {
+						acc[j] += v
+					}
+				}
+				partial[p] = acc
+			}
+		})
+		for _, acc := range partial[1:] {
+			for j, v := range acc {
+				o[j] += v
+			}
 		}
 		return out, opkit.CheckOut(op, out, want)
 	}
-	b := in[1]
-	for i, v := range x {
-		o[i] = v + b[i%d]
-	}
+	b := in[1][:d]
+	opkit.Parallel(rows, max(1, opkit.ElementGrain/d), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr, or := x[r*d:(r+1)*d], o[r*d:(r+1)*d]
+			for j, v := range xr {
+				or[j] = v + b[j]
+			}
+		}
+	})
 	return out, opkit.CheckOut(op, out, want)
 }
 
@@ -104,7 +131,7 @@ func (op biasOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.sum || len(in) != 2 {
 		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 	}
-	db, err := G.ApplyOp(biasOp{rank: op.rank, sum: true}, grad)
+	db, err := opkit.Apply(biasOp{rank: op.rank, sum: true}, grad)
 	if err != nil {
 		return nil, errors.Wrap(err, "bias gradient")
 	}

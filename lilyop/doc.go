@@ -15,6 +15,10 @@
 //   - ExpertMix computes s·h·Σ_e w[e]·B[e], mixing the shared pool of
 //     up-projections B with the router's weights.
 //
+// MatMulShared computes x·A_i for several matrices reading one input as a
+// single GEMM (and its backward pass as two), which layers.LinearGroup uses
+// for the down-projections of query, key and value.
+//
 // The model graphs share a few more fused ops built the same way: AddBias,
 // MatMulScaled and MatMulNT (x·wᵀ, for heads tied to embedding tables),
 // LayerNorm, RMSNorm, SiLU, GELU (exact erf form), Embed (a gather whose
@@ -24,4 +28,11 @@
 // Every op implements gorgonia.SDOp, so gorgonia.Grad differentiates through
 // it symbolically, and every op is verified by a float64 central-difference
 // gradient check. The ops accept float32 and float64 tensors.
+//
+// Speed: row and element loops (AddBias, LayerNorm, RMSNorm, GELU, SiLU)
+// are split across GOMAXPROCS goroutines; float32 GELU reads Φ and φ from
+// cubic tables (error far below float32 resolution) instead of calling
+// math.Erf and math.Exp per element. The openblas build runs OpenBLAS on one
+// thread and splits large GEMMs across goroutines itself (see
+// docs/performance.md for the measurements).
 package lilyop

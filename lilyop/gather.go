@@ -25,7 +25,7 @@ func Embed(table, ids *G.Node) (*G.Node, error) {
 		return nil, errors.Errorf("lilyop.Embed: ids have dtype %v, want tensor.Int", ids.Dtype())
 	}
 	op := embedOp{idsRank: ids.Dims(), vocab: table.Shape()[0]}
-	n, err := G.ApplyOp(op, table, ids)
+	n, err := opkit.Apply(op, table, ids)
 	return n, errors.Wrapf(err, "lilyop.Embed(%v, %v)", table.Shape(), ids.Shape())
 }
 
@@ -119,7 +119,7 @@ func doEmbed[T opkit.Float](op embedOp, ids []int, idsShape tensor.Shape, v G.Va
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
+	out, o := opkit.Output[T](op.OutputSlot(), want, op.scatter) // the scatter accumulates
 	d := want[len(want)-1]
 	src := in[0]
 	for i, id := range ids {
@@ -150,7 +150,7 @@ func (op embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	}
 	sc := op
 	sc.scatter = true
-	dt, err := G.ApplyOp(sc, in[1], grad)
+	dt, err := opkit.Apply(sc, in[1], grad)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v: table gradient", op)
 	}

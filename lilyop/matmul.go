@@ -75,7 +75,7 @@ func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
 	case tn:
 		op.outRnk = 2
 	}
-	n, err := G.ApplyOp(op, a, b)
+	n, err := opkit.Apply(op, a, b)
 	return n, errors.Wrapf(err, "applying %v to %v and %v", op, a.Shape(), b.Shape())
 }
 
@@ -132,7 +132,7 @@ func doGemm[T opkit.Float](op gemmOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, c := opkit.NewDense[T](want)
+	out, c := opkit.Output[T](op.OutputSlot(), want, false) // beta = 0 writes all of c
 	a, b := d[0], d[1]
 	sa, sb := shapes[0], shapes[1]
 	k := sa[len(sa)-1]

@@ -32,7 +32,7 @@ func ExpertMix(h, w, B *G.Node, mode Routing, scale float64) (*G.Node, error) {
 	if w.Dims() != op.wRank() {
 		return nil, errors.Errorf("lilyop.ExpertMix: %v routing needs mixing weights of rank %d, got %v", mode, op.wRank(), w.Shape())
 	}
-	n, err := G.ApplyOp(op, h, w, B)
+	n, err := opkit.Apply(op, h, w, B)
 	return n, errors.Wrapf(err, "lilyop.ExpertMix(%v, %v, %v)", h.Shape(), w.Shape(), B.Shape())
 }
 
@@ -129,7 +129,7 @@ func doMix[T opkit.Float](op mixOp, vs []G.Value) (G.Value, error) {
 	h, w, b := in[0], in[1], in[2]
 	hs, bs := shapes[0], shapes[2]
 	m, r, e, d := rows(hs), bs[1], bs[0], bs[2]
-	out, y := opkit.NewDense[T](want)
+	out, y := opkit.Output[T](op.OutputSlot(), want, op.mode == Token) // token routing accumulates
 	s := T(op.scale)
 	if op.mode == Token {
 		tmp := make([]T, m*d)
@@ -164,7 +164,7 @@ func (op mixOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	h, w, b := in[0], in[1], in[2]
 	apply := func(kind mixGradKind, args ...*G.Node) (*G.Node, error) {
 		g := mixGradOp{mixOp: op, kind: kind}
-		n, err := G.ApplyOp(g, args...)
+		n, err := opkit.Apply(g, args...)
 		return n, errors.Wrapf(err, "%v", g)
 	}
 	dh, err := apply(gradH, w, b, grad)
@@ -324,7 +324,7 @@ func doMixGrad[T opkit.Float](op mixGradOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
+	out, o := opkit.Output[T](op.OutputSlot(), want, true)
 	s := T(op.scale)
 	switch op.kind {
 	case gradH:

@@ -21,7 +21,7 @@ func RMSNorm(x, weight *G.Node, eps float64) (*G.Node, error) {
 		return nil, err
 	}
 	op := normOp{kind: rmsNorm, part: normForward, eps: eps, rank: x.Dims()}
-	n, err := G.ApplyOp(op, x, weight)
+	n, err := opkit.Apply(op, x, weight)
 	return n, errors.Wrapf(err, "lilyop.RMSNorm(%v, %v)", x.Shape(), weight.Shape())
 }
 
@@ -34,7 +34,7 @@ func LayerNorm(x, gamma, beta *G.Node, eps float64) (*G.Node, error) {
 		return nil, err
 	}
 	op := normOp{kind: layerNorm, part: normForward, eps: eps, rank: x.Dims()}
-	n, err := G.ApplyOp(op, x, gamma, beta)
+	n, err := opkit.Apply(op, x, gamma, beta)
 	return n, errors.Wrapf(err, "lilyop.LayerNorm(%v, %v, %v)", x.Shape(), gamma.Shape(), beta.Shape())
 }
 
@@ -160,96 +160,114 @@ func (op normOp) Do(vs ...G.Value) (G.Value, error) {
 	return opkit.Dispatch(op, vs, doNorm[float64], doNorm[float32])
 }
 
-// stats returns the mean (0 for RMSNorm) and the reciprocal root of the
-// variance (mean square for RMSNorm) plus eps of one row.
-func (op normOp) stats(x []float64) (mean, rstd float64) {
-	n := float64(len(x))
-	if op.kind == layerNorm {
-		for _, v := range x {
-			mean += v
-		}
-		mean /= n
-	}
-	var ss float64
-	for _, v := range x {
-		ss += (v - mean) * (v - mean)
-	}
-	return mean, 1 / math.Sqrt(ss/n+op.eps)
-}
-
 func doNorm[T opkit.Float](op normOp, vs []G.Value) (G.Value, error) {
 	in, shapes, want, err := opkit.Inputs[T](op, vs)
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
+	out, o := opkit.Output[T](op.OutputSlot(), want, false) // every element is written
 	d := shapes[0][len(shapes[0])-1]
 	m := rows(shapes[0])
-	if op.part == normGradBias {
-		for i, v := range in[0] {
-			o[i%d] += v
+	grain := max(1, opkit.ElementGrain/(4*d))
+	if op.part == normGradBias || op.part == normGradWeight {
+		// Column sums over rows: each goroutine accumulates its own rows in
+		// float64, and the partial sums are added in a fixed order.
+		parts := opkit.Parts(m, grain)
+		partial := make([][]float64, parts)
+		opkit.Parallel(parts, 1, func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				acc := make([]float64, d)
+				normRows(op, in, o, d, m*p/parts, m*(p+1)/parts, acc)
+				partial[p] = acc
+			}
+		})
+		for j := range o {
+			var s float64
+			for _, acc := range partial {
+				s += acc[j]
+			}
+			o[j] = T(s)
 		}
 		return out, opkit.CheckOut(op, out, want)
 	}
+	opkit.Parallel(m, grain, func(lo, hi int) { normRows(op, in, o, d, lo, hi, nil) })
+	return out, opkit.CheckOut(op, out, want)
+}
+
+// normRows computes rows [lo, hi) of the op's part: rows of o for the
+// forward pass and the input gradient, or the column sums of those rows
+// into acc for the weight and bias gradients.
+func normRows[T opkit.Float](op normOp, in [][]T, o []T, d, lo, hi int, acc []float64) {
 	x := in[0]
-	xr := make([]float64, d)  // the row in float64
-	xh := make([]float64, d)  // the normalised row
-	acc := make([]float64, d) // weight-gradient accumulator
-	for r := 0; r < m; r++ {
+	if op.part == normGradBias {
+		for r := lo; r < hi; r++ {
+			for j, v := range x[r*d : (r+1)*d] {
+				acc[j] += float64(v)
+			}
+		}
+		return
+	}
+	n := float64(d)
+	for r := lo; r < hi; r++ {
 		row := x[r*d : (r+1)*d]
-		for j, v := range row {
-			xr[j] = float64(v)
+		// mean (0 for RMSNorm) and rstd = 1/√(variance (mean square for
+		// RMSNorm) + eps) of the row in float64; x̂_j = (x_j − mean)·rstd is
+		// recomputed where needed instead of being stored.
+		var mean float64
+		if op.kind == layerNorm {
+			for _, v := range row {
+				mean += float64(v)
+			}
+			mean /= n
 		}
-		mean, rstd := op.stats(xr)
-		for j, v := range xr {
-			xh[j] = (v - mean) * rstd
+		var ss float64
+		for _, v := range row {
+			c := float64(v) - mean
+			ss += c * c
 		}
+		rstd := 1 / math.Sqrt(ss/n+op.eps)
 		switch op.part {
 		case normForward:
-			w := in[1]
+			w := in[1][:d]
 			y := o[r*d : (r+1)*d]
-			for j := range y {
-				y[j] = T(xh[j] * float64(w[j]))
-			}
 			if op.kind == layerNorm {
-				for j, b := range in[2] {
-					y[j] += b
+				b := in[2][:d]
+				for j, v := range row {
+					y[j] = T((float64(v)-mean)*rstd*float64(w[j])) + b[j]
+				}
+			} else {
+				for j, v := range row {
+					y[j] = T((float64(v) - mean) * rstd * float64(w[j]))
 				}
 			}
 		case normGradX:
-			w, dy := in[1], in[2][r*d:(r+1)*d]
+			w, dy := in[1][:d], in[2][r*d:(r+1)*d]
 			// g = dy·w; dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), where the
 			// mean(g) term exists only for LayerNorm (RMSNorm does not
 			// centre).
 			var sg, sgx float64
-			for j := range dy {
+			for j, v := range row {
 				g := float64(dy[j]) * float64(w[j])
 				sg += g
-				sgx += g * xh[j]
+				sgx += g * ((float64(v) - mean) * rstd)
 			}
-			sg /= float64(d)
-			sgx /= float64(d)
+			sg /= n
+			sgx /= n
 			if op.kind == rmsNorm {
 				sg = 0
 			}
 			dx := o[r*d : (r+1)*d]
-			for j := range dx {
+			for j, v := range row {
 				g := float64(dy[j]) * float64(w[j])
-				dx[j] = T(rstd * (g - sg - xh[j]*sgx))
+				dx[j] = T(rstd * (g - sg - (float64(v)-mean)*rstd*sgx))
 			}
 		case normGradWeight:
 			dy := in[1][r*d : (r+1)*d]
-			for j := range dy {
-				acc[j] += float64(dy[j]) * xh[j]
+			for j, v := range row {
+				acc[j] += float64(dy[j]) * ((float64(v) - mean) * rstd)
 			}
 		}
 	}
-	if op.part == normGradWeight {
-		for j := range o {
-			o[j] = T(acc[j])
-		}
-	}
-	return out, opkit.CheckOut(op, out, want)
 }
 
 func (op normOp) DiffWRT(n int) []bool {
@@ -275,12 +293,12 @@ func (op normOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	x, w := in[0], in[1]
 	gop := op
 	gop.part = normGradX
-	dx, err := G.ApplyOp(gop, x, w, grad)
+	dx, err := opkit.Apply(gop, x, w, grad)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v: input gradient", op)
 	}
 	gop.part = normGradWeight
-	dw, err := G.ApplyOp(gop, x, grad)
+	dw, err := opkit.Apply(gop, x, grad)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v: weight gradient", op)
 	}
@@ -288,7 +306,7 @@ func (op normOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 		return G.Nodes{dx, dw}, nil
 	}
 	gop.part = normGradBias
-	db, err := G.ApplyOp(gop, grad)
+	db, err := opkit.Apply(gop, grad)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v: bias gradient", op)
 	}

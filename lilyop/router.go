@@ -42,7 +42,7 @@ func RouterWeights(h, R, mask *G.Node, mode Routing) (*G.Node, error) {
 		op.masked = true
 		in = append(in, mask)
 	}
-	n, err := G.ApplyOp(op, in...)
+	n, err := opkit.Apply(op, in...)
 	return n, errors.Wrapf(err, "lilyop.RouterWeights(%v, %v)", h.Shape(), R.Shape())
 }
 
@@ -219,7 +219,7 @@ func (op routerOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	}
 	gop := routerGradOp{op}
 	args := append(append(G.Nodes{}, in...), grad)
-	dl, err := G.ApplyOp(gop, args...)
+	dl, err := opkit.Apply(gop, args...)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v", gop)
 	}

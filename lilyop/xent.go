@@ -31,7 +31,7 @@ func CrossEntropy(logits, targets *G.Node) (*G.Node, error) {
 		return nil, errors.Errorf("lilyop.CrossEntropy: targets have dtype %v, want tensor.Int", targets.Dtype())
 	}
 	op := xentOp{rank: logits.Dims()}
-	n, err := G.ApplyOp(op, logits, targets)
+	n, err := opkit.Apply(op, logits, targets)
 	return n, errors.Wrapf(err, "lilyop.CrossEntropy(%v, %v)", logits.Shape(), targets.Shape())
 }
 
@@ -182,7 +182,7 @@ func (op xentOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.grad || len(in) != 2 {
 		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 	}
-	dl, err := G.ApplyOp(xentOp{rank: op.rank, grad: true}, in[0], in[1], grad)
+	dl, err := opkit.Apply(xentOp{rank: op.rank, grad: true}, in[0], in[1], grad)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v: gradient", op)
 	}

@@ -125,11 +125,37 @@ func loadTaskData(c ftConfig, task glue.Task) (taskData, error) {
 	return d, nil
 }
 
+// ftRun is one fine-tuning job in progress.
+type ftRun struct {
+	c                             ftConfig
+	task                          glue.Task
+	sm                            *seqModel
+	trainEx, evalEx, mismatchedEx []example // mismatchedEx: MNLI only
+	sched                         train.Schedule
+	res                           *ftResult
+	best                          map[string][]float64 // trainable values at the best evaluation
+	w                             io.Writer
+}
+
 // finetune runs one fine-tuning job as c describes and writes results.json,
 // the plot and the adapter to c.Out. A cancelled ctx stops it after the
 // current step; what was done is still written.
 func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ftResult, error) {
 	start := time.Now()
+	r, err := newFTRun(c, w)
+	if err != nil {
+		return nil, err
+	}
+	defer r.sm.close()
+	if err := r.run(ctx, hooks); err != nil {
+		return nil, err
+	}
+	return r.finish(start)
+}
+
+// newFTRun loads the model and the data, attaches adapter and head, and
+// prints what the run will do.
+func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	task, err := glue.Lookup(c.Task)
 	if err != nil {
 		return nil, err
@@ -151,17 +177,15 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 	if err != nil {
 		return nil, err
 	}
-	trainEx, err := encodeExamples(tok, task, data.train, c.MaxLen)
-	if err != nil {
+	r := &ftRun{c: c, task: task, w: w}
+	if r.trainEx, err = encodeExamples(tok, task, data.train, c.MaxLen); err != nil {
 		return nil, err
 	}
-	evalEx, err := encodeExamples(tok, task, data.eval, c.MaxLen)
-	if err != nil {
+	if r.evalEx, err = encodeExamples(tok, task, data.eval, c.MaxLen); err != nil {
 		return nil, err
 	}
-	var mismatchedEx []example
 	if data.mismatched != nil {
-		if mismatchedEx, err = encodeExamples(tok, task, data.mismatched, c.MaxLen); err != nil {
+		if r.mismatchedEx, err = encodeExamples(tok, task, data.mismatched, c.MaxLen); err != nil {
 			return nil, err
 		}
 	}
@@ -169,28 +193,26 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 	if err != nil {
 		return nil, err
 	}
-	sm, err := newSeqModel(ck, ad, task.NumLabels, c.Seed, c.HeadLR, c.AdapterLR, c.WeightDecay, c.BatchSize, c.MaxLen)
-	if err != nil {
+	if r.sm, err = newSeqModel(ck, ad, task.NumLabels, c.Seed, c.HeadLR, c.AdapterLR, c.WeightDecay, c.BatchSize, c.MaxLen); err != nil {
 		return nil, err
 	}
-	defer sm.close()
-
 	res := &ftResult{Config: c, AdapterConfig: adapterConfig(ad), ModelLayers: ck.Config.NumHiddenLayers, ModelHidden: ck.Config.HiddenSize,
-		TrainExamples: len(trainEx), EvalExamples: len(evalEx), EvalSplit: data.evalSplit, DataNote: data.note}
-	res.HeadParams, res.AdapterParams, res.TotalParams = sm.counts()
+		TrainExamples: len(r.trainEx), EvalExamples: len(r.evalEx), EvalSplit: data.evalSplit, DataNote: data.note}
+	res.HeadParams, res.AdapterParams, res.TotalParams = r.sm.counts()
 	res.TrainableParams = res.HeadParams + res.AdapterParams
 	res.Summary = layers.Summary(res.TrainableParams, res.TotalParams)
-	res.StepsPerEpoch = (len(trainEx) + c.BatchSize - 1) / c.BatchSize
+	res.StepsPerEpoch = (len(r.trainEx) + c.BatchSize - 1) / c.BatchSize
 	res.TotalSteps = c.Epochs * res.StepsPerEpoch
 	if c.MaxSteps > 0 {
 		res.TotalSteps = c.MaxSteps
 	}
-	sched, err := train.NewSchedule(res.TotalSteps, c.WarmupRatio)
-	if err != nil {
+	r.res = res
+	if r.sched, err = train.NewSchedule(res.TotalSteps, c.WarmupRatio); err != nil {
+		r.sm.close()
 		return nil, err
 	}
 
-	fmt.Fprintf(w, "task %s: %d training examples, %d evaluation examples (%s), max_len %d\n", task.Name, len(trainEx), len(evalEx), data.evalSplit, c.MaxLen)
+	fmt.Fprintf(w, "task %s: %d training examples, %d evaluation examples (%s), max_len %d\n", task.Name, len(r.trainEx), len(r.evalEx), data.evalSplit, c.MaxLen)
 	if data.note != "" {
 		fmt.Fprintf(w, "NOTE: %s\n", data.note)
 	}
@@ -201,92 +223,116 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 	if len(c.FromRecipe) > 0 {
 		fmt.Fprintf(w, "from the %s recipe: %s\n", task.Name, strings.Join(c.FromRecipe, ", "))
 	}
+	return r, nil
+}
 
-	evalAt := func(step int) bool {
-		if step == res.TotalSteps {
-			return true
-		}
-		if c.EvalEvery > 0 {
-			return step%c.EvalEvery == 0
-		}
-		return step%res.StepsPerEpoch == 0
+// evalAt reports whether to evaluate after step: every -eval_every steps,
+// or at the end of every epoch, and after the last step.
+func (r *ftRun) evalAt(step int) bool {
+	switch {
+	case step == r.res.TotalSteps:
+		return true
+	case r.c.EvalEvery > 0:
+		return step%r.c.EvalEvery == 0
 	}
+	return step%r.res.StepsPerEpoch == 0
+}
+
+// run is the training loop: epochs of length-bucketed batches, with
+// evaluations, until the step budget is spent or ctx is cancelled.
+func (r *ftRun) run(ctx context.Context, hooks runHooks) error {
+	c, res := r.c, r.res
 	shuffle := rand.New(rand.NewPCG(c.Seed, 1))
 	dropRNG := rand.New(rand.NewPCG(c.Seed, 2))
 	progress := train.NewProgress(res.TotalSteps, "train", hooks.progress)
+	defer progress.Finish()
 	shownLR := c.AdapterLR // the progress bar shows the adapter's rate, or the head's without adapter
 	if c.Adapter == "none" {
 		shownLR = c.HeadLR
 	}
-	var best map[string][]float64
 	var trainTime time.Duration
 	tokens, lossSince, stepsSince := 0, 0.0, 0
-	step := 0
-loop:
-	for step < res.TotalSteps {
-		for _, idx := range trainBatches(lengths(trainEx), c.BatchSize, shuffle) {
-			if step >= res.TotalSteps {
+	defer func() {
+		res.TrainSeconds = trainTime.Seconds()
+		if trainTime > 0 {
+			res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
+		}
+	}()
+	for res.Steps < res.TotalSteps {
+		for _, idx := range trainBatches(lengths(r.trainEx), c.BatchSize, shuffle) {
+			if res.Steps >= res.TotalSteps {
 				break
 			}
 			if ctx.Err() != nil {
 				res.Interrupted = true
-				break loop
+				return nil
 			}
 			t0 := time.Now()
-			loss, n, err := sm.trainStep(trainEx, idx, c.MaxLen, dropRNG, sched, step)
+			loss, n, err := r.sm.trainStep(r.trainEx, idx, c.MaxLen, dropRNG, r.sched, res.Steps)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			trainTime += time.Since(t0)
-			step++
+			progress.Step("train", loss, shownLR*r.sched.Factor(res.Steps))
+			res.Steps++
 			tokens += n
 			lossSince += loss
 			stepsSince++
 			res.Losses = append(res.Losses, loss)
-			progress.Step("train", loss, shownLR*sched.Factor(step-1))
 			if hooks.afterStep != nil {
-				hooks.afterStep(step)
+				hooks.afterStep(res.Steps)
 			}
-			if !evalAt(step) {
-				continue
-			}
-			rec := evalRecord{Step: step, Epoch: float64(step) / float64(res.StepsPerEpoch), TrainLoss: lossSince / float64(stepsSince)}
-			lossSince, stepsSince = 0, 0
-			if rec.Metrics, err = evaluate(sm, task, evalEx, c); err != nil {
-				return nil, err
-			}
-			if mismatchedEx != nil {
-				if rec.Mismatched, err = evaluate(sm, task, mismatchedEx, c); err != nil {
-					return nil, err
+			if r.evalAt(res.Steps) {
+				if err := r.evaluateNow(lossSince / float64(stepsSince)); err != nil {
+					return err
 				}
+				lossSince, stepsSince = 0, 0
 			}
-			res.Evals = append(res.Evals, rec)
-			mark := ""
-			if res.Best == nil || rec.Metrics[task.Primary] > res.Best.Value {
-				res.Best = &bestRecord{Metric: task.Primary, Value: rec.Metrics[task.Primary], evalRecord: rec}
-				best = sm.snapshot()
-				mark = "  (best)"
-			}
-			fmt.Fprintf(w, "\nstep %d (epoch %.2f): train loss %.4f, %s%s\n", step, rec.Epoch, rec.TrainLoss, formatMetrics(rec), mark)
 		}
 	}
-	progress.Finish()
-	res.Steps = step
+	return nil
+}
+
+// evaluateNow evaluates the current weights, records the result and keeps
+// a copy of the weights if it is the best so far.
+func (r *ftRun) evaluateNow(trainLoss float64) error {
+	res, step := r.res, r.res.Steps
+	rec := evalRecord{Step: step, Epoch: float64(step) / float64(res.StepsPerEpoch), TrainLoss: trainLoss}
+	var err error
+	if rec.Metrics, err = evaluate(r.sm, r.task, r.evalEx, r.c); err != nil {
+		return err
+	}
+	if r.mismatchedEx != nil {
+		if rec.Mismatched, err = evaluate(r.sm, r.task, r.mismatchedEx, r.c); err != nil {
+			return err
+		}
+	}
+	res.Evals = append(res.Evals, rec)
+	mark := ""
+	if res.Best == nil || rec.Metrics[r.task.Primary] > res.Best.Value {
+		res.Best = &bestRecord{Metric: r.task.Primary, Value: rec.Metrics[r.task.Primary], evalRecord: rec}
+		r.best = r.sm.snapshot()
+		mark = "  (best)"
+	}
+	fmt.Fprintf(r.w, "\nstep %d (epoch %.2f): train loss %.4f, %s%s\n", step, rec.Epoch, rec.TrainLoss, formatMetrics(rec), mark)
+	return nil
+}
+
+// finish restores the best weights and writes the adapter, the plot and
+// results.json.
+func (r *ftRun) finish(start time.Time) (*ftResult, error) {
+	res, w := r.res, r.w
 	if res.Interrupted {
-		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done\n", step, res.TotalSteps)
+		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done\n", res.Steps, res.TotalSteps)
 	}
-	if best != nil {
-		sm.restore(best)
+	if r.best != nil {
+		r.sm.restore(r.best)
 	}
-	res.TrainSeconds = trainTime.Seconds()
-	if trainTime > 0 {
-		res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
-	}
-	if err := writeFinetuneOutputs(c, sm, task, res); err != nil {
+	if err := writeFinetuneOutputs(r.c, r.sm, r.task, res); err != nil {
 		return nil, err
 	}
 	res.WallSeconds = time.Since(start).Seconds()
-	if err := train.WriteJSON(filepath.Join(c.Out, resultsFile), res); err != nil {
+	if err := train.WriteJSON(filepath.Join(r.c.Out, resultsFile), res); err != nil {
 		return nil, err
 	}
 	if res.Best != nil {
@@ -294,7 +340,7 @@ loop:
 	} else {
 		fmt.Fprintln(w, "no evaluation was run; the adapter holds the weights of the last step")
 	}
-	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, c.Out, res.WallSeconds, res.TokensPerSecond)
+	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, r.c.Out, res.WallSeconds, res.TokensPerSecond)
 	return res, nil
 }
 

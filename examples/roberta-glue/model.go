@@ -118,7 +118,7 @@ const cachedGraphs = 2
 // graphCache holds compiled graphs within a budget of batch·length tokens,
 // evicting the least recently used. Gorgonia keeps every activation (and
 // gradient) of a graph's last run alive: about 500 MB for a training graph
-// of the default pretrained model (4 layers, hidden 128) at 32 × 128 ids, so
+// of a 4-layer, 128-wide model at 32 × 128 ids, so
 // keeping a graph for every length bucket of both modes took 7 GB on RTE.
 // Building a graph again takes a fraction of a second.
 type graphCache struct {

@@ -66,10 +66,10 @@ type ptConfig struct {
 	Resume       bool    `json:"-"`
 }
 
-// defaultPretrain holds the defaults of the pretrain flags: a 4-layer,
+// defaultPretrain holds the defaults of the pretrain flags: a 2-layer,
 // 128-wide encoder trained for 30 minutes (see the package documentation
-// for the measured speed).
-var defaultPretrain = ptConfig{Merges: 2000, Out: "runs/pretrain", MaxLen: 128, Hidden: 128, Layers: 4, Heads: 4,
+// for the measured speed and why 2 layers).
+var defaultPretrain = ptConfig{Merges: 2000, Out: "runs/pretrain", MaxLen: 128, Hidden: 128, Layers: 2, Heads: 4,
 	Dropout: 0.1, BatchSize: 16, LR: 3e-3, WarmupRatio: 0.06, WeightDecay: 0.01, Minutes: 30, SaveEvery: 200, Seed: 42}
 
 // pretrainHeader explains the pretrain mode for -h.
@@ -91,8 +91,8 @@ renamed, so they are always complete; only the latest is kept); -resume
 continues from the latest. The step, the random generator and the weights are
 restored; AdamW's moments are not saved and restart from zero.
 
-The defaults train a 4-layer encoder (hidden 128, 4 heads, intermediate 512,
-128 positions, about 1.1M parameters with a 2000-merge vocabulary) on batches
+The defaults train a 2-layer encoder (hidden 128, 4 heads, intermediate 512,
+128 positions, 0.72M parameters with a 2000-merge vocabulary) on batches
 of 16 sequences for 30 minutes: the first 5 steps are timed at learning rate 0
 and the step budget (and so the learning-rate schedule) is fitted to -minutes,
 then fitted again to the time left at every checkpoint, as the speed of a

@@ -40,7 +40,7 @@ func selfAttention(q, k, v, mask, drop *G.Node, heads int) (*G.Node, error) {
 	if drop != nil {
 		in = append(in, drop)
 	}
-	n, err := G.ApplyOp(op, in...)
+	n, err := opkit.Apply(op, in...)
 	return n, errors.Wrapf(err, "attention over %v with %d heads", q.Shape(), heads)
 }
 
@@ -111,14 +111,17 @@ func doAttn[T opkit.Float](op attnOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
+	out, o := opkit.Output[T](op.OutputSlot(), want, false) // every head writes its columns
 	a := newAttnKernel[T](op, want, d)
-	for bi := 0; bi < a.b; bi++ {
-		for h := 0; h < op.heads; h++ {
-			off := a.probs(bi, h)
-			opkit.Gemm(false, false, a.t, a.d, a.t, 1, a.pd, a.t, a.v[off:], a.hd, 0, o[off:], a.hd)
+	// Heads are independent: each goroutine takes a range of (sequence,
+	// head) pairs with its own scratch buffers.
+	opkit.Parallel(a.b*op.heads, 1, func(lo, hi int) {
+		w := a.worker()
+		for i := lo; i < hi; i++ {
+			off := w.probs(i/op.heads, i%op.heads)
+			opkit.Gemm(false, false, w.t, w.d, w.t, 1, w.pd, w.t, w.v[off:], w.hd, 0, o[off:], w.hd)
 		}
-	}
+	})
 	return out, nil
 }
 
@@ -136,13 +139,13 @@ func (op attnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if len(in) != op.Arity() {
 		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(in))
 	}
-	all, err := G.ApplyOp(attnGradOp{fwd: op}, append(append(G.Nodes{}, in...), grad)...)
+	all, err := opkit.Apply(attnGradOp{fwd: op}, append(append(G.Nodes{}, in...), grad)...)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%v gradient", op)
 	}
 	grads := make(G.Nodes, len(in))
 	for i := 0; i < 3; i++ {
-		if grads[i], err = G.ApplyOp(pickOp{part: i, rank: 3}, all); err != nil {
+		if grads[i], err = opkit.Apply(pickOp{part: i, rank: 3}, all); err != nil {
 			return nil, errors.Wrapf(err, "%v gradient part %d", op, i)
 		}
 	}
@@ -155,7 +158,8 @@ type attnKernel[T opkit.Float] struct {
 	b, t, hd, d         int
 	heads               int
 	scale, min          T
-	p, pd               []T // probabilities before and after dropout (pd aliases p without dropout)
+	p, pd               []T  // probabilities before and after dropout (pd aliases p without dropout)
+	fast                bool // float32: exponentials to float32 accuracy (opkit.Exp32)
 }
 
 func newAttnKernel[T opkit.Float](op attnOp, shape tensor.Shape, d [][]T) *attnKernel[T] {
@@ -165,15 +169,25 @@ func newAttnKernel[T opkit.Float](op attnOp, shape tensor.Shape, d [][]T) *attnK
 	lowest := -math.MaxFloat64
 	if _, ok := any(a.scale).(float32); ok {
 		lowest = -math.MaxFloat32
+		a.fast = true
 	}
 	a.min = T(lowest)
-	a.p = make([]T, a.t*a.t)
-	a.pd = a.p
 	if op.dropout {
 		a.drop = d[4]
-		a.pd = make([]T, a.t*a.t)
 	}
 	return a
+}
+
+// worker returns a copy of the kernel with its own scratch buffers, for one
+// goroutine.
+func (a *attnKernel[T]) worker() *attnKernel[T] {
+	w := *a
+	w.p = make([]T, a.t*a.t)
+	w.pd = w.p
+	if a.drop != nil {
+		w.pd = make([]T, a.t*a.t)
+	}
+	return &w
 }
 
 // probs fills a.p with the attention probabilities of sequence bi, head h
@@ -192,10 +206,14 @@ func (a *attnKernel[T]) probs(bi, h int) int {
 			mx = max(mx, row[j])
 		}
 		var sum float64
-		for j, s := range row {
-			e := math.Exp(float64(s - mx))
-			row[j] = T(e)
-			sum += e
+		if r32, ok := any(row).([]float32); ok && a.fast {
+			sum = opkit.ExpShift32(r32, float32(mx))
+		} else {
+			for j, s := range row {
+				e := math.Exp(float64(s - mx))
+				row[j] = T(e)
+				sum += e
+			}
 		}
 		inv := 1 / sum
 		for j := range row {
@@ -256,49 +274,57 @@ func doAttnGrad[T opkit.Float](op attnGradOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, all := opkit.NewDense[T](want)
+	out, all := opkit.Output[T](op.OutputSlot(), want, false) // every head writes its columns of dq, dk, dv
 	a := newAttnKernel[T](op.fwd, want[1:], d[:len(d)-1])
 	dout := d[len(d)-1]
 	n := want[1:].TotalSize()
 	dq, dk, dv := all[:n], all[n:2*n], all[2*n:]
 	t := a.t
-	ds := make([]T, t*t)
-	for bi := 0; bi < a.b; bi++ {
-		for h := 0; h < a.heads; h++ {
-			off := a.probs(bi, h)
-			// dV = P'ᵀ·dO and dP' = dO·Vᵀ.
-			opkit.Gemm(true, false, t, a.d, t, 1, a.pd, t, dout[off:], a.hd, 0, dv[off:], a.hd)
-			opkit.Gemm(false, true, t, t, a.d, 1, dout[off:], a.hd, a.v[off:], a.hd, 0, ds, t)
-			if a.drop != nil {
-				dm := a.drop[(bi*a.heads+h)*t*t:][:t*t]
-				for i := range ds {
-					ds[i] *= dm[i]
-				}
-			}
-			// Softmax backward: dS = P⊙(dP − rowsum(P⊙dP)). A padding key's
-			// score is swamped by the bias, so its derivative is zero; this
-			// only matters in rows whose keys are all padding, where P is
-			// uniform rather than zero.
-			mask := a.mask[bi*t : (bi+1)*t]
-			for i := 0; i < t; i++ {
-				p, g := a.p[i*t:(i+1)*t], ds[i*t:(i+1)*t]
-				var dot float64
-				for j := range p {
-					dot += float64(p[j]) * float64(g[j])
-				}
-				for j := range p {
-					g[j] = p[j] * (g[j] - T(dot))
-					if mask[j] != 1 {
-						g[j] = 0
-					}
-				}
-			}
-			// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
-			opkit.Gemm(false, false, t, a.d, t, a.scale, ds, t, a.k[off:], a.hd, 0, dq[off:], a.hd)
-			opkit.Gemm(true, false, t, a.d, t, a.scale, ds, t, a.q[off:], a.hd, 0, dk[off:], a.hd)
+	opkit.Parallel(a.b*a.heads, 1, func(lo, hi int) {
+		w := a.worker()
+		ds := make([]T, t*t)
+		for i := lo; i < hi; i++ {
+			w.headGrad(i/a.heads, i%a.heads, dout, dq, dk, dv, ds)
+		}
+	})
+	return out, nil
+}
+
+// headGrad writes the gradients of sequence bi, head h into dq, dk and dv,
+// using ds [t, t] as scratch.
+func (a *attnKernel[T]) headGrad(bi, h int, dout, dq, dk, dv, ds []T) {
+	t := a.t
+	off := a.probs(bi, h)
+	// dV = P'ᵀ·dO and dP' = dO·Vᵀ.
+	opkit.Gemm(true, false, t, a.d, t, 1, a.pd, t, dout[off:], a.hd, 0, dv[off:], a.hd)
+	opkit.Gemm(false, true, t, t, a.d, 1, dout[off:], a.hd, a.v[off:], a.hd, 0, ds, t)
+	if a.drop != nil {
+		dm := a.drop[(bi*a.heads+h)*t*t:][:t*t]
+		for i := range ds {
+			ds[i] *= dm[i]
 		}
 	}
-	return out, nil
+	// Softmax backward: dS = P⊙(dP − rowsum(P⊙dP)). A padding key's
+	// score is swamped by the bias, so its derivative is zero; this
+	// only matters in rows whose keys are all padding, where P is
+	// uniform rather than zero.
+	mask := a.mask[bi*t : (bi+1)*t]
+	for i := 0; i < t; i++ {
+		p, g := a.p[i*t:(i+1)*t], ds[i*t:(i+1)*t]
+		var dot float64
+		for j := range p {
+			dot += float64(p[j]) * float64(g[j])
+		}
+		for j := range p {
+			g[j] = p[j] * (g[j] - T(dot))
+			if mask[j] != 1 {
+				g[j] = 0
+			}
+		}
+	}
+	// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+	opkit.Gemm(false, false, t, a.d, t, a.scale, ds, t, a.k[off:], a.hd, 0, dq[off:], a.hd)
+	opkit.Gemm(true, false, t, a.d, t, a.scale, ds, t, a.q[off:], a.hd, 0, dk[off:], a.hd)
 }
 
 // pickOp copies part `part` of a stacked tensor [n, ...] of rank rank+1 into
@@ -340,7 +366,7 @@ func doPick[T opkit.Float](op pickOp, vs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, o := opkit.NewDense[T](want)
+	out, o := opkit.Output[T](op.OutputSlot(), want, false) // a full copy
 	n := len(o)
 	copy(o, d[0][op.part*n:(op.part+1)*n])
 	return out, nil

@@ -18,7 +18,7 @@ func firstToken(x *G.Node) (*G.Node, error) {
 	if x.Dims() != 3 {
 		return nil, errors.Errorf("first token: need [batch, tokens, hidden], got %v", x.Shape())
 	}
-	n, err := G.ApplyOp(firstTokenOp{tokens: x.Shape()[1]}, x)
+	n, err := opkit.Apply(firstTokenOp{tokens: x.Shape()[1]}, x)
 	return n, errors.Wrapf(err, "first token of %v", x.Shape())
 }
 
@@ -49,7 +49,7 @@ func (op firstTokenOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.scatter || len(in) != 1 {
 		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 	}
-	g, err := G.ApplyOp(firstTokenOp{tokens: op.tokens, scatter: true}, grad)
+	g, err := opkit.Apply(firstTokenOp{tokens: op.tokens, scatter: true}, grad)
 	return G.Nodes{g}, errors.Wrapf(err, "%v gradient", op)
 }
 

@@ -1,6 +1,7 @@
 package roberta
 
 import (
+	"github.com/lilygo/lily/gorgoniafix"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -172,12 +173,11 @@ func (bd *builder) addNorm(x, residual *G.Node, norm, dropName string) (*G.Node,
 // layer builds one encoder block; sites are its six linears in Sites order.
 func (bd *builder) layer(l int, sites []layers.Site, x *G.Node) (*G.Node, error) {
 	g, cfg := bd.g, bd.cfg
-	var qkv [3]*G.Node
-	for i := range qkv {
-		var err error
-		if qkv[i], err = layers.Linear(g, bd.ad, sites[i], x); err != nil {
-			return nil, err
-		}
+	// Query, key and value read the same x: an adapter may share the work
+	// on it (Lily's and LoRA's down-projections become one GEMM).
+	qkv, err := layers.LinearGroup(g, bd.ad, sites[:3], x)
+	if err != nil {
+		return nil, err
 	}
 	base := layerPath(l)
 	var drop *G.Node
@@ -185,9 +185,16 @@ func (bd *builder) layer(l int, sites []layers.Site, x *G.Node) (*G.Node, error)
 		h := cfg.NumAttentionHeads
 		ones := g.Input(base+".attention.self.dropout_ones", bd.b, h, bd.t, bd.t)
 		fillOnes(ones.Value().(*tensor.Dense))
-		var err error
-		if drop, err = g.Dropout(ones, p, base+".attention.self.dropout"); err != nil {
+		name := base + ".attention.self.dropout"
+		if drop, err = g.Dropout(ones, p, name); err != nil {
 			return nil, err
+		}
+		// The dropout's output is ones⊙mask, i.e. the mask itself: give the
+		// attention the mask input directly, so a machine that runs only
+		// what the loss needs (layers.Graph.Machine) skips the product, a
+		// [batch, heads, tokens, tokens] tensor per layer and step.
+		if masks := g.G.ByName(name + gorgoniafix.MaskSuffix); len(masks) == 1 {
+			drop = masks[0]
 		}
 	}
 	ctx, err := selfAttention(qkv[0], qkv[1], qkv[2], g.PadMask(), drop, cfg.NumAttentionHeads)

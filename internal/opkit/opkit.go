@@ -50,8 +50,10 @@ type Float interface{ float32 | float64 }
 // Base implements the gorgonia.Op methods that are the same for every op of
 // this module: the result is a fresh tensor (ReturnsPtr false), computed in
 // Go (CallsExtern false), and no input is ever written (OverwritesInput
-// -1). An op embeds it and supplies the other methods.
-type Base struct{}
+// -1). An op embeds it and supplies the other methods. It also carries the
+// op's output Slot when Apply created the node (see slot.go); the slot is
+// not part of the op's description, so it never affects hashing.
+type Base struct{ slot *Slot }
 
 // ReturnsPtr is false: Do returns a fresh tensor, never a view of an input.
 func (Base) ReturnsPtr() bool { return false }
