@@ -137,3 +137,84 @@ func BenchmarkTrainStep(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLayerVsGEMMs: A is one roberta-base encoder layer's training
+// step, B the raw GEMMs of its matrix products (LayerGEMMs) through the
+// same BLAS.
+func BenchmarkLayerVsGEMMs(b *testing.B) {
+	cfg := layerConfig()
+	st, err := NewBaseStore(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lily := PaperLily()
+	s := trainStep(b, StepConfig{Config: cfg, Store: st, Method: &lily, Batch: 8, Seq: 128})
+	g := NewGEMMRunner(LayerGEMMs(LayerShape{Batch: 8, Seq: 128, Hidden: cfg.HiddenSize, Heads: cfg.NumAttentionHeads,
+		FFN: cfg.IntermediateSize, R: lily.R, NumB: lily.NumB, InputGrad: true}))
+	pair(b, s, g, "layer/gemms")
+}
+
+// BenchmarkStepLilyVsLoRA: a whole roberta-base training step (classifier,
+// cross-entropy, dropout, AdamW; 8×128 tokens), A with Lily, B with LoRA
+// r 5.
+func BenchmarkStepLilyVsLoRA(b *testing.B) {
+	cfg := roberta.BaseConfig()
+	st, err := NewBaseStore(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lily, lora := PaperLily(), MatchedLoRA()
+	pair(b, trainStep(b, StepConfig{Config: cfg, Store: st, Method: &lily, Batch: 8, Seq: 128, Classifier: true}),
+		trainStep(b, StepConfig{Config: cfg, Store: st, Method: &lora, Batch: 8, Seq: 128, Classifier: true}), "lily/lora")
+}
+
+// BenchmarkBuildGraph: building and compiling the 12-layer roberta-base
+// training graph (Build, then Graph.Machine), per iteration; the store is
+// made once.
+func BenchmarkBuildGraph(b *testing.B) {
+	cfg := roberta.BaseConfig()
+	st, err := NewBaseStore(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lily := PaperLily()
+	if _, err := AttachMethod(st, cfg, lily); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, err := NewTrainStep(StepConfig{Config: cfg, Store: st, Method: &lily, Batch: 8, Seq: 128, Classifier: true, NoOptimizer: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(s.Nodes), "nodes")
+		s.Close()
+	}
+}
+
+// BenchmarkGLUEStep: tokens/s of a GLUE-style step (roberta-base +
+// classifier + Lily, 16×64 tokens, dropout, AdamW), with bytes allocated
+// per step.
+func BenchmarkGLUEStep(b *testing.B) {
+	cfg := roberta.BaseConfig()
+	st, err := NewBaseStore(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lily := PaperLily()
+	s := trainStep(b, StepConfig{Config: cfg, Store: st, Method: &lily, Batch: 16, Seq: 64, Classifier: true})
+	for i := 0; i < 2; i++ {
+		if err := s.Step(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Step(); err != nil {
+			b.Fatalf("%+v", err)
+		}
+	}
+	b.ReportMetric(float64(s.Tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}

@@ -27,7 +27,7 @@ func Probe(p *G.Node, xs ...*G.Node) (*G.Node, error) {
 			return nil, errors.Errorf("bench.Probe: x %v and p %v differ", x.Shape(), p.Shape())
 		}
 	}
-	n, err := G.ApplyOp(probeOp{rank: p.Dims(), n: len(xs)}, append(append(G.Nodes{}, xs...), p)...)
+	n, err := opkit.Apply(probeOp{rank: p.Dims(), n: len(xs)}, append(append(G.Nodes{}, xs...), p)...)
 	return n, errors.Wrap(err, "bench.Probe")
 }
 
@@ -102,7 +102,7 @@ func doProbe[T opkit.Float](op probeOp, vs []G.Value) (G.Value, error) {
 		if !ok {
 			return nil, errors.Errorf("%v: loss gradient is a %T", op, vs[1].Data())
 		}
-		out, o := opkit.NewDense[T](shapes[0])
+		out, o := opkit.Output[T](op.OutputSlot(), shapes[0], false)
 		opkit.Parallel(len(o), opkit.ElementGrain, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				o[i] = g * d[0][i]
@@ -144,7 +144,7 @@ func (op probeOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.grad || len(in) != op.Arity() {
 		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
 	}
-	d, err := G.ApplyOp(probeOp{rank: op.rank, grad: true}, in[op.n], grad)
+	d, err := opkit.Apply(probeOp{rank: op.rank, grad: true}, in[op.n], grad)
 	if err != nil {
 		return nil, errors.Wrap(err, "bench.Probe gradient")
 	}

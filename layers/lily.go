@@ -295,7 +295,7 @@ func (l *Lily) up(g *Graph, site Site, ls lilySite, base, h *G.Node) (*G.Node, e
 	if err != nil {
 		return nil, err
 	}
-	return G.Add(base, delta)
+	return lilyop.Add(base, delta)
 }
 
 func uniform(n int) []float64 {

@@ -210,5 +210,5 @@ func (l *LoRA) up(base, h, B *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return G.Add(base, delta)
+	return lilyop.Add(base, delta)
 }

@@ -137,3 +137,68 @@ func (op biasOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	}
 	return G.Nodes{grad, db}, nil
 }
+
+// Add returns x + y for two tensors of one shape, as one node whose
+// gradient passes to both inputs unchanged: gorgonia.Add without its
+// reshape and broadcasting machinery, split across goroutines, and drawing
+// its output from the node's slot so that a machine may recycle it (see
+// opkit.EnableReuse). The adapters add their term to the frozen linear's
+// output with it.
+func Add(x, y *G.Node) (*G.Node, error) {
+	if x == nil || y == nil || !x.Shape().Eq(y.Shape()) || x.Dims() < 1 {
+		return nil, errors.New("lilyop.Add: need two tensors of one shape")
+	}
+	n, err := opkit.Apply(addOp{rank: x.Dims()}, x, y)
+	return n, errors.Wrapf(err, "lilyop.Add(%v, %v)", x.Shape(), y.Shape())
+}
+
+// addOp is the elementwise sum of two tensors of one shape.
+type addOp struct {
+	opkit.Base
+	rank int
+}
+
+func (op addOp) Arity() int            { return 2 }
+func (op addOp) Type() hm.Type         { return opkit.FnType(op.rank, op.rank, op.rank) }
+func (op addOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
+func (op addOp) Hashcode() uint32      { return opkit.Hashcode(op) }
+func (op addOp) String() string        { return fmt.Sprintf("lilyop.add{rank=%d}", op.rank) }
+func (op addOp) DiffWRT(int) []bool    { return []bool{true, true} }
+
+func (op addOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	s, err := opkit.Shapes(op, 2, in)
+	if err != nil {
+		return nil, err
+	}
+	if len(s[0]) != op.rank || !s[0].Eq(s[1]) {
+		return nil, errors.Errorf("%v: shapes %v and %v", op, s[0], s[1])
+	}
+	return s[0].Clone(), nil
+}
+
+func (op addOp) Do(vs ...G.Value) (G.Value, error) {
+	return opkit.Dispatch(op, vs, doAdd[float64], doAdd[float32])
+}
+
+func doAdd[T opkit.Float](op addOp, vs []G.Value) (G.Value, error) {
+	in, _, want, err := opkit.Inputs[T](op, vs)
+	if err != nil {
+		return nil, err
+	}
+	out, o := opkit.Output[T](op.OutputSlot(), want, false) // every element is written
+	x, y := in[0], in[1]
+	opkit.Parallel(len(o), opkit.ElementGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			o[i] = x[i] + y[i]
+		}
+	})
+	return out, opkit.CheckOut(op, out, want)
+}
+
+// SymDiff passes the gradient to both inputs.
+func (op addOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	if len(in) != 2 {
+		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(in))
+	}
+	return G.Nodes{grad, grad}, nil
+}

@@ -317,3 +317,24 @@ func TestMatMulNTGradient(t *testing.T) {
 	})
 	assertClose(t, "MatMulNT vs Mul(x, wᵀ)", got.Data().([]float64), want.Data().([]float64), 1e-12)
 }
+
+func TestAddGradient(t *testing.T) {
+	rng := rand.New(rand.NewSource(31))
+	for _, s := range []tensor.Shape{{3}, {2, 3}, {2, 2, 3}} {
+		in := []gradcheck.Input{
+			{Name: "x", Value: gradcheck.Rand(rng, s...), Diff: true},
+			{Name: "y", Value: gradcheck.Rand(rng, s...), Diff: true},
+		}
+		gradcheck.Check(t, func(g *G.ExprGraph, n G.Nodes) (*G.Node, error) {
+			sq, err := G.Square(n[1])
+			if err != nil {
+				return nil, err
+			}
+			return Add(n[0], sq)
+		}, in, gradcheck.Options{})
+	}
+	x, y := gradcheck.Rand(rng, 4, 5), gradcheck.Rand(rng, 4, 5)
+	got := run(t, func(g *G.ExprGraph) (*G.Node, error) { return Add(leaf(g, "x", x), leaf(g, "y", y)) })
+	want := run(t, func(g *G.ExprGraph) (*G.Node, error) { return G.Add(leaf(g, "x", x), leaf(g, "y", y)) })
+	assertClose(t, "Add vs gorgonia.Add", got.Data().([]float64), want.Data().([]float64), 0)
+}

@@ -136,10 +136,10 @@ func (bd *builder) encoder(m *Model) error {
 	if err != nil {
 		return err
 	}
-	if x, err = G.Add(x, typ); err != nil {
+	if x, err = lilyop.Add(x, typ); err != nil {
 		return errors.Wrap(err, "embeddings")
 	}
-	if x, err = G.Add(x, pos); err != nil {
+	if x, err = lilyop.Add(x, pos); err != nil {
 		return errors.Wrap(err, "embeddings")
 	}
 	if x, err = bd.addNorm(x, nil, embeddingsNorm, prefix+"embeddings.dropout"); err != nil {
@@ -163,7 +163,7 @@ func (bd *builder) addNorm(x, residual *G.Node, norm, dropName string) (*G.Node,
 		return nil, err
 	}
 	if residual != nil {
-		if x, err = G.Add(x, residual); err != nil {
+		if x, err = lilyop.Add(x, residual); err != nil {
 			return nil, errors.Wrapf(err, "residual before %s", norm)
 		}
 	}
