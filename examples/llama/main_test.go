@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 )
 
@@ -204,7 +205,7 @@ func TestSweep(t *testing.T) {
 		t.Errorf("sweep plot: %v", err)
 	}
 	for _, r := range res.Runs {
-		if r.Dir != filepath.Join(out, slug(r.Name)+"-seed3") {
+		if r.Dir != filepath.Join(out, sweep.Slug(r.Name)+"-seed3") {
 			t.Errorf("run %s in %s", r.Name, r.Dir)
 		}
 		checkRun(t, r.Dir)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
@@ -37,12 +37,6 @@ var defaultSweep = []string{
 	"full: -adapter full",
 }
 
-// sweepSpec is one named configuration of a sweep.
-type sweepSpec struct {
-	Name string   `json:"name"`
-	Args []string `json:"args"`
-}
-
 // sweepRun is one finished (or interrupted) run of a sweep.
 type sweepRun struct {
 	Name            string  `json:"name"`
@@ -63,7 +57,7 @@ type sweepRun struct {
 
 // sweepVariant aggregates the runs of one configuration over seeds.
 type sweepVariant struct {
-	sweepSpec
+	sweep.Spec
 	Trainable int     `json:"trainable_params"`
 	Runs      int     `json:"runs"`
 	FinalMean float64 `json:"final_perplexity_mean"`
@@ -107,71 +101,6 @@ cleanly and skips the rest.
 Flags:
 `
 
-// specList collects repeated -run flags.
-type specList []sweepSpec
-
-// String lists the names.
-func (s *specList) String() string {
-	var names []string
-	for _, sp := range *s {
-		names = append(names, sp.Name)
-	}
-	return strings.Join(names, "; ")
-}
-
-// Set parses "NAME: FLAGS".
-func (s *specList) Set(v string) error {
-	sp, err := parseSpec(v)
-	if err != nil {
-		return err
-	}
-	*s = append(*s, sp)
-	return nil
-}
-
-// parseSpec reads "NAME: -flag value ...".
-func parseSpec(v string) (sweepSpec, error) {
-	name, rest, ok := strings.Cut(v, ":")
-	name = strings.TrimSpace(name)
-	if !ok || name == "" {
-		return sweepSpec{}, errors.Errorf("run %q: write it as \"NAME: -flag value ...\"", v)
-	}
-	return sweepSpec{Name: name, Args: strings.Fields(rest)}, nil
-}
-
-// parseSeeds reads a comma-separated list of seeds.
-func parseSeeds(s string) ([]uint64, error) {
-	var out []uint64
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		v, err := strconv.ParseUint(f, 10, 64)
-		if err != nil {
-			return nil, errors.Errorf("-seeds: %q is not a seed", f)
-		}
-		out = append(out, v)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("-seeds lists no seed")
-	}
-	return out, nil
-}
-
-// slug turns a run name into a folder name.
-func slug(name string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_':
-			b.WriteRune(r)
-		default:
-			b.WriteRune('-')
-		}
-	}
-	return b.String()
-}
-
 // sweepJob is one configured run.
 type sweepJob struct {
 	spec int
@@ -181,7 +110,7 @@ type sweepJob struct {
 // sweepCmd runs the sweep subcommand.
 func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var common ftConfig
-	var specs specList
+	var specs sweep.Specs
 	seedList, out := "1,2,3", "runs/llama-sweep"
 	fs := flag.NewFlagSet("llama sweep", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -200,7 +129,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return errors.Errorf("unexpected argument %q (flags start with -; quote each -run)", fs.Arg(0))
 	}
-	seeds, err := parseSeeds(seedList)
+	seeds, err := sweep.ParseSeeds(seedList)
 	if err != nil {
 		return err
 	}
@@ -223,7 +152,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(specs) == 0 {
 		for _, s := range defaultSweep {
-			sp, err := parseSpec(s)
+			sp, err := sweep.ParseSpec(s)
 			if err != nil {
 				return err
 			}
@@ -234,13 +163,13 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	folders := map[string]string{}
 	var jobs []sweepJob
 	for i, sp := range specs {
-		if prev, dup := folders[slug(sp.Name)]; dup {
+		if prev, dup := folders[sweep.Slug(sp.Name)]; dup {
 			return errors.Errorf("runs %q and %q would share a folder; give them distinct names", prev, sp.Name)
 		}
-		folders[slug(sp.Name)] = sp.Name
+		folders[sweep.Slug(sp.Name)] = sp.Name
 		for _, seed := range seeds {
 			a := append(append(append([]string{}, shared...), sp.Args...),
-				"-seed", fmt.Sprint(seed), "-out", filepath.Join(out, fmt.Sprintf("%s-seed%d", slug(sp.Name), seed)))
+				"-seed", fmt.Sprint(seed), "-out", filepath.Join(out, fmt.Sprintf("%s-seed%d", sweep.Slug(sp.Name), seed)))
 			c, err := parseFinetune(a, io.Discard)
 			if err != nil {
 				return errors.Wrapf(err, "run %q", sp.Name)
@@ -285,7 +214,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // writeSweep aggregates the runs so far and writes sweep.json, sweep.md and
 // sweep.png.
-func writeSweep(out string, specs []sweepSpec, res *sweepResult) error {
+func writeSweep(out string, specs []sweep.Spec, res *sweepResult) error {
 	res.Variants = nil
 	var series []train.Series
 	for _, sp := range specs {
@@ -298,15 +227,15 @@ func writeSweep(out string, specs []sweepSpec, res *sweepResult) error {
 		if len(runs) == 0 {
 			continue
 		}
-		v := sweepVariant{sweepSpec: sp, Trainable: runs[0].Trainable, Runs: len(runs)}
+		v := sweepVariant{Spec: sp, Trainable: runs[0].Trainable, Runs: len(runs)}
 		var finals, bests []float64
 		for _, r := range runs {
 			finals, bests = append(finals, r.Final), append(bests, r.Best)
 			v.Seconds += r.WallSeconds / float64(len(runs))
 			v.TokensPS += r.TokensPerSecond / float64(len(runs))
 		}
-		v.FinalMean, v.FinalStd = meanStd(finals)
-		v.BestMean, v.BestStd = meanStd(bests)
+		v.FinalMean, v.FinalStd = sweep.MeanStd(finals)
+		v.BestMean, v.BestStd = sweep.MeanStd(bests)
 		res.Variants = append(res.Variants, v)
 		series = append(series, meanCurve(sp.Name, runs))
 	}
@@ -343,22 +272,6 @@ func meanCurve(name string, runs []sweepRun) train.Series {
 		}
 	}
 	return s
-}
-
-// meanStd returns the mean and the sample standard deviation (0 for one
-// value).
-func meanStd(v []float64) (mean, std float64) {
-	for _, x := range v {
-		mean += x
-	}
-	mean /= float64(len(v))
-	if len(v) < 2 {
-		return mean, 0
-	}
-	for _, x := range v {
-		std += (x - mean) * (x - mean)
-	}
-	return mean, math.Sqrt(std / float64(len(v)-1))
 }
 
 // sweepTable renders the variants as a Markdown table.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 )
 
@@ -105,32 +105,11 @@ func TestSharedPathFindsRepositoryData(t *testing.T) {
 }
 
 func TestSweepHelpers(t *testing.T) {
-	sp, err := parseSpec(" lily r3 : -adapter lily  -lily_r 3")
-	if err != nil || sp.Name != "lily r3" || strings.Join(sp.Args, " ") != "-adapter lily -lily_r 3" {
-		t.Errorf("%+v, %v", sp, err)
-	}
-	if _, err := parseSpec("-adapter lily"); err == nil {
-		t.Error("a run without a name accepted")
-	}
-	seeds, err := parseSeeds("1, 2,3")
-	if err != nil || len(seeds) != 3 || seeds[2] != 3 {
-		t.Errorf("%v, %v", seeds, err)
-	}
-	if _, err := parseSeeds("1,x"); err == nil {
-		t.Error("bad seed accepted")
-	}
-	m, s := meanStd([]float64{1, 2, 3})
-	if m != 2 || math.Abs(s-1) > 1e-15 {
-		t.Errorf("meanStd = %v, %v", m, s)
-	}
-	if _, s := meanStd([]float64{4}); s != 0 {
-		t.Errorf("std of one value %v", s)
-	}
-	if commas(1234567) != "1,234,567" || commas(12) != "12" || slug("Lily r3 (seq)") != "lily-r3--seq-" {
-		t.Errorf("commas %q, slug %q", commas(1234567), slug("Lily r3 (seq)"))
+	if commas(1234567) != "1,234,567" || commas(12) != "12" {
+		t.Errorf("commas %q", commas(1234567))
 	}
 	for _, s := range defaultSweep {
-		sp, err := parseSpec(s)
+		sp, err := sweep.ParseSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"strings"
 
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
 )
@@ -230,7 +230,7 @@ func (c config) validate() error {
 	if _, err := parseMethods(c.Methods); err != nil {
 		return err
 	}
-	_, err := parseSeeds(c.Seeds)
+	_, err := sweep.ParseSeeds(c.Seeds)
 	return err
 }
 
@@ -286,27 +286,6 @@ func parseMethods(s string) ([]method, error) {
 	}
 	if len(out) == 0 {
 		return nil, errors.New("-methods is empty; name at least one of lily_in, lily_dt_in, lora_in, lora_dt_in")
-	}
-	return out, nil
-}
-
-// parseSeeds reads -seeds: distinct non-negative integers.
-func parseSeeds(s string) ([]uint64, error) {
-	var out []uint64
-	seen := map[uint64]bool{}
-	for _, f := range splitList(s) {
-		v, err := strconv.ParseUint(f, 10, 64)
-		if err != nil {
-			return nil, errors.Errorf("-seeds: %q is not a non-negative integer", f)
-		}
-		if seen[v] {
-			return nil, errors.Errorf("-seeds names %d twice", v)
-		}
-		seen[v] = true
-		out = append(out, v)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("-seeds is empty; give at least one seed, e.g. 1,2,3")
 	}
 	return out, nil
 }

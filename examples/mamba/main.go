@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/graphs/mamba"
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tokenizers/bytebpe"
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	}
 	start := time.Now()
 	ms, _ := parseMethods(c.Methods) // validated by parseFlags
-	seeds, _ := parseSeeds(c.Seeds)
+	seeds, _ := sweep.ParseSeeds(c.Seeds)
 	res := &results{Note: resultsNote, Config: c, Seeds: seeds, BLAS: lilyop.BLAS}
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return errors.Wrap(err, "creating -out")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/graphs/mamba"
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tokenizers/bytebpe"
 	"gorgonia.org/tensor"
@@ -144,7 +145,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	for _, row := range res.Summary {
-		mean, std := meanStd(row.PerSeed)
+		mean, std := sweep.MeanStd(row.PerSeed)
 		if row.Runs != 2 || row.Mean != mean || row.Std != std || row.Trainable == 0 {
 			t.Errorf("summary row %+v", row)
 		}

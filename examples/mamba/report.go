@@ -3,13 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/lilygo/lily/graphs/mamba"
+	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/train"
 )
 
@@ -98,28 +98,11 @@ func summarize(runs []runResult) []summaryRow {
 		if row.Runs = len(row.PerSeed); row.Runs == 0 {
 			continue
 		}
-		row.Mean, row.Std = meanStd(row.PerSeed)
+		row.Mean, row.Std = sweep.MeanStd(row.PerSeed)
 		row.Seconds /= float64(row.Runs)
 		out = append(out, row)
 	}
 	return out
-}
-
-// meanStd returns the mean and the sample standard deviation (0 for one
-// value).
-func meanStd(v []float64) (mean, std float64) {
-	for _, x := range v {
-		mean += x
-	}
-	mean /= float64(len(v))
-	if len(v) < 2 {
-		return mean, 0
-	}
-	ss := 0.0
-	for _, x := range v {
-		ss += (x - mean) * (x - mean)
-	}
-	return mean, math.Sqrt(ss / float64(len(v)-1))
 }
 
 // writeOutputs writes results.json and the perplexity plot.
@@ -153,7 +136,7 @@ func plotPerplexity(path string, res *results) error {
 		// ASCII names: the plot font sets "Δ" without the space after it.
 		s := train.Series{Name: fmt.Sprintf("%s on %s (%s params)", row.Kind, row.Sites, commas(row.Trainable))}
 		for _, st := range steps {
-			mean, _ := meanStd(at[st])
+			mean, _ := sweep.MeanStd(at[st])
 			s.X, s.Y = append(s.X, float64(st)), append(s.Y, mean)
 		}
 		series = append(series, s)
