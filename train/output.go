@@ -58,6 +58,45 @@ func Plot(path, title, xLabel, yLabel string, series ...Series) error {
 		}
 	}
 	p.Legend.Top = true
+	return savePNG(p, path)
+}
+
+// Bars is one series of a grouped bar chart: one value per group.
+type Bars struct {
+	Name   string
+	Values []float64
+}
+
+// BarChart writes a PNG grouped bar chart to path atomically: one group of
+// bars per name in groups, one bar in each group per series.
+func BarChart(path, title, yLabel string, groups []string, series ...Bars) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = yLabel
+	p.Add(plotter.NewGrid())
+	w := vg.Points(16)
+	for i, s := range series {
+		if len(s.Values) != len(groups) {
+			return errors.Errorf("bar chart %s: series %q has %d values for %d groups", path, s.Name, len(s.Values), len(groups))
+		}
+		bars, err := plotter.NewBarChart(plotter.Values(s.Values), w)
+		if err != nil {
+			return errors.Wrapf(err, "bar chart %s: series %q", path, s.Name)
+		}
+		bars.Offset = vg.Length(float64(i)-float64(len(series)-1)/2) * w
+		bars.Color = plotutil.Color(i)
+		bars.LineStyle.Width = 0
+		p.Add(bars)
+		p.Legend.Add(s.Name, bars)
+	}
+	p.Legend.Top = true
+	p.NominalX(groups...)
+	return savePNG(p, path)
+}
+
+// savePNG renders p at 8 × 5 inches on white and writes it to path
+// atomically.
+func savePNG(p *plot.Plot, path string) error {
 	p.BackgroundColor = color.White
 	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
 	if err != nil {

@@ -90,6 +90,16 @@ func TestOutputs(t *testing.T) {
 	if err := Plot(png, "t", "x", "y", Series{"bad", []float64{1}, nil}); err == nil {
 		t.Fatal("mismatched series accepted")
 	}
+	bars := filepath.Join(dir, "b.png")
+	if err := BarChart(bars, "t", "acc", []string{"sst2", "rte"}, Bars{"lily", []float64{0.8, 0.6}}, Bars{"lora", []float64{0.7, 0.5}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(bars); !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatal("bar chart: not a PNG")
+	}
+	if err := BarChart(bars, "t", "acc", []string{"sst2", "rte"}, Bars{"short", []float64{0.8}}); err == nil {
+		t.Fatal("a series with too few values accepted")
+	}
 }
 
 func TestProgress(t *testing.T) {

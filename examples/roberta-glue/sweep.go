@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lilygo/lily/glue"
+	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/sweep"
+	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/train"
+	"github.com/pkg/errors"
+)
+
+// Output names of a sweep inside its -out.
+const (
+	sweepJSON     = "sweep.json"
+	sweepMarkdown = "sweep.md"
+	sweepPlot     = "sweep.png"
+)
+
+// defaultSweepTasks are the tasks of docs/results.md.
+const defaultSweepTasks = "sst2,rte,cola,qnli"
+
+// defaultSweepRuns compare Lily and LoRA at nearly equal trainable
+// parameters on query and value (for the 2-layer, hidden-128 encoder of the
+// pretrain defaults: Lily r 8 with one A per layer and 2 B's, 8,256 adapter
+// parameters; LoRA r 8, 8,192) and the classifier head alone.
+var defaultSweepRuns = []string{
+	"lily r8: -adapter lily -lily_r 8",
+	"lora r8: -adapter lora -lora_r 8 -lora_alpha 8",
+	"head only: -adapter none",
+}
+
+// sweepRun is one finished (or interrupted) fine-tuning run of a sweep.
+type sweepRun struct {
+	Task            string  `json:"task"`
+	Name            string  `json:"name"`
+	Seed            uint64  `json:"seed"`
+	Dir             string  `json:"dir"`
+	Metric          string  `json:"metric"`
+	Best            float64 `json:"best"`
+	BestStep        int     `json:"best_step"`
+	Trainable       int     `json:"trainable_params"`
+	AdapterParams   int     `json:"adapter_params"`
+	Steps           int     `json:"steps_done"`
+	Interrupted     bool    `json:"interrupted"`
+	WallSeconds     float64 `json:"wall_seconds"`
+	TokensPerSecond float64 `json:"train_tokens_per_second"`
+}
+
+// sweepRow aggregates one configuration on one task over seeds.
+type sweepRow struct {
+	Task          string    `json:"task"`
+	Name          string    `json:"name"`
+	Metric        string    `json:"metric"`
+	Trainable     int       `json:"trainable_params"`
+	AdapterParams int       `json:"adapter_params"`
+	PerSeed       []float64 `json:"best_per_seed"`
+	Mean          float64   `json:"best_mean"`
+	Std           float64   `json:"best_std"` // sample standard deviation over seeds
+	Seconds       float64   `json:"mean_wall_seconds"`
+}
+
+// sweepResult is sweep.json.
+type sweepResult struct {
+	Common      []string     `json:"common_args"`
+	Tasks       []string     `json:"tasks"`
+	Specs       []sweep.Spec `json:"runs_per_task"`
+	Seeds       []uint64     `json:"seeds"`
+	BLAS        string       `json:"blas"`
+	Rows        []sweepRow   `json:"rows"`
+	Runs        []sweepRun   `json:"runs"`
+	Interrupted bool         `json:"interrupted"`
+	WallSeconds float64      `json:"wall_seconds"`
+}
+
+// sweepUsage explains the sweep mode; -h prints it above the flags.
+const sweepUsage = `roberta-glue sweep: fine-tune several configurations on several GLUE tasks
+over several seeds in one process, and tabulate the best dev metric of each as
+mean ± sample standard deviation.
+
+  roberta-glue sweep -glue_dir ../shared/data/glue -model runs/encoder \
+      -tasks sst2,rte -seeds 1,2,3 -max_steps 1000 \
+      -run "lily r8: -adapter lily -lily_r 8" -run "lora r8: -adapter lora -lora_r 8"
+
+Every fine-tuning flag given to sweep applies to all runs (the task recipes
+fill what no flag sets, as for a single run); a -run adds its own flags
+(space-separated, no quoting) after them. Without -run:
+  ` + "%s" + `
+Each run writes its fine-tuning outputs to <out>/<task>/<name>-seed<N>/; the
+sweep writes sweep.json, sweep.md (the table) and sweep.png (mean best metric
+per task and configuration) to <out> after every run. Ctrl-C stops the current
+run cleanly and skips the rest.
+
+Flags:
+`
+
+// sweepJob is one configured run.
+type sweepJob struct {
+	task string
+	spec int
+	cfg  ftConfig
+}
+
+// runSweep runs the sweep mode.
+func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var common ftConfig
+	var specs sweep.Specs
+	tasks, seedList, out := defaultSweepTasks, "1,2,3", "runs/glue-sweep"
+	fs := newFinetuneFlags(&common, stderr)
+	fs.Var(&specs, "run", `a configuration "NAME: FLAGS" (repeatable; default: Lily, LoRA and head only as in docs/results.md)`)
+	fs.StringVar(&tasks, "tasks", tasks, "comma-separated GLUE tasks")
+	fs.StringVar(&seedList, "seeds", seedList, "comma-separated seeds; every configuration runs once per task and seed")
+	fs.Lookup("out").Usage = "sweep folder (default runs/glue-sweep)"
+	fs.Lookup("seed").Usage = "not for sweep: use -seeds"
+	fs.Lookup("task").Usage = "not for sweep: use -tasks"
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, sweepUsage, strings.Join(defaultSweepRuns, "\n  "))
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return errors.Errorf("sweep: unexpected argument %q (flags start with -; quote each -run)", fs.Arg(0))
+	}
+	seeds, err := sweep.ParseSeeds(seedList)
+	if err != nil {
+		return errors.Wrap(err, "sweep")
+	}
+	var shared []string
+	var misuse error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "seed":
+			misuse = errors.New("sweep takes -seeds (a list), not -seed")
+		case "task":
+			misuse = errors.New("sweep takes -tasks (a list), not -task")
+		case "run", "seeds", "tasks", "out":
+		default:
+			shared = append(shared, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	if misuse != nil {
+		return misuse
+	}
+	if common.Out != "" {
+		out = common.Out
+	}
+	var taskNames []string
+	for _, name := range splitList(tasks) {
+		t, err := glue.Lookup(name)
+		if err != nil {
+			return errors.Wrap(err, "sweep -tasks")
+		}
+		taskNames = append(taskNames, t.Name)
+	}
+	if len(taskNames) == 0 {
+		return errors.New("sweep: -tasks is empty; give at least one GLUE task, e.g. sst2,rte")
+	}
+	if len(specs) == 0 {
+		for _, s := range defaultSweepRuns {
+			sp, err := sweep.ParseSpec(s)
+			if err != nil {
+				return err
+			}
+			specs = append(specs, sp)
+		}
+	}
+	// Configure every run before starting any, so a bad flag fails at once.
+	folders := map[string]string{}
+	var jobs []sweepJob
+	for _, task := range taskNames {
+		for i, sp := range specs {
+			if prev, dup := folders[task+"/"+sweep.Slug(sp.Name)]; dup {
+				return errors.Errorf("sweep: runs %q and %q would share a folder; give them distinct names", prev, sp.Name)
+			}
+			folders[task+"/"+sweep.Slug(sp.Name)] = sp.Name
+			for _, seed := range seeds {
+				a := append(append(append([]string{}, shared...), "-task", task), sp.Args...)
+				a = append(a, "-seed", fmt.Sprint(seed), "-out", filepath.Join(out, task, fmt.Sprintf("%s-seed%d", sweep.Slug(sp.Name), seed)))
+				c, _, err := parseFinetune(a, io.Discard)
+				if err != nil {
+					return errors.Wrapf(err, "sweep: run %q on %s", sp.Name, task)
+				}
+				jobs = append(jobs, sweepJob{task: task, spec: i, cfg: c})
+			}
+		}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return errors.Wrap(err, "sweep")
+	}
+	start := time.Now()
+	res := &sweepResult{Common: shared, Tasks: taskNames, Specs: specs, Seeds: seeds, BLAS: lilyop.BLAS}
+	for k, job := range jobs {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		name := specs[job.spec].Name
+		fmt.Fprintf(stdout, "\n=== run %d/%d: %s, %s, seed %d\n", k+1, len(jobs), job.task, name, job.cfg.Seed)
+		r, err := finetune(ctx, job.cfg, stdout, runHooks{progress: stderr})
+		if err != nil {
+			return errors.Wrapf(err, "sweep: run %q on %s, seed %d", name, job.task, job.cfg.Seed)
+		}
+		run := sweepRun{Task: job.task, Name: name, Seed: job.cfg.Seed, Dir: job.cfg.Out, Trainable: r.TrainableParams,
+			AdapterParams: r.AdapterParams, Steps: r.Steps, Interrupted: r.Interrupted, WallSeconds: r.WallSeconds,
+			TokensPerSecond: r.TokensPerSecond}
+		if r.Best != nil {
+			run.Metric, run.Best, run.BestStep = r.Best.Metric, r.Best.Value, r.Best.Step
+		}
+		res.Runs = append(res.Runs, run)
+		res.Interrupted = r.Interrupted
+		res.WallSeconds = time.Since(start).Seconds()
+		if err := writeSweep(out, res); err != nil {
+			return err
+		}
+	}
+	if len(res.Runs) == 0 {
+		fmt.Fprintln(stdout, "interrupted before the first run; nothing written")
+		return nil
+	}
+	fmt.Fprintf(stdout, "\n%s", sweepTable(res))
+	fmt.Fprintf(stdout, "wrote %s, %s and %s to %s (%.0f s)\n", sweepJSON, sweepMarkdown, sweepPlot, out, res.WallSeconds)
+	return nil
+}
+
+// sweepRows aggregates the runs by task and configuration, in the order of
+// the tasks and the specs; runs that found no best evaluation (interrupted
+// before one) are left out.
+func sweepRows(res *sweepResult) []sweepRow {
+	var rows []sweepRow
+	for _, task := range res.Tasks {
+		for _, sp := range res.Specs {
+			row := sweepRow{Task: task, Name: sp.Name}
+			for _, r := range res.Runs {
+				if r.Task != task || r.Name != sp.Name || r.Metric == "" {
+					continue
+				}
+				row.Metric, row.Trainable, row.AdapterParams = r.Metric, r.Trainable, r.AdapterParams
+				row.PerSeed = append(row.PerSeed, r.Best)
+				row.Seconds += r.WallSeconds
+			}
+			if len(row.PerSeed) == 0 {
+				continue
+			}
+			row.Mean, row.Std = sweep.MeanStd(row.PerSeed)
+			row.Seconds /= float64(len(row.PerSeed))
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+// writeSweep aggregates the runs so far and writes sweep.json, sweep.md and
+// sweep.png.
+func writeSweep(out string, res *sweepResult) error {
+	res.Rows = sweepRows(res)
+	if err := train.WriteJSON(filepath.Join(out, sweepJSON), res); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteBytes(filepath.Join(out, sweepMarkdown), []byte(sweepTable(res))); err != nil {
+		return errors.Wrap(err, "writing the sweep table")
+	}
+	return sweepBars(filepath.Join(out, sweepPlot), res)
+}
+
+// sweepTable renders the rows as a Markdown table.
+func sweepTable(res *sweepResult) string {
+	var b strings.Builder
+	b.WriteString("| task | metric | configuration | trainable params (adapter) | best dev metric, mean ± std | per seed | s/run |\n")
+	b.WriteString("|---|---|---|---:|---:|---|---:|\n")
+	for _, r := range res.Rows {
+		per := make([]string, len(r.PerSeed))
+		for i, v := range r.PerSeed {
+			per[i] = fmt.Sprintf("%.4f", v)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s (%s) | %.4f ± %.4f | %s | %.0f |\n", r.Task, r.Metric, r.Name,
+			commas(r.Trainable), commas(r.AdapterParams), r.Mean, r.Std, strings.Join(per, ", "), r.Seconds)
+	}
+	if res.Interrupted {
+		b.WriteString("\n(interrupted: not every run finished)\n")
+	}
+	return b.String()
+}
+
+// sweepBars draws the mean best metric of each configuration, grouped by
+// task.
+func sweepBars(path string, res *sweepResult) error {
+	var series []train.Bars
+	for _, sp := range res.Specs {
+		b := train.Bars{Name: sp.Name, Values: make([]float64, len(res.Tasks))}
+		for i, task := range res.Tasks {
+			for _, r := range res.Rows {
+				if r.Task == task && r.Name == sp.Name {
+					b.Values[i] = r.Mean
+				}
+			}
+		}
+		series = append(series, b)
+	}
+	return train.BarChart(path, "best dev metric, mean over seeds (0: not run)", "accuracy, F1, Matthews or Pearson", res.Tasks, series...)
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lilygo/lily/internal/sweep"
+)
+
+// A two-configuration, two-seed sweep on the synthetic task writes one row
+// per configuration whose mean and std are those of its runs' best metrics,
+// each run's own outputs, the table and the chart.
+func TestSweepAggregatesRuns(t *testing.T) {
+	glueDir, model := fixture(t)
+	out := filepath.Join(t.TempDir(), "sweep")
+	var stdout bytes.Buffer
+	err := runSweep(context.Background(), []string{"-glue_dir", glueDir, "-model", model, "-tasks", "SST-2", "-seeds", "1,2",
+		"-max_steps", "3", "-batch_size", "8", "-max_len", "16", "-eval_every", "3", "-out", out,
+		"-run", "lora r2: -adapter lora -lora_r 2 -lora_alpha 2", "-run", "head: -adapter none"}, &stdout, io.Discard)
+	if err != nil {
+		t.Fatalf("%+v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, sweepJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res sweepResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 4 || len(res.Rows) != 2 {
+		t.Fatalf("%d runs and %d rows, want 4 and 2", len(res.Runs), len(res.Rows))
+	}
+	for i, name := range []string{"lora r2", "head"} {
+		row := res.Rows[i]
+		var per []float64
+		for _, r := range res.Runs {
+			if r.Name == name {
+				per = append(per, r.Best)
+				if r.Task != "sst2" || r.Metric != "accuracy" || r.Steps != 3 {
+					t.Errorf("run %+v", r)
+				}
+				if _, err := os.Stat(filepath.Join(r.Dir, "results.json")); err != nil {
+					t.Errorf("run %s seed %d: %v", name, r.Seed, err)
+				}
+			}
+		}
+		mean, std := sweep.MeanStd(per)
+		if row.Name != name || len(row.PerSeed) != 2 || row.Mean != mean || row.Std != std {
+			t.Errorf("row %+v, want mean %v std %v of %v", row, mean, std, per)
+		}
+	}
+	if res.Rows[1].AdapterParams != 0 || res.Rows[0].AdapterParams == 0 {
+		t.Errorf("adapter parameters: %d (lora), %d (head only)", res.Rows[0].AdapterParams, res.Rows[1].AdapterParams)
+	}
+	if res.Runs[0].Dir != filepath.Join(out, "sst2", "lora-r2-seed1") {
+		t.Errorf("run folder %s", res.Runs[0].Dir)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, sweepMarkdown))
+	if !strings.Contains(string(md), "| sst2 | accuracy | lora r2 |") || !strings.Contains(stdout.String(), "| sst2 | accuracy | head |") {
+		t.Errorf("table:\n%s", md)
+	}
+	if png, _ := os.ReadFile(filepath.Join(out, sweepPlot)); !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Error("no chart")
+	}
+}
+
+// Misused flags fail before any run starts.
+func TestSweepRejectsBadFlags(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sweep")
+	base := []string{"-glue_dir", "g", "-model", "m", "-out", out}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-seed", "3"}, "-seeds (a list)"},
+		{[]string{"-task", "rte"}, "-tasks (a list)"},
+		{[]string{"-tasks", "sst2,nope"}, "nope"},
+		{[]string{"-tasks", " , "}, "-tasks is empty"},
+		{[]string{"-seeds", "1,1"}, "twice"},
+		{[]string{"-run", "a b: -adapter none", "-run", "a-b: -adapter lora"}, "share a folder"},
+		{[]string{"-run", "x: -adapter sideways"}, "sideways"},
+		{[]string{"stray"}, "unexpected argument"},
+	} {
+		err := runSweep(context.Background(), append(append([]string{}, base...), tc.args...), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Error("a rejected sweep created its folder")
+	}
+}
