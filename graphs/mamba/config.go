@@ -1,13 +1,11 @@
 package mamba
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 
-	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/hfconfig"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 )
@@ -160,16 +158,9 @@ func (c Config) Validate() error {
 }
 
 // knownKeys lists the JSON keys of Config's typed fields.
-func knownKeys() map[string]bool {
+func knownKeys() (map[string]bool, error) {
 	eps := 1.0
-	b, _ := json.Marshal(plainConfig(Config{MixerRMSEps: &eps})) // numbers, strings and bools only: cannot fail
-	var m map[string]json.RawMessage
-	_ = json.Unmarshal(b, &m)
-	keys := map[string]bool{}
-	for k := range m {
-		keys[k] = true
-	}
-	return keys
+	return hfconfig.Keys(plainConfig(Config{MixerRMSEps: &eps}))
 }
 
 // plainConfig is Config without its JSON methods.
@@ -220,19 +211,12 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	if p.IntermediateSize == 0 {
 		p.IntermediateSize = p.Expand * p.HiddenSize
 	}
-	known := knownKeys()
-	p.Extra = nil
-	for k, v := range all {
-		if !known[k] {
-			if p.Extra == nil {
-				p.Extra = map[string]json.RawMessage{}
-			}
-			var compact bytes.Buffer
-			if err := json.Compact(&compact, v); err != nil {
-				return err
-			}
-			p.Extra[k] = compact.Bytes()
-		}
+	known, err := knownKeys()
+	if err != nil {
+		return err
+	}
+	if p.Extra, err = hfconfig.Extra(all, known); err != nil {
+		return err
 	}
 	*c = Config(p)
 	return nil
@@ -313,32 +297,15 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(b, &all); err != nil {
-		return nil, err
-	}
-	for k, v := range c.Extra {
-		if _, typed := all[k]; typed {
-			return nil, errors.Errorf("config key %q is both a field and in Extra", k)
-		}
-		all[k] = v
-	}
-	return json.Marshal(all)
+	return hfconfig.Merge(b, c.Extra)
 }
 
 // ReadConfig reads and validates a Hugging Face (or state-spaces/mamba)
 // config.json.
 func ReadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, errors.Wrap(err, "reading mamba config")
-	}
 	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return Config{}, errors.Wrapf(err, "parsing mamba config %s", path)
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, errors.Wrap(err, path)
+	if err := hfconfig.Read(path, "mamba config", &c); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
@@ -346,19 +313,7 @@ func ReadConfig(path string) (Config, error) {
 // WriteConfig validates c and writes it atomically as an indented
 // config.json that Hugging Face's MambaConfig (or FalconMambaConfig) reads.
 func WriteConfig(path string, c Config) error {
-	if err := c.Validate(); err != nil {
-		return errors.Wrapf(err, "writing %s", path)
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return errors.Wrapf(err, "encoding mamba config for %s", path)
-	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return errors.Wrapf(err, "encoding mamba config for %s", path)
-	}
-	out.WriteByte('\n')
-	return atomicfile.WriteBytes(path, out.Bytes())
+	return hfconfig.Write(path, "mamba config", c)
 }
 
 // Parameter names, as Hugging Face's MambaForCausalLM names them.

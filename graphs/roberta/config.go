@@ -1,13 +1,11 @@
 package roberta
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 
-	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/hfconfig"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 )
@@ -152,23 +150,13 @@ func (c Config) Validate() error {
 // Face's position ids start at pad_token_id+1.
 func (c Config) MaxSeqLen() int { return c.MaxPositionEmbeddings - c.PadTokenID - 1 }
 
-// knownKeys lists the JSON keys of Config's typed fields.
-func knownKeys() map[string]bool {
-	b, _ := json.Marshal(Config{}) // a plain struct of numbers and strings cannot fail
-	var m map[string]json.RawMessage
-	_ = json.Unmarshal(b, &m)
-	keys := map[string]bool{}
-	for k := range m {
-		keys[k] = true
-	}
-	return keys
-}
+// plainConfig is Config without its JSON methods.
+type plainConfig Config
 
 // UnmarshalJSON reads a config.json object: typed fields from their keys
 // (defaults from DefaultConfig for absent ones), every other key into Extra.
 func (c *Config) UnmarshalJSON(data []byte) error {
-	type plain Config
-	p := plain(DefaultConfig())
+	p := plainConfig(DefaultConfig())
 	if err := json.Unmarshal(data, &p); err != nil {
 		return err
 	}
@@ -176,20 +164,12 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &all); err != nil {
 		return err
 	}
-	known := knownKeys()
-	p.Extra = nil
-	for k, v := range all {
-		if known[k] {
-			continue
-		}
-		if p.Extra == nil {
-			p.Extra = map[string]json.RawMessage{}
-		}
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, v); err != nil {
-			return err
-		}
-		p.Extra[k] = compact.Bytes()
+	known, err := hfconfig.Keys(plainConfig(Config{}))
+	if err != nil {
+		return err
+	}
+	if p.Extra, err = hfconfig.Extra(all, known); err != nil {
+		return err
 	}
 	*c = Config(p)
 	return nil
@@ -198,36 +178,18 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 // MarshalJSON writes the typed fields and Extra as one object with sorted
 // keys, as Hugging Face writes config.json.
 func (c Config) MarshalJSON() ([]byte, error) {
-	type plain Config
-	b, err := json.Marshal(plain(c))
+	b, err := json.Marshal(plainConfig(c))
 	if err != nil {
 		return nil, err
 	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(b, &all); err != nil {
-		return nil, err
-	}
-	for k, v := range c.Extra {
-		if _, typed := all[k]; typed {
-			return nil, errors.Errorf("config key %q is both a field and in Extra", k)
-		}
-		all[k] = v
-	}
-	return json.Marshal(all)
+	return hfconfig.Merge(b, c.Extra)
 }
 
 // ReadConfig reads and validates a Hugging Face config.json.
 func ReadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, errors.Wrap(err, "reading roberta config")
-	}
 	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return Config{}, errors.Wrapf(err, "parsing roberta config %s", path)
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, errors.Wrap(err, path)
+	if err := hfconfig.Read(path, "roberta config", &c); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
@@ -235,19 +197,7 @@ func ReadConfig(path string) (Config, error) {
 // WriteConfig validates c and writes it atomically as an indented
 // config.json.
 func WriteConfig(path string, c Config) error {
-	if err := c.Validate(); err != nil {
-		return errors.Wrapf(err, "writing %s", path)
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return errors.Wrapf(err, "encoding roberta config for %s", path)
-	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return errors.Wrapf(err, "encoding roberta config for %s", path)
-	}
-	out.WriteByte('\n')
-	return atomicfile.WriteBytes(path, out.Bytes())
+	return hfconfig.Write(path, "roberta config", c)
 }
 
 // prefix starts every encoder parameter's name, as in Hugging Face's
