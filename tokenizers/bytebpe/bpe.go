@@ -15,10 +15,10 @@ package bytebpe
 // where merging greedily one pair at a time (as some ports do) differs.
 func (t *Tokenizer) bpe(w string) []int32 {
 	n := len(w)
-	ids := make([]int32, n)  // token at each position; -1 once merged away
-	next := make([]int32, n) // next live position, -1 at the end
-	prev := make([]int32, n) // previous live position, -1 at the start
-	h := make(bpeHeap, 0, n) // (rank, left position) of mergeable pairs
+	ids := make([]int32, n)             // token at each position; -1 once merged away
+	next := make([]int32, n)            // next live position, -1 at the end
+	prev := make([]int32, n)            // previous live position, -1 at the start
+	h := make(binHeap[heapEntry], 0, n) // (rank, left position) of mergeable pairs
 	for i := 0; i < n; i++ {
 		ids[i] = t.byteID[w[i]]
 		prev[i] = int32(i - 1)
@@ -83,58 +83,6 @@ type heapEntry struct {
 	rank, pos int32
 }
 
-func (a heapEntry) less(b heapEntry) bool {
+func (a heapEntry) before(b heapEntry) bool {
 	return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos)
-}
-
-// bpeHeap is a binary min-heap of heapEntry.
-type bpeHeap []heapEntry
-
-func (h bpeHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h *bpeHeap) push(e heapEntry) {
-	*h = append(*h, e)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !s[i].less(s[parent]) {
-			break
-		}
-		s[i], s[parent] = s[parent], s[i]
-		i = parent
-	}
-}
-
-func (h *bpeHeap) pop() heapEntry {
-	s := *h
-	top := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	*h = s[:last]
-	h.down(0)
-	return top
-}
-
-func (h bpeHeap) down(i int) {
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && h[r].less(h[l]) {
-			m = r
-		}
-		if !h[m].less(h[i]) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
 }

@@ -113,7 +113,7 @@ type trainer struct {
 
 	pairs  map[uint64]int64   // pair -> occurrences, weighted by word frequency
 	where  map[uint64][]int32 // pair -> words that hold or held it (may repeat)
-	heap   pairHeap           // candidates; entries are stale once counts change
+	heap   binHeap[pairEntry] // candidates; entries are stale once counts change
 	banned map[uint64]bool    // pairs whose merge would make a special token
 
 	stamp []int32 // per word: the step that last visited it
@@ -177,7 +177,7 @@ func (tr *trainer) countPairs() {
 			tr.noteWhere(key, int32(wi))
 		}
 	}
-	tr.heap = make(pairHeap, 0, len(tr.pairs))
+	tr.heap = make(binHeap[pairEntry], 0, len(tr.pairs))
 	for key, c := range tr.pairs {
 		tr.heap = append(tr.heap, tr.entry(key, c))
 	}
@@ -303,56 +303,4 @@ func (x pairEntry) before(y pairEntry) bool {
 		return x.a < y.a
 	}
 	return x.b < y.b
-}
-
-// pairHeap is a binary heap of pairEntry, best first.
-type pairHeap []pairEntry
-
-func (h pairHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h *pairHeap) push(e pairEntry) {
-	*h = append(*h, e)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !s[i].before(s[parent]) {
-			break
-		}
-		s[i], s[parent] = s[parent], s[i]
-		i = parent
-	}
-}
-
-func (h *pairHeap) pop() pairEntry {
-	s := *h
-	top := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	*h = s[:last]
-	h.down(0)
-	return top
-}
-
-func (h pairHeap) down(i int) {
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && h[r].before(h[l]) {
-			m = r
-		}
-		if !h[m].before(h[i]) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
 }
