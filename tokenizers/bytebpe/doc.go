@@ -4,7 +4,9 @@
 // space), and the merges are applied by rank, lowest first.
 //
 // Load reads the Hugging Face layout (vocab.json and merges.txt, as RoBERTa
-// ships it) or OpenAI's GPT-2 files (encoder.json and vocab.bpe). Encode
+// ships it), OpenAI's GPT-2 files (encoder.json and vocab.bpe) or the single
+// tokenizer.json of Hugging Face's tokenizers library (see
+// LoadTokenizerJSON), as GPT-NeoX and Mamba checkpoints ship it. Encode
 // gives the plain BPE ids of a text, as GPT-2's encoder does; EncodeSingle and
 // EncodePair add RoBERTa's template (<s> A </s> and <s> A </s></s> B </s>),
 // truncation, padding and masks; Decode turns ids back into text. Train learns

@@ -12,17 +12,27 @@ import (
 	"github.com/pkg/errors"
 )
 
-// File names of the two layouts Load understands.
+// File names of the three layouts Load understands.
 const (
-	VocabFile      = "vocab.json"   // Hugging Face (RoBERTa) vocabulary
-	MergesFile     = "merges.txt"   // Hugging Face (RoBERTa) merges
-	GPT2VocabFile  = "encoder.json" // OpenAI GPT-2 vocabulary
-	GPT2MergesFile = "vocab.bpe"    // OpenAI GPT-2 merges
+	VocabFile         = "vocab.json"     // Hugging Face (RoBERTa) vocabulary
+	MergesFile        = "merges.txt"     // Hugging Face (RoBERTa) merges
+	GPT2VocabFile     = "encoder.json"   // OpenAI GPT-2 vocabulary
+	GPT2MergesFile    = "vocab.bpe"      // OpenAI GPT-2 merges
+	TokenizerJSONFile = "tokenizer.json" // Hugging Face tokenizers' single file
 )
 
-// Load reads a tokenizer from dir: vocab.json and merges.txt (the Hugging
-// Face layout, as RoBERTa ships) when vocab.json exists, otherwise GPT-2's
-// encoder.json and vocab.bpe.
+// Load reads a tokenizer from dir, looking for the layouts in this order:
+//
+//  1. vocab.json and merges.txt (the Hugging Face layout, as RoBERTa ships)
+//     when vocab.json exists;
+//  2. otherwise GPT-2's encoder.json and vocab.bpe when encoder.json exists;
+//  3. otherwise tokenizer.json, the single file of Hugging Face's tokenizers
+//     library (see LoadTokenizerJSON), when it exists.
+//
+// The first layout whose first file exists is the one read: a missing
+// merges.txt beside vocab.json is an error even when tokenizer.json is
+// there too. With none of the three it returns an error wrapping
+// os.ErrNotExist.
 func Load(dir string) (*Tokenizer, error) {
 	hf := filepath.Join(dir, VocabFile)
 	if _, err := os.Stat(hf); err == nil {
@@ -32,7 +42,11 @@ func Load(dir string) (*Tokenizer, error) {
 	if _, err := os.Stat(gpt2); err == nil {
 		return LoadFiles(gpt2, filepath.Join(dir, GPT2MergesFile))
 	}
-	return nil, errors.Wrapf(os.ErrNotExist, "bytebpe: %s holds neither %s nor %s", dir, VocabFile, GPT2VocabFile)
+	single := filepath.Join(dir, TokenizerJSONFile)
+	if _, err := os.Stat(single); err == nil {
+		return LoadTokenizerJSON(single)
+	}
+	return nil, errors.Wrapf(os.ErrNotExist, "bytebpe: %s holds neither %s nor %s nor %s", dir, VocabFile, GPT2VocabFile, TokenizerJSONFile)
 }
 
 // LoadFiles reads a tokenizer from a JSON vocabulary (an object from token to
@@ -66,10 +80,17 @@ func readVocab(path string) (map[string]int, error) {
 // that are not integers in [0, 2^24), the empty token, a token listed twice
 // and an id given to two tokens.
 func parseVocab(data []byte, name string) (map[string]int, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
+	return parseVocabSpan(data, span{0, int64(len(data))}, name, "")
+}
+
+// parseVocabSpan is parseVocab of the JSON value data[sp.start:sp.end]; the
+// lines in errors are those of data, and where (empty, or "model.vocab: ")
+// follows the line in every message.
+func parseVocabSpan(data []byte, sp span, name, where string) (map[string]int, error) {
+	dec := json.NewDecoder(bytes.NewReader(data[sp.start:sp.end]))
 	dec.UseNumber()
 	fail := func(off int64, format string, args ...any) error {
-		return errors.Errorf("bytebpe: %s:%d: "+format, append([]any{name, lineAt(data, off)}, args...)...)
+		return errors.Errorf("bytebpe: %s:%d: "+where+format, append([]any{name, lineAt(data, sp.start+off)}, args...)...)
 	}
 	jsonErr := func(err error) error {
 		off := dec.InputOffset()

@@ -224,10 +224,10 @@ func (t *Tokenizer) AddSpecialToken(token string, id int) error {
 	if id < len(t.idToToken) && t.idToToken[id] != "" {
 		return errors.Errorf("bytebpe: special token %q: id %d is taken by %q", token, id, t.idToToken[id])
 	}
-	for len(t.idToToken) <= id {
-		t.idToToken = append(t.idToToken, "")
-		t.raw = append(t.raw, "")
-		t.special = append(t.special, false)
+	if grow := id + 1 - len(t.idToToken); grow > 0 {
+		t.idToToken = append(t.idToToken, make([]string, grow)...)
+		t.raw = append(t.raw, make([]string, grow)...)
+		t.special = append(t.special, make([]bool, grow)...)
 	}
 	t.idToToken[id] = token
 	t.raw[id] = token
