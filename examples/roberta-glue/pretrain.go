@@ -55,6 +55,7 @@ type ptConfig struct {
 	Heads        int     `json:"heads"`
 	Intermediate int     `json:"intermediate"`
 	Dropout      float64 `json:"dropout"`
+	InitRange    float64 `json:"init_range"`
 	BatchSize    int     `json:"batch_size"`
 	LR           float64 `json:"lr"`
 	WarmupRatio  float64 `json:"warmup_ratio"`
@@ -69,8 +70,8 @@ type ptConfig struct {
 // defaultPretrain holds the defaults of the pretrain flags: a 2-layer,
 // 128-wide encoder trained for 30 minutes (see the package documentation
 // for the measured speed and why 2 layers).
-var defaultPretrain = ptConfig{Merges: 2000, Out: "runs/pretrain", MaxLen: 128, Hidden: 128, Layers: 2, Heads: 4,
-	Dropout: 0.1, BatchSize: 16, LR: 3e-3, WarmupRatio: 0.06, WeightDecay: 0.01, Minutes: 30, SaveEvery: 200, Seed: 42}
+var defaultPretrain = ptConfig{Merges: 2000, Out: "runs/pretrain", MaxLen: 64, Hidden: 128, Layers: 2, Heads: 4,
+	Dropout: 0.1, InitRange: 0.05, BatchSize: 32, LR: 1e-3, WarmupRatio: 0.06, WeightDecay: 0.01, Minutes: 30, SaveEvery: 1000, Seed: 42}
 
 // pretrainHeader explains the pretrain mode for -h.
 const pretrainHeader = `roberta-glue pretrain: masked-language-model pretraining of a small RoBERTa
@@ -92,14 +93,17 @@ continues from the latest. The step, the random generator and the weights are
 restored; AdamW's moments are not saved and restart from zero.
 
 The defaults train a 2-layer encoder (hidden 128, 4 heads, intermediate 512,
-128 positions, 0.72M parameters with a 2000-merge vocabulary) on batches
-of 16 sequences for 30 minutes: the first 5 steps are timed at learning rate 0
-and the step budget (and so the learning-rate schedule) is fitted to -minutes,
+64 positions, 0.71M parameters with a 2000-merge vocabulary, weights drawn
+with standard deviation 0.05) on batches of 32 sequences at peak learning
+rate 1e-3 for 30 minutes: the first 5 steps are timed at learning rate 0 and
+the step budget (and so the learning-rate schedule) is fitted to -minutes,
 then fitted again to the time left at every checkpoint, as the speed of a
-shared machine changes. -max_steps sets a fixed budget instead.
+shared machine changes. -max_steps sets a fixed budget instead. Build with
+-tags openblas for it: the pure-Go build does about a fifth of the steps in
+the same time (docs/results.md has the measured run).
 
 Example:
-  go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
+  go run -tags openblas ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
   go run ./examples/roberta-glue -task rte -glue_dir ../shared/data/glue -model runs/pretrain
 
 Flags:
@@ -121,6 +125,7 @@ func newPretrainFlags(c *ptConfig, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Heads, "heads", c.Heads, "attention heads")
 	fs.IntVar(&c.Intermediate, "intermediate", 0, "feed-forward width (default 4 × hidden)")
 	fs.Float64Var(&c.Dropout, "dropout", c.Dropout, "hidden and attention dropout")
+	fs.Float64Var(&c.InitRange, "init_range", c.InitRange, "standard deviation of the fresh weights (config.json's initializer_range; 0: Hugging Face's 0.02)")
 	fs.IntVar(&c.BatchSize, "batch_size", c.BatchSize, "sequences per step")
 	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate (AdamW, betas 0.9/0.98, eps 1e-6, gradient clipping at norm 1)")
 	fs.Float64Var(&c.WarmupRatio, "warmup_ratio", c.WarmupRatio, "fraction of the steps with linearly rising learning rate")
@@ -190,6 +195,8 @@ func (c ptConfig) validate() error {
 		return errors.Errorf("pretrain: -hidden %d is not divisible by -heads %d", c.Hidden, c.Heads)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return errors.Errorf("pretrain: -dropout %v must be in [0, 1)", c.Dropout)
+	case !(c.InitRange >= 0 && c.InitRange < 10):
+		return errors.Errorf("pretrain: -init_range %v must be in [0, 10)", c.InitRange)
 	case c.BatchSize < 1:
 		return errors.Errorf("pretrain: -batch_size %d must be positive", c.BatchSize)
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
@@ -294,6 +301,9 @@ func (c ptConfig) modelConfig(tok *bytebpe.Tokenizer) (roberta.Config, error) {
 	mc.VocabSize, mc.HiddenSize, mc.NumHiddenLayers = tok.VocabSize(), c.Hidden, c.Layers
 	mc.NumAttentionHeads, mc.IntermediateSize = c.Heads, c.Intermediate
 	mc.HiddenDropoutProb, mc.AttentionProbsDropoutProb = c.Dropout, c.Dropout
+	if c.InitRange > 0 {
+		mc.InitializerRange = c.InitRange
+	}
 	mc.PadTokenID = pad
 	mc.MaxPositionEmbeddings = c.MaxLen + pad + 1
 	mc.Extra = map[string]json.RawMessage{
@@ -335,8 +345,10 @@ func dataHash(seqs [][]int) string {
 }
 
 // heldOutCount is how many packed sequences are kept out of training to
-// measure the MLM loss on: a tenth, at least 1 and at most two batches.
-func heldOutCount(n, batch int) int { return max(1, min(n/10, 2*batch)) }
+// measure the MLM loss on: a tenth, at least 1 and at most 256 (16k ids at
+// the default length, about 2,400 masked tokens: enough for the loss to be
+// read to ±0.03).
+func heldOutCount(n int) int { return max(1, min(n/10, 256)) }
 
 // pretrainer holds a pretraining run.
 type pretrainer struct {
@@ -458,7 +470,7 @@ func (p *pretrainer) setup(docs []string, ckDir string, w io.Writer) error {
 	if ckDir != "" && (hash != p.st.DataHash || len(seqs) != p.st.Sequences) {
 		return errors.Errorf("the text now packs into %d sequences (hash %s), the checkpoint was trained on %d (hash %s): resume with the same data and tokenizer", len(seqs), hash, p.st.Sequences, p.st.DataHash)
 	}
-	nHeld := heldOutCount(len(seqs), p.c.BatchSize)
+	nHeld := heldOutCount(len(seqs))
 	var held, heldMasks [][]int
 	stride := len(seqs) / nHeld // held-out sequences are spread over all sources
 	for i := range seqs {
