@@ -133,30 +133,16 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var shared []string
-	seedSet := false
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "seed":
-			seedSet = true
-		case "run", "seeds", "out":
-		default:
-			shared = append(shared, "-"+f.Name+"="+f.Value.String())
-		}
-	})
-	if seedSet {
-		return errors.New("sweep takes -seeds (a list), not -seed")
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "out"}, map[string]string{"seed": "sweep takes -seeds (a list), not -seed"})
+	if err != nil {
+		return err
 	}
 	if common.Out != "" {
 		out = common.Out
 	}
 	if len(specs) == 0 {
-		for _, s := range defaultSweep {
-			sp, err := sweep.ParseSpec(s)
-			if err != nil {
-				return err
-			}
-			specs = append(specs, sp)
+		if specs, err = sweep.ParseSpecs(defaultSweep); err != nil {
+			return err
 		}
 	}
 	// Configure every run before starting any, so a bad flag fails at once.

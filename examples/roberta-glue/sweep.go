@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -135,21 +134,10 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return errors.Wrap(err, "sweep")
 	}
-	var shared []string
-	var misuse error
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "seed":
-			misuse = errors.New("sweep takes -seeds (a list), not -seed")
-		case "task":
-			misuse = errors.New("sweep takes -tasks (a list), not -task")
-		case "run", "seeds", "tasks", "out":
-		default:
-			shared = append(shared, "-"+f.Name+"="+f.Value.String())
-		}
-	})
-	if misuse != nil {
-		return misuse
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "out"}, map[string]string{
+		"seed": "sweep takes -seeds (a list), not -seed", "task": "sweep takes -tasks (a list), not -task"})
+	if err != nil {
+		return err
 	}
 	if common.Out != "" {
 		out = common.Out
@@ -166,12 +154,8 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("sweep: -tasks is empty; give at least one GLUE task, e.g. sst2,rte")
 	}
 	if len(specs) == 0 {
-		for _, s := range defaultSweepRuns {
-			sp, err := sweep.ParseSpec(s)
-			if err != nil {
-				return err
-			}
-			specs = append(specs, sp)
+		if specs, err = sweep.ParseSpecs(defaultSweepRuns); err != nil {
+			return err
 		}
 	}
 	// Configure every run before starting any, so a bad flag fails at once.

@@ -5,6 +5,7 @@
 package sweep
 
 import (
+	"flag"
 	"strconv"
 	"strings"
 
@@ -99,4 +100,41 @@ func MeanStd(v []float64) (mean, std float64) {
 		return stat.Mean(v, nil), 0
 	}
 	return stat.MeanStdDev(v, nil)
+}
+
+// SharedArgs returns "-name=value" for every flag set on fs, in fs's order,
+// except those named in own (the sweep's own flags); a set flag named in
+// refused is an error with that message (e.g. "seed": "sweep takes -seeds
+// (a list), not -seed").
+func SharedArgs(fs *flag.FlagSet, own []string, refused map[string]string) ([]string, error) {
+	skip := map[string]bool{}
+	for _, n := range own {
+		skip[n] = true
+	}
+	var shared []string
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch msg, bad := refused[f.Name]; {
+		case bad:
+			if err == nil {
+				err = errors.New(msg)
+			}
+		case !skip[f.Name]:
+			shared = append(shared, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	return shared, err
+}
+
+// ParseSpecs parses the lines of a default sweep.
+func ParseSpecs(lines []string) (Specs, error) {
+	var out Specs
+	for _, l := range lines {
+		sp, err := ParseSpec(l)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	return out, nil
 }

@@ -66,3 +66,34 @@ func TestMeanStd(t *testing.T) {
 		t.Errorf("one value: got %v ± %v", m, s)
 	}
 }
+
+func TestSharedArgs(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Int("max_steps", 0, "")
+	fs.String("adapter", "lily", "")
+	fs.String("seeds", "", "")
+	fs.Int("seed", 0, "")
+	if err := fs.Parse([]string{"-seeds", "1,2", "-max_steps", "7", "-adapter", "lora"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := SharedArgs(fs, []string{"seeds"}, map[string]string{"seed": "use -seeds"})
+	if err != nil || !reflect.DeepEqual(got, []string{"-adapter=lora", "-max_steps=7"}) {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if err := fs.Parse([]string{"-seed", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SharedArgs(fs, []string{"seeds"}, map[string]string{"seed": "use -seeds"}); err == nil || err.Error() != "use -seeds" {
+		t.Errorf("refused flag: %v", err)
+	}
+}
+
+func TestParseSpecs(t *testing.T) {
+	s, err := ParseSpecs([]string{"a: -x 1", "b:"})
+	if err != nil || len(s) != 2 || s[1].Name != "b" {
+		t.Errorf("got %+v, %v", s, err)
+	}
+	if _, err := ParseSpecs([]string{"a: -x", "nameless"}); err == nil {
+		t.Error("a bad line was accepted")
+	}
+}
