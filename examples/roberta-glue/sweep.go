@@ -30,9 +30,11 @@ const defaultSweepTasks = "sst2,rte,cola,qnli"
 // defaultSweepRuns compare Lily and LoRA at nearly equal trainable
 // parameters on query and value (for the 2-layer, hidden-128 encoder of the
 // pretrain defaults: Lily r 8 with one A per layer and 2 B's, 8,256 adapter
-// parameters; LoRA r 8, 8,192) and the classifier head alone.
+// parameters; LoRA r 8, 8,192) and the classifier head alone. num_B is fixed
+// at 2: the recipes' 3 or 4 B's (RTE, CoLA) would give Lily more parameters
+// than LoRA on a 2-layer model.
 var defaultSweepRuns = []string{
-	"lily r8: -adapter lily -lily_r 8",
+	"lily r8: -adapter lily -lily_r 8 -lily_num_B 2",
 	"lora r8: -adapter lora -lora_r 8 -lora_alpha 8",
 	"head only: -adapter none",
 }
