@@ -3,11 +3,12 @@
 // RoBERTa-base GLUE experiments do, and pretrains small RoBERTa encoders from
 // scratch with masked-language modelling.
 //
-// Three modes (run with -h for every flag and the per-task recipe):
+// Four modes (run with -h for every flag and the per-task recipe):
 //
 //	go run ./examples/roberta-glue                      # synthetic demo, a few minutes
-//	go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
+//	go run -tags openblas ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
 //	go run ./examples/roberta-glue -task rte -glue_dir ../shared/data/glue -model runs/pretrain -adapter lily
+//	go run -tags openblas ./examples/roberta-glue sweep -glue_dir ../shared/data/glue -model runs/pretrain
 //
 // Fine-tuning freezes the encoder, attaches the adapter to the target
 // modules, adds a fresh classification head (one output and an MSE loss for
