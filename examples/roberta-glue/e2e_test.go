@@ -405,7 +405,7 @@ func TestDemoSmall(t *testing.T) {
 	if d := abs(rows[0].adapterParams - rows[1].adapterParams); d*5 > rows[0].adapterParams {
 		t.Errorf("Lily has %d parameters, LoRA %d", rows[0].adapterParams, rows[1].adapterParams)
 	}
-	for _, want := range []string{"SYNTHETIC", "-task rte -glue_dir", "-model", "best dev accuracy", "lily", "lora", "none"} {
+	for _, want := range []string{"SYNTHETIC", "-task sst2 -glue_dir", "-model", "pretrain -glue_dir", "best dev accuracy", "lily", "lora", "none"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
