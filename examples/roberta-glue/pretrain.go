@@ -99,7 +99,7 @@ rate 1e-3 for 30 minutes: the first 5 steps are timed at learning rate 0 and
 the step budget (and so the learning-rate schedule) is fitted to -minutes,
 then fitted again to the time left at every checkpoint, as the speed of a
 shared machine changes. -max_steps sets a fixed budget instead. Build with
--tags openblas for it: the pure-Go build does about a fifth of the steps in
+-tags openblas for it: the pure-Go build does about a third of the steps in
 the same time (docs/results.md has the measured run).
 
 Example:
