@@ -32,8 +32,10 @@
 // columns. This reads the RTE train row with index 2164, which has five
 // fields ("index, sentence1, sentence2, empty, label"). Every other
 // malformed row — wrong field count, unknown label, unparsable or
-// out-of-range score, empty text, blank line — is an error of type
-// *[ParseError] naming the file and line; no row is ever skipped.
+// out-of-range score, an empty sentence of a single-sentence task or two
+// empty texts of a pair, blank line — is an error of type *[ParseError]
+// naming the file and line; no row is ever skipped. One empty text of a pair
+// is read as it is: real QQP has a few empty questions.
 //
 // Text is kept exactly as in the file (SST-2 sentences keep their trailing
 // space, for example); only the line terminator is removed.

@@ -297,13 +297,16 @@ func (p *parser) row(s string) (Example, error) {
 	}
 	t := p.task
 	ex := Example{Line: p.line, Label: -1, TextA: f[p.a]}
-	if strings.TrimSpace(ex.TextA) == "" {
+	blankA := strings.TrimSpace(ex.TextA) == ""
+	if p.b < 0 && blankA {
 		return Example{}, p.errorf("empty text in column %d", p.a+1)
 	}
 	if p.b >= 0 {
+		// One empty text of a pair is data (real QQP has empty questions,
+		// which Hugging Face's run_glue tokenizes as empty); two are not.
 		ex.TextB = f[p.b]
-		if strings.TrimSpace(ex.TextB) == "" {
-			return Example{}, p.errorf("empty text in column %d", p.b+1)
+		if blankA && strings.TrimSpace(ex.TextB) == "" {
+			return Example{}, p.errorf("both texts empty (columns %d and %d)", p.a+1, p.b+1)
 		}
 	}
 	switch {

@@ -247,8 +247,8 @@ func TestMalformed(t *testing.T) {
 		{"empty label", "sst2", "sentence\tlabel\nok\t\n", 2, "unknown sst2 label \"\""},
 		{"MNLI no gold label", "mnli", mnliDevHeader + "0\t1\t1n\tfiction\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tA.\tB.\tneutral\tentailment\tcontradiction\tneutral\tentailment\t-\n", 2, "unknown mnli label \"-\""},
 		{"empty text", "sst2", "sentence\tlabel\n\t1\n", 2, "empty text in column 1"},
-		{"blank text", "rte", rteH + "0\ta\t  \tentailment\n", 2, "empty text in column 3"},
-		{"empty question2", "qqp", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\tWhy?\t\t0\n", 2, "empty text in column 5"},
+		{"blank single text", "cola", "gj04\t1\t\t  \n", 1, "empty text in column 4"},
+		{"both texts empty", "qqp", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\t \t\t0\n", 2, "both texts empty (columns 4 and 5)"},
 		{"blank line", "sst2", "sentence\tlabel\nok\t1\n\nok\t0\n", 3, "blank line"},
 		{"blank final line", "sst2", "sentence\tlabel\nok\t1\n\n", 3, "blank line"},
 		{"score not a number", "stsb", stsbHeader + "0\tg\tf\ty\to\ts\ts\tA.\tB.\tfive\n", 2, "score \"five\" is not a number"},
@@ -342,5 +342,18 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, err := Lookup("glue"); err == nil {
 		t.Error("Lookup(glue): no error")
+	}
+}
+
+// One empty text of a pair is data: real QQP has rows with an empty
+// question, and RTE-style pairs read the same way.
+func TestOneEmptyTextOfAPair(t *testing.T) {
+	qqp := "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\tWhy?\t\t0\n6\t3\t4\t\tHow?\t1\n"
+	ex, err := Parse(strings.NewReader(qqp), "qqp", "train.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex) != 2 || ex[0].TextA != "Why?" || ex[0].TextB != "" || ex[1].TextA != "" || ex[1].TextB != "How?" || ex[1].Label != 1 {
+		t.Errorf("got %+v", ex)
 	}
 }
