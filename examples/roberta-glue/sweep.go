@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,15 +73,16 @@ type sweepRow struct {
 
 // sweepResult is sweep.json.
 type sweepResult struct {
-	Common      []string     `json:"common_args"`
-	Tasks       []string     `json:"tasks"`
-	Specs       []sweep.Spec `json:"runs_per_task"`
-	Seeds       []uint64     `json:"seeds"`
-	BLAS        string       `json:"blas"`
-	Rows        []sweepRow   `json:"rows"`
-	Runs        []sweepRun   `json:"runs"`
-	Interrupted bool         `json:"interrupted"`
-	WallSeconds float64      `json:"wall_seconds"`
+	Common      []string       `json:"common_args"`
+	Tasks       []string       `json:"tasks"`
+	TaskSteps   map[string]int `json:"task_steps,omitempty"`
+	Specs       []sweep.Spec   `json:"runs_per_task"`
+	Seeds       []uint64       `json:"seeds"`
+	BLAS        string         `json:"blas"`
+	Rows        []sweepRow     `json:"rows"`
+	Runs        []sweepRun     `json:"runs"`
+	Interrupted bool           `json:"interrupted"`
+	WallSeconds float64        `json:"wall_seconds"`
 }
 
 // sweepUsage explains the sweep mode; -h prints it above the flags.
@@ -88,7 +91,7 @@ over several seeds in one process, and tabulate the best dev metric of each as
 mean ± sample standard deviation.
 
   roberta-glue sweep -glue_dir ../shared/data/glue -model runs/encoder \
-      -tasks sst2,rte -seeds 1,2,3 -max_steps 1000 \
+      -tasks sst2,rte -seeds 1,2,3 -task_steps sst2=2000,rte=500 \
       -run "lily r8: -adapter lily -lily_r 8" -run "lora r8: -adapter lora -lora_r 8"
 
 Every fine-tuning flag given to sweep applies to all runs (the task recipes
@@ -114,10 +117,11 @@ type sweepJob struct {
 func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var common ftConfig
 	var specs sweep.Specs
-	tasks, seedList, out := defaultSweepTasks, "1,2,3", "runs/glue-sweep"
+	tasks, seedList, taskSteps, out := defaultSweepTasks, "1,2,3", "", "runs/glue-sweep"
 	fs := newFinetuneFlags(&common, stderr)
 	fs.Var(&specs, "run", `a configuration "NAME: FLAGS" (repeatable; default: Lily, LoRA and head only as in docs/results.md)`)
 	fs.StringVar(&tasks, "tasks", tasks, "comma-separated GLUE tasks")
+	fs.StringVar(&taskSteps, "task_steps", "", "per-task step budgets, e.g. sst2=2000,rte=500 (each replaces -max_steps for its task)")
 	fs.StringVar(&seedList, "seeds", seedList, "comma-separated seeds; every configuration runs once per task and seed")
 	fs.Lookup("out").Usage = "sweep folder (default runs/glue-sweep)"
 	fs.Lookup("seed").Usage = "not for sweep: use -seeds"
@@ -136,7 +140,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return errors.Wrap(err, "sweep")
 	}
-	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "out"}, map[string]string{
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "task_steps", "out"}, map[string]string{
 		"seed": "sweep takes -seeds (a list), not -seed", "task": "sweep takes -tasks (a list), not -task"})
 	if err != nil {
 		return err
@@ -155,6 +159,10 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(taskNames) == 0 {
 		return errors.New("sweep: -tasks is empty; give at least one GLUE task, e.g. sst2,rte")
 	}
+	steps, err := parseTaskSteps(taskSteps, taskNames)
+	if err != nil {
+		return err
+	}
 	if len(specs) == 0 {
 		if specs, err = sweep.ParseSpecs(defaultSweepRuns); err != nil {
 			return err
@@ -170,7 +178,11 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			folders[task+"/"+sweep.Slug(sp.Name)] = sp.Name
 			for _, seed := range seeds {
-				a := append(append(append([]string{}, shared...), "-task", task), sp.Args...)
+				a := append(append([]string{}, shared...), "-task", task)
+				if n, ok := steps[task]; ok {
+					a = append(a, "-max_steps", strconv.Itoa(n))
+				}
+				a = append(a, sp.Args...)
 				a = append(a, "-seed", fmt.Sprint(seed), "-out", filepath.Join(out, task, fmt.Sprintf("%s-seed%d", sweep.Slug(sp.Name), seed)))
 				c, _, err := parseFinetune(a, io.Discard)
 				if err != nil {
@@ -184,7 +196,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.Wrap(err, "sweep")
 	}
 	start := time.Now()
-	res := &sweepResult{Common: shared, Tasks: taskNames, Specs: specs, Seeds: seeds, BLAS: lilyop.BLAS}
+	res := &sweepResult{Common: shared, Tasks: taskNames, TaskSteps: steps, Specs: specs, Seeds: seeds, BLAS: lilyop.BLAS}
 	for k, job := range jobs {
 		if ctx.Err() != nil {
 			res.Interrupted = true
@@ -216,6 +228,34 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "\n%s", sweepTable(res))
 	fmt.Fprintf(stdout, "wrote %s, %s and %s to %s (%.0f s)\n", sweepJSON, sweepMarkdown, sweepPlot, out, res.WallSeconds)
 	return nil
+}
+
+// parseTaskSteps reads -task_steps ("sst2=2000,rte=500"): a positive step
+// budget per task, each task one of tasks.
+func parseTaskSteps(v string, tasks []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, item := range splitList(v) {
+		name, n, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, errors.Errorf("sweep -task_steps: %q is not TASK=STEPS", item)
+		}
+		t, err := glue.Lookup(strings.TrimSpace(name))
+		if err != nil {
+			return nil, errors.Wrap(err, "sweep -task_steps")
+		}
+		if !slices.Contains(tasks, t.Name) {
+			return nil, errors.Errorf("sweep -task_steps: %s is not in -tasks (%s)", t.Name, strings.Join(tasks, ","))
+		}
+		steps, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || steps < 1 {
+			return nil, errors.Errorf("sweep -task_steps: %q: the steps must be a positive integer", item)
+		}
+		if _, dup := out[t.Name]; dup {
+			return nil, errors.Errorf("sweep -task_steps names %s twice", t.Name)
+		}
+		out[t.Name] = steps
+	}
+	return out, nil
 }
 
 // sweepRows aggregates the runs by task and configuration, in the order of

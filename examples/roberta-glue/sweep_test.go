@@ -87,6 +87,10 @@ func TestSweepRejectsBadFlags(t *testing.T) {
 		{[]string{"-run", "a b: -adapter none", "-run", "a-b: -adapter lora"}, "share a folder"},
 		{[]string{"-run", "x: -adapter sideways"}, "sideways"},
 		{[]string{"stray"}, "unexpected argument"},
+		{[]string{"-task_steps", "sst2"}, "not TASK=STEPS"},
+		{[]string{"-task_steps", "mrpc=5"}, "mrpc is not in -tasks"},
+		{[]string{"-task_steps", "sst2=0"}, "positive integer"},
+		{[]string{"-task_steps", "sst2=5,SST-2=6"}, "names sst2 twice"},
 	} {
 		err := runSweep(context.Background(), append(append([]string{}, base...), tc.args...), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -95,5 +99,28 @@ func TestSweepRejectsBadFlags(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Error("a rejected sweep created its folder")
+	}
+}
+
+// -task_steps replaces -max_steps for its task and is recorded.
+func TestSweepTaskSteps(t *testing.T) {
+	glueDir, model := fixture(t)
+	out := filepath.Join(t.TempDir(), "sweep")
+	err := runSweep(context.Background(), []string{"-glue_dir", glueDir, "-model", model, "-tasks", "sst2", "-seeds", "1",
+		"-max_steps", "3", "-task_steps", "sst2=2", "-batch_size", "8", "-max_len", "16", "-out", out,
+		"-run", "head: -adapter none"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("%+v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, sweepJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res sweepResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 1 || res.Runs[0].Steps != 2 || res.TaskSteps["sst2"] != 2 {
+		t.Errorf("runs %+v, task steps %v", res.Runs, res.TaskSteps)
 	}
 }
