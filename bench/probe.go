@@ -82,14 +82,7 @@ func (op probeOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != op.Arity() {
 		return nil, errors.Errorf("%v: expected %d inputs, got %d", op, op.Arity(), len(vs))
 	}
-	f64, err := opkit.IsFloat64(op, vs[:1])
-	if err != nil {
-		return nil, err
-	}
-	if f64 {
-		return doProbe[float64](op, vs)
-	}
-	return doProbe[float32](op, vs)
+	return opkit.Dispatch(op, vs, doProbe[float64], doProbe[float32])
 }
 
 func doProbe[T opkit.Float](op probeOp, vs []G.Value) (G.Value, error) {
