@@ -14,7 +14,7 @@ import (
 )
 
 // BLAS names the BLAS implementation this build uses: "openblas" when built
-// with -tags openblas, "gonum" (pure Go) otherwise.
+// with -tags openblas, "gemm" (this module's pure-Go GEMM) otherwise.
 const BLAS = "openblas"
 
 // openBLAS is OpenBLAS through gonum's netlib binding, single-threaded,

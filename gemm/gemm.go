@@ -1,0 +1,162 @@
+package gemm
+
+import (
+	"fmt"
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Float is the element type of the matrices: float32 or float64.
+type Float interface{ float32 | float64 }
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major float32
+// matrices, where op(X) is X or Xᵀ as tA and tB say, op(A) is m×k, op(B)
+// is k×n and C is m×n; lda, ldb and ldc are the row strides as stored.
+// Like gonum's Sgemm it panics on arguments that break the BLAS contract
+// (negative sizes, strides narrower than a row, slices too short).
+func Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	multiply(kernel32, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Dgemm is Sgemm for float64 matrices.
+func Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	multiply(kernel64, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Implementation is gonum's pure-Go BLAS with Sgemm and Dgemm replaced by
+// this package's. It satisfies gorgonia.BLAS: gorgonia.Use(gemm.Implementation{})
+// makes every matrix product of a Gorgonia graph run here.
+type Implementation struct{ gonum.Implementation }
+
+// Sgemm is the package-level Sgemm.
+func (Implementation) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Dgemm is the package-level Dgemm.
+func (Implementation) Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	Dgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Kernel names the micro-kernel this process multiplies float32 matrices
+// with: "avx512", "avx2" or "go".
+func Kernel() string { return kernel32.name }
+
+// multiply checks the arguments, handles the cases that need no product,
+// and runs the blocked algorithm with kern, split across goroutines when
+// the product is large enough.
+func multiply[T Float](kern *microKernel[T], tA, tB blas.Transpose, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	ta, tb := check(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scale(m, n, beta, c, ldc)
+		return
+	}
+	p := problem[T]{ta: ta, tb: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	split(kern, p)
+}
+
+// check panics unless the arguments meet the BLAS contract, and reports
+// whether A and B are transposed.
+func check(tA, tB blas.Transpose, m, n, k, la, lda, lb, ldb, lc, ldc int) (ta, tb bool) {
+	ta, tb = transposed(tA, "tA"), transposed(tB, "tB")
+	switch {
+	case m < 0:
+		panic("gemm: m < 0")
+	case n < 0:
+		panic("gemm: n < 0")
+	case k < 0:
+		panic("gemm: k < 0")
+	}
+	rowsA, colsA := m, k
+	if ta {
+		rowsA, colsA = k, m
+	}
+	rowsB, colsB := k, n
+	if tb {
+		rowsB, colsB = n, k
+	}
+	switch {
+	case lda < max(1, colsA):
+		panic(fmt.Sprintf("gemm: lda %d < %d", lda, max(1, colsA)))
+	case ldb < max(1, colsB):
+		panic(fmt.Sprintf("gemm: ldb %d < %d", ldb, max(1, colsB)))
+	case ldc < max(1, n):
+		panic(fmt.Sprintf("gemm: ldc %d < %d", ldc, max(1, n)))
+	}
+	need := func(rows, cols, ld int) int {
+		if rows == 0 || cols == 0 {
+			return 0
+		}
+		return (rows-1)*ld + cols
+	}
+	switch {
+	case la < need(rowsA, colsA, lda):
+		panic("gemm: insufficient length of a")
+	case lb < need(rowsB, colsB, ldb):
+		panic("gemm: insufficient length of b")
+	case lc < need(m, n, ldc):
+		panic("gemm: insufficient length of c")
+	}
+	return ta, tb
+}
+
+func transposed(t blas.Transpose, name string) bool {
+	switch t {
+	case blas.NoTrans:
+		return false
+	case blas.Trans, blas.ConjTrans:
+		return true
+	}
+	panic("gemm: bad " + name)
+}
+
+// scale sets C = beta·C, without reading C when beta is 0.
+func scale[T Float](m, n int, beta T, c []T, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 0:
+			clear(row)
+		case 1:
+		default:
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+}
+
+// problem is one call's operands.
+type problem[T Float] struct {
+	ta, tb      bool
+	m, n, k     int
+	alpha, beta T
+	a, b, c     []T
+	lda, ldb    int
+	ldc         int
+}
+
+// buffers holds one goroutine's packed panels.
+type buffers[T Float] struct{ a, b []T }
+
+// pools keeps packing buffers between calls, one pool per element type.
+var (
+	pool32 = sync.Pool{New: func() any { return new(buffers[float32]) }}
+	pool64 = sync.Pool{New: func() any { return new(buffers[float64]) }}
+)
+
+func getBuffers[T Float]() (*buffers[T], *sync.Pool) {
+	var zero T
+	var p *sync.Pool
+	if any(zero) == any(float32(0)) {
+		p = &pool32
+	} else {
+		p = &pool64
+	}
+	return p.Get().(*buffers[T]), p
+}

@@ -1,0 +1,180 @@
+package gemm
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+)
+
+// reference computes alpha·op(A)·op(B) + beta·C in float64, naively, for
+// elements of C (never reading C when beta is 0).
+func reference[T Float](ta, tb bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) []float64 {
+	out := make([]float64, len(c))
+	for i := range c {
+		out[i] = float64(c[i])
+	}
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				ai, bi := i*lda+p, p*ldb+j
+				if ta {
+					ai = p*lda + i
+				}
+				if tb {
+					bi = j*ldb + p
+				}
+				av, bv := a[ai], b[bi]
+				s += float64(av) * float64(bv)
+			}
+			v := float64(alpha) * s
+			if beta != 0 {
+				v += float64(beta) * float64(c[i*ldc+j])
+			}
+			out[i*ldc+j] = v
+		}
+	}
+	return out
+}
+
+func trans(t bool) blas.Transpose {
+	if t {
+		return blas.Trans
+	}
+	return blas.NoTrans
+}
+
+func randSlice[T Float](rng *rand.Rand, n int) []T {
+	s := make([]T, n)
+	for i := range s {
+		s[i] = T(2*rng.Float64() - 1)
+	}
+	return s
+}
+
+// gemmCase runs one product with kern and compares every element of C
+// (padding columns included: they must stay untouched) with the reference.
+func gemmCase[T Float](t *testing.T, kern *microKernel[T], ta, tb bool, m, n, k, padA, padB, padC int, alpha, beta T, rng *rand.Rand) {
+	t.Helper()
+	rowsA, colsA := m, k
+	if ta {
+		rowsA, colsA = k, m
+	}
+	rowsB, colsB := k, n
+	if tb {
+		rowsB, colsB = n, k
+	}
+	lda, ldb, ldc := max(1, colsA)+padA, max(1, colsB)+padB, max(1, n)+padC
+	a := randSlice[T](rng, rowsA*lda)
+	b := randSlice[T](rng, rowsB*ldb)
+	c := randSlice[T](rng, m*ldc)
+	if beta == 0 {
+		// C must not be read: NaNs there must not reach the result.
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				c[i*ldc+j] = T(math.NaN())
+			}
+		}
+	}
+	want := reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	multiply(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	var zero T
+	tol := 1e-12
+	if any(zero) == any(float32(0)) {
+		tol = 1e-5
+	}
+	for i := range c {
+		got, w := float64(c[i]), want[i]
+		// Errors grow with k: the tolerance is relative to k·|alpha| plus
+		// |beta| (every operand is in [-1, 1]).
+		bound := tol * (float64(k)*math.Abs(float64(alpha)) + math.Abs(float64(beta)) + 1)
+		if math.IsNaN(got) || math.Abs(got-w) > bound {
+			t.Fatalf("%s ta=%v tb=%v m=%d n=%d k=%d lda=%d ldb=%d ldc=%d alpha=%v beta=%v: c[%d] = %v, want %v",
+				kern.name, ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, i, got, w)
+		}
+	}
+}
+
+var edgeSizes = []int{1, 2, 7, 15, 16, 17, 31, 33, 127, 129}
+
+func testKernels[T Float](t *testing.T, kernels []*microKernel[T]) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	scalars := [][2]T{{1, 0}, {1, 1}, {-0.5, 0.25}, {2, -1}, {0, 0.5}, {0, 0}}
+	for _, kern := range kernels {
+		t.Run(kern.name, func(t *testing.T) {
+			for _, ta := range []bool{false, true} {
+				for _, tb := range []bool{false, true} {
+					for i, m := range edgeSizes {
+						for j, n := range edgeSizes {
+							// k over the edge sizes, 0, and more than one kc block.
+							ks := []int{0, edgeSizes[(i+j)%len(edgeSizes)], kern.kc + 3}
+							for _, k := range ks {
+								s := scalars[(i*3+j+k)%len(scalars)]
+								gemmCase(t, kern, ta, tb, m, n, k, (i+j)%3, (i*j)%2, j%2, s[0], s[1], rng)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// Every kernel this CPU can run, every transpose, a grid of edge sizes,
+// k = 0 and k past one cache block, padded leading dimensions, and alpha
+// and beta cases (beta = 0 with NaNs in C) against a float64 reference.
+func TestSgemmGrid(t *testing.T) { testKernels(t, kernels32()) }
+
+func TestDgemmGrid(t *testing.T) { testKernels(t, kernels64()) }
+
+// Products larger than a cache block in every direction, and large enough
+// to be split across goroutines.
+func TestBlocksAndThreads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, kern := range kernels32() {
+		gemmCase(t, kern, false, false, kern.mc+5, 3*kern.nr+1, kern.kc*2+1, 0, 0, 0, 1, 0, rng)
+		gemmCase(t, kern, true, true, 2*kern.mc+3, 33, kern.kc+1, 1, 2, 3, 1, 1, rng)
+		gemmCase(t, kern, false, true, 40, kern.nc+17, 300, 0, 0, 0, 0.5, 2, rng)
+	}
+	for _, kern := range kernels64() {
+		gemmCase(t, kern, true, false, kern.mc+1, kern.nr*2+3, kern.kc*3+2, 0, 1, 0, 1, 0.5, rng)
+	}
+}
+
+// The exported functions and the Gorgonia Implementation run the default
+// kernel; bad arguments panic as BLAS requires.
+func TestPublicAPI(t *testing.T) {
+	a := []float32{1, 2, 3, 4, 5, 6} // 2×3
+	b := []float32{1, 0, 0, 1, 1, 1} // 3×2
+	c := make([]float32, 4)
+	Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, 2, 2, 3, 1, a, 3, b, 2, 0, c, 2)
+	if want := []float32{4, 5, 10, 11}; fmt.Sprint(c) != fmt.Sprint(want) {
+		t.Fatalf("Sgemm = %v, want %v", c, want)
+	}
+	d := make([]float64, 4)
+	Dgemm(blas.Trans, blas.NoTrans, 2, 2, 2, 1, []float64{1, 2, 3, 4}, 2, []float64{1, 0, 0, 1}, 2, 0, d, 2)
+	if want := []float64{1, 3, 2, 4}; fmt.Sprint(d) != fmt.Sprint(want) {
+		t.Fatalf("Dgemm = %v, want %v", d, want)
+	}
+	if Kernel() == "" {
+		t.Fatal("no kernel name")
+	}
+	for name, f := range map[string]func(){
+		"m<0":   func() { Sgemm(blas.NoTrans, blas.NoTrans, -1, 1, 1, 1, a, 1, b, 1, 0, c, 1) },
+		"lda":   func() { Sgemm(blas.NoTrans, blas.NoTrans, 2, 2, 3, 1, a, 2, b, 2, 0, c, 2) },
+		"short": func() { Sgemm(blas.NoTrans, blas.NoTrans, 2, 2, 3, 1, a[:5], 3, b, 2, 0, c, 2) },
+		"trans": func() { Sgemm(blas.Transpose('x'), blas.NoTrans, 2, 2, 3, 1, a, 3, b, 2, 0, c, 2) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}

@@ -1,0 +1,78 @@
+package gemm
+
+// packA copies the mb×kb block of op(A) at (ic, pc), times alpha, into dst
+// as MR-row micro-panels: panel t holds rows t·MR… of the block, column by
+// column (dst[t·MR·kb + p·MR + r]), rows past mb zero-filled.
+func packA[T Float](dst []T, trans bool, a []T, lda, ic, pc, mb, kb, mr int, alpha T) {
+	for ir := 0; ir < mb; ir += mr {
+		rows := min(mr, mb-ir)
+		panel := dst[ir*kb : ir*kb+mr*kb]
+		if trans {
+			// op(A)[i][p] = a[p·lda + i]: each p reads rows contiguous values.
+			for p := 0; p < kb; p++ {
+				src := a[(pc+p)*lda+ic+ir:][:rows]
+				d := panel[p*mr : p*mr+mr]
+				if alpha == 1 {
+					copy(d, src)
+				} else {
+					for r, v := range src {
+						d[r] = alpha * v
+					}
+				}
+				clear(d[rows:])
+			}
+			continue
+		}
+		// op(A)[i][p] = a[i·lda + p]: each row is read contiguously.
+		for r := 0; r < rows; r++ {
+			src := a[(ic+ir+r)*lda+pc:][:kb]
+			d := panel[r:]
+			if alpha == 1 {
+				for p, v := range src {
+					d[p*mr] = v
+				}
+			} else {
+				for p, v := range src {
+					d[p*mr] = alpha * v
+				}
+			}
+		}
+		for r := rows; r < mr; r++ {
+			for p := 0; p < kb; p++ {
+				panel[p*mr+r] = 0
+			}
+		}
+	}
+}
+
+// packB copies the kb×nb block of op(B) at (pc, jc) into dst as NR-column
+// micro-panels: panel t holds columns t·NR… of the block, row by row
+// (dst[t·NR·kb + p·NR + j]), columns past nb zero-filled.
+func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int) {
+	for jr := 0; jr < nb; jr += nr {
+		cols := min(nr, nb-jr)
+		panel := dst[jr*kb : jr*kb+nr*kb]
+		if !trans {
+			// op(B)[p][j] = b[p·ldb + j]: each p reads cols contiguous values.
+			for p := 0; p < kb; p++ {
+				d := panel[p*nr : p*nr+nr]
+				copy(d, b[(pc+p)*ldb+jc+jr:][:cols])
+				clear(d[cols:])
+			}
+			continue
+		}
+		// op(B)[p][j] = b[j·ldb + p]: each column j of op(B) is a stored row.
+		for j := 0; j < cols; j++ {
+			src := b[(jc+jr+j)*ldb+pc:][:kb]
+			d := panel[j:]
+			for p, v := range src {
+				d[p*nr] = v
+			}
+		}
+		for j := cols; j < nr; j++ {
+			for p := 0; p < kb; p++ {
+				panel[p*nr+j] = 0
+			}
+		}
+	}
+}
