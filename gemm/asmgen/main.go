@@ -111,9 +111,9 @@ func (k kernel) write(w *bufio.Writer) {
 		frame = 88
 	}
 	acc := k.mr * k.nvec
-	bReg := acc           // first B vector register
-	bc := acc + k.nvec    // broadcast register
-	tmp := bc + 1         // scratch / beta
+	bReg := acc        // first B vector register
+	bc := acc + k.nvec // broadcast register
+	tmp := bc + 1      // scratch / beta
 	if k.avx512 && tmp > 31 || !k.avx512 && tmp > 15 {
 		log.Fatalf("%s: %d registers needed", k.name, tmp+1)
 	}
