@@ -3,6 +3,7 @@ package gemm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Cache blocking, in one place. A block of op(B) is kc rows × nc columns
@@ -12,9 +13,9 @@ import (
 //
 //   - the kc×NR micro-panel of B that one micro-kernel sweep reuses for
 //     every MR-row panel of A stays in L1 (kcBytes·NR: 32 KiB for both
-//     types, of the 48 KiB L1d of a Zen 4/5 core);
-//   - the mc×kc block of A stays in L2 (mcBytes·kc: 512 KiB of 1 MiB);
-//   - the kc×nc block of B is sized for the shared L3.
+//     types, of the 48 KiB L1d of a Zen 5 core);
+//   - the mc×kc block of A stays in L2 (mcBytes: 512 KiB of 1 MiB);
+//   - the kc×nc block of B is sized for the shared L3 (ncBytes).
 //
 // They were tuned on the development machine (AMD EPYC, Zen 5, 2 cores);
 // docs/design.md has the measurements.
@@ -33,106 +34,232 @@ func blocks(mr, nr, elem int) (mc, kc, nc int) {
 	return mc, kc, nc
 }
 
+// directPanels is the widest op(B), in NR-column panels, for which A is read
+// in place by a direct kernel instead of packed: packing A pays for itself
+// only when each packed panel is reused for several panels of B.
+const directPanels = 2
+
 // parallelGrain is the least number of multiply-adds (m·n·k) worth a
-// goroutine of its own: about 10 µs of work at this package's speed, several
-// times what starting and joining a goroutine costs.
+// goroutine of its own: about 10 µs of work, several times what starting
+// and joining a goroutine costs.
 const parallelGrain = 1 << 20
 
-// split runs p on up to GOMAXPROCS goroutines, each on a range of C's rows
-// (or of its columns when C is wider than tall), aligned to the kernel's
-// tile so that no two goroutines write one cache line of C... except at
-// the range edges, which are tile-aligned and so share none for
-// NR-aligned rows. Each goroutine packs its own share of the operand it
-// splits and the whole of the other one, which for the shapes that matter
-// (one side large) costs little next to the product.
+// split runs p on up to GOMAXPROCS goroutines. Normally each takes a range
+// of C's rows, packing its own blocks of A, while the goroutines share each
+// packed block of B, every one packing a share of its panels. When C has
+// fewer row tiles than column tiles (a short, wide product), each goroutine
+// takes a range of columns instead and packs its own blocks of B and the
+// whole of the small A. Ranges are tile-aligned.
 func split[T Float](kern *microKernel[T], p problem[T]) {
-	work := p.m * p.n * p.k
-	parts := min(runtime.GOMAXPROCS(0), max(1, work/parallelGrain))
-	byRows := p.m >= p.n
-	tile := kern.nr
-	extent := p.n
-	if byRows {
-		tile, extent = kern.mr, p.m
+	parts := p.m * p.n * p.k / parallelGrain
+	if parts > 1 {
+		parts = min(parts, runtime.GOMAXPROCS(0)) // GOMAXPROCS takes a lock
 	}
-	parts = min(parts, (extent+tile-1)/tile)
+	rowTiles, colTiles := ceilDiv(p.m, kern.mr), ceilDiv(p.n, kern.nr)
+	if rowTiles >= colTiles {
+		parts = min(parts, rowTiles)
+	} else {
+		parts = min(parts, colTiles)
+	}
 	if parts <= 1 {
-		run(kern, p)
+		buf, pool := getBuffers[T]()
+		growB(buf, kern, p)
+		rows(kern, p, 0, p.m, 0, 1, nil, buf)
+		pool.Put(buf)
 		return
 	}
+	if rowTiles >= colTiles {
+		splitRows(kern, p, parts, rowTiles)
+	} else {
+		splitCols(kern, p, parts, colTiles)
+	}
+}
+
+// splitRows runs p as parts ranges of rowTiles rows tiles, sharing the
+// packed blocks of B.
+func splitRows[T Float](kern *microKernel[T], p problem[T], parts, rowTiles int) {
 	var wg sync.WaitGroup
-	tiles := (extent + tile - 1) / tile
-	for i := 0; i < parts; i++ {
-		lo, hi := tiles*i/parts*tile, min(extent, tiles*(i+1)/parts*tile)
-		q := p
-		if byRows {
-			q.m = hi - lo
-			if p.ta {
-				q.a = p.a[lo:]
-			} else {
-				q.a = p.a[lo*p.lda:]
-			}
-			q.c = p.c[lo*p.ldc:]
-		} else {
-			q.n = hi - lo
-			if p.tb {
-				q.b = p.b[lo*p.ldb:]
-			} else {
-				q.b = p.b[lo:]
-			}
-			q.c = p.c[lo:]
-		}
-		if i == parts-1 {
-			run(kern, q)
-			break
-		}
+	shared, pool := getBuffers[T]()
+	growB(shared, kern, p)
+	bar := newBarrier(parts)
+	for t := range parts {
+		lo, hi := rowTiles*t/parts*kern.mr, min(p.m, rowTiles*(t+1)/parts*kern.mr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			run(kern, q)
+			buf, pool := getBuffers[T]()
+			buf.b = shared.b // read by every goroutine; each packs a share
+			rows(kern, p, lo, hi, t, parts, bar, buf)
+			buf.b = nil
+			pool.Put(buf)
+		}()
+	}
+	wg.Wait()
+	pool.Put(shared)
+}
+
+// splitCols runs p as parts independent products on ranges of colTiles
+// column tiles.
+func splitCols[T Float](kern *microKernel[T], p problem[T], parts, colTiles int) {
+	var wg sync.WaitGroup
+	for t := range parts {
+		lo, hi := colTiles*t/parts*kern.nr, min(p.n, colTiles*(t+1)/parts*kern.nr)
+		q := p
+		q.n = hi - lo
+		if p.tb {
+			q.b = p.b[lo*p.ldb:]
+		} else {
+			q.b = p.b[lo:]
+		}
+		q.c = p.c[lo:]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf, pool := getBuffers[T]()
+			growB(buf, kern, q)
+			rows(kern, q, 0, q.m, 0, 1, nil, buf)
+			pool.Put(buf)
 		}()
 	}
 	wg.Wait()
 }
 
-// run is the blocked algorithm on one goroutine: loops over nc-column
-// blocks of C, kc-deep slices of the product (B packed once per pair), and
-// mc-row blocks (A packed once per triple), then the micro-kernel over the
-// block's NR×MR tiles.
-func run[T Float](kern *microKernel[T], p problem[T]) {
+// rows computes rows [lo, hi) of C: loops over nc-column blocks of C and
+// kc-deep slices of the product, packing a block of B per pair (goroutine
+// t of parts packs its share of the panels into buf.b, which all parts
+// share and the caller sized with growB; bar makes them wait for each
+// other), then over mc-row blocks of its rows (A packed into its own buf.a
+// per triple, or read in place by a direct kernel when B is narrow), then
+// the micro-kernel over the block's tiles.
+func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar *barrier, buf *buffers[T]) {
 	mr, nr := kern.mr, kern.nr
 	mc, kc, nc := kern.mc, kern.kc, kern.nc
-	buf, pool := getBuffers[T]()
-	defer pool.Put(buf)
-	needA := min(mc, roundUp(p.m, mr)) * min(kc, p.k)
-	needB := min(nc, roundUp(p.n, nr)) * min(kc, p.k)
-	if len(buf.a) < needA {
-		buf.a = make([]T, needA)
-	}
-	if len(buf.b) < needB {
-		buf.b = make([]T, needB)
+	growA(buf, kern, p, hi-lo)
+	// A narrow B leaves packing A nothing to amortise: A is read in place,
+	// by a direct kernel when it is not transposed and by the packed-panel
+	// kernel at step lda when it is (its MR values per k step are then
+	// contiguous already), and alpha goes into B instead.
+	narrow := p.n <= directPanels*nr
+	direct := narrow && (p.ta || kern.direct != nil)
+	alphaA, alphaB := p.alpha, T(1)
+	if direct {
+		alphaA, alphaB = 1, p.alpha
 	}
 	for jc := 0; jc < p.n; jc += nc {
 		nb := min(nc, p.n-jc)
+		panels := ceilDiv(nb, nr)
 		for pc := 0; pc < p.k; pc += kc {
 			kb := min(kc, p.k-pc)
-			packB(buf.b, p.tb, p.b, p.ldb, pc, jc, kb, nb, nr)
+			j0, j1 := panels*t/parts*nr, min(nb, panels*(t+1)/parts*nr)
+			if j1 > j0 {
+				packB(buf.b[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
+			}
+			bar.wait()
 			beta, accumulate := p.beta, p.beta != 0
 			if pc > 0 {
 				beta, accumulate = 1, true
 			}
-			for ic := 0; ic < p.m; ic += mc {
-				mb := min(mc, p.m-ic)
-				packA(buf.a, p.ta, p.a, p.lda, ic, pc, mb, kb, mr, p.alpha)
+			for ic := lo; ic < hi; ic += mc {
+				mb := min(mc, hi-ic)
+				full := mb
+				if direct {
+					// Whole MR-row panels are read in place; a last
+					// partial one is packed.
+					full = mb / mr * mr
+					if full < mb {
+						packA(buf.a, p.ta, p.a, p.lda, ic+full, pc, mb-full, kb, mr, 1)
+					}
+				} else {
+					packA(buf.a, p.ta, p.a, p.lda, ic, pc, mb, kb, mr, alphaA)
+				}
 				for jr := 0; jr < nb; jr += nr {
 					nt := min(nr, nb-jr)
 					bp := &buf.b[jr*kb]
+					cp := (ic)*p.ldc + jc + jr
+					if direct {
+						for ir := 0; ir < full; ir += mr {
+							if p.ta {
+								kern.tile(kb, &p.a[pc*p.lda+ic+ir], p.lda, bp, &p.c[cp+ir*p.ldc], p.ldc, beta, accumulate, mr, nt)
+							} else {
+								kern.direct(kb, &p.a[(ic+ir)*p.lda+pc], p.lda, bp, &p.c[cp+ir*p.ldc], p.ldc, beta, accumulate, nt)
+							}
+						}
+						if full < mb {
+							kern.tile(kb, &buf.a[0], mr, bp, &p.c[cp+full*p.ldc], p.ldc, beta, accumulate, mb-full, nt)
+						}
+						continue
+					}
 					for ir := 0; ir < mb; ir += mr {
-						kern.tile(kb, &buf.a[ir*kb], bp, &p.c[(ic+ir)*p.ldc+jc+jr], p.ldc, beta, accumulate, min(mr, mb-ir), nt)
+						kern.tile(kb, &buf.a[ir*kb], mr, bp, &p.c[cp+ir*p.ldc], p.ldc, beta, accumulate, min(mr, mb-ir), nt)
 					}
 				}
 			}
+			bar.wait()
 		}
 	}
 }
 
-func roundUp(x, m int) int { return (x + m - 1) / m * m }
+// growA and growB make buf's panels large enough for rows rows of p
+// (growB: for all of p's columns).
+func growA[T Float](buf *buffers[T], kern *microKernel[T], p problem[T], rows int) {
+	if need := min(kern.mc, roundUp(rows, kern.mr)) * min(kern.kc, p.k); len(buf.a) < need {
+		buf.a = make([]T, need)
+	}
+}
+
+func growB[T Float](buf *buffers[T], kern *microKernel[T], p problem[T]) {
+	if need := min(kern.nc, roundUp(p.n, kern.nr)) * min(kern.kc, p.k); len(buf.b) < need {
+		buf.b = make([]T, need)
+	}
+}
+
+func roundUp(x, m int) int { return ceilDiv(x, m) * m }
+
+func ceilDiv(x, m int) int { return (x + m - 1) / m }
+
+// barrier makes parts goroutines wait for each other: each wait returns
+// once all parts have called it. It spins briefly (the parts of one product
+// arrive within microseconds of each other) before sleeping on a condition
+// variable. A nil barrier (one part) never waits.
+type barrier struct {
+	parts   int32
+	arrived atomic.Int32
+	gen     atomic.Uint64
+	mu      sync.Mutex
+	cond    sync.Cond
+}
+
+func newBarrier(parts int) *barrier {
+	b := &barrier{parts: int32(parts)}
+	b.cond.L = &b.mu
+	return b
+}
+
+// barrierSpins is how many times a waiting part checks for release before
+// it sleeps: a few microseconds.
+const barrierSpins = 4000
+
+func (b *barrier) wait() {
+	if b == nil {
+		return
+	}
+	g := b.gen.Load()
+	if b.arrived.Add(1) == b.parts {
+		b.arrived.Store(0)
+		b.mu.Lock()
+		b.gen.Add(1)
+		b.cond.Broadcast()
+		b.mu.Unlock()
+		return
+	}
+	for range barrierSpins {
+		if b.gen.Load() != g {
+			return
+		}
+	}
+	b.mu.Lock()
+	for b.gen.Load() == g {
+		b.cond.Wait()
+	}
+	b.mu.Unlock()
+}

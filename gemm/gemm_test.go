@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -130,17 +131,25 @@ func TestSgemmGrid(t *testing.T) { testKernels(t, kernels32()) }
 
 func TestDgemmGrid(t *testing.T) { testKernels(t, kernels64()) }
 
-// Products larger than a cache block in every direction, and large enough
-// to be split across goroutines.
+// Products larger than a cache block in every direction, large enough to
+// be split across goroutines (by rows with a shared packed B, or by
+// columns), on 1 to 4 of them, with A packed or read in place.
 func TestBlocksAndThreads(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, kern := range kernels32() {
-		gemmCase(t, kern, false, false, kern.mc+5, 3*kern.nr+1, kern.kc*2+1, 0, 0, 0, 1, 0, rng)
-		gemmCase(t, kern, true, true, 2*kern.mc+3, 33, kern.kc+1, 1, 2, 3, 1, 1, rng)
-		gemmCase(t, kern, false, true, 40, kern.nc+17, 300, 0, 0, 0, 0.5, 2, rng)
-	}
-	for _, kern := range kernels64() {
-		gemmCase(t, kern, true, false, kern.mc+1, kern.nr*2+3, kern.kc*3+2, 0, 1, 0, 1, 0.5, rng)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 2, 3, 4} {
+		runtime.GOMAXPROCS(procs)
+		for _, kern := range kernels32() {
+			gemmCase(t, kern, false, false, kern.mc+5, 3*kern.nr+1, kern.kc*2+1, 0, 0, 0, 1, 0, rng)
+			gemmCase(t, kern, true, true, 2*kern.mc+3, 33, kern.kc+1, 1, 2, 3, 1, 1, rng)
+			gemmCase(t, kern, false, true, 40, kern.nc+17, 300, 0, 0, 0, 0.5, 2, rng)
+			gemmCase(t, kern, false, false, 3*kern.mc+kern.mr+3, 2*kern.nr-1, kern.kc+7, 3, 0, 1, -2, 0, rng)
+			gemmCase(t, kern, false, true, 777, kern.nr, 2*kern.kc, 0, 0, 0, 1, 1, rng)
+		}
+		for _, kern := range kernels64() {
+			gemmCase(t, kern, true, false, kern.mc+1, kern.nr*2+3, kern.kc*3+2, 0, 1, 0, 1, 0.5, rng)
+			gemmCase(t, kern, false, false, 2*kern.mc+5, kern.nr+1, kern.kc*2+1, 0, 1, 0, 1.5, 0, rng)
+		}
 	}
 }
 

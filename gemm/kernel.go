@@ -7,17 +7,27 @@ type microKernel[T Float] struct {
 	name   string
 	mr, nr int // the tile: MR rows × NR columns of C
 	// tile computes C[0:mr, 0:nr] = Σ_p a[p]⊗b[p] + beta·C (C not read
-	// unless accumulate) from kc steps of an MR-row panel a and an
-	// NR-column panel b; c is the tile's top-left element, ldc C's row
-	// stride, mr ≤ MR and nr ≤ NR the tile's part inside C.
-	tile       func(kc int, a, b, c *T, ldc int, beta T, accumulate bool, mr, nr int)
+	// unless accumulate) from kc steps of MR values of A (contiguous, steps
+	// as elements apart: a packed panel, or a transposed A in place) and
+	// of an NR-column packed panel b; c is the tile's top-left element,
+	// ldc C's row stride, mr ≤ MR and nr ≤ NR the tile's part inside C.
+	tile tileFunc[T]
+	// direct, where not nil, is tile for all MR rows of an A read in place
+	// at row stride lda rather than packed (see directN).
+	direct     directFunc[T]
 	mc, kc, nc int
 }
 
-func newKernel[T Float](name string, mr, nr int, tile func(kc int, a, b, c *T, ldc int, beta T, accumulate bool, mr, nr int)) *microKernel[T] {
+// tileFunc is a micro-kernel on a packed panel of A.
+type tileFunc[T Float] func(kc int, a *T, as int, b, c *T, ldc int, beta T, accumulate bool, mr, nr int)
+
+// directFunc is a micro-kernel on MR rows of A in place.
+type directFunc[T Float] func(kc int, a *T, lda int, b, c *T, ldc int, beta T, accumulate bool, nr int)
+
+func newKernel[T Float](name string, mr, nr int, tile tileFunc[T], direct directFunc[T]) *microKernel[T] {
 	var zero T
 	mc, kc, nc := blocks(mr, nr, int(unsafe.Sizeof(zero)))
-	return &microKernel[T]{name: name, mr: mr, nr: nr, tile: tile, mc: mc, kc: kc, nc: nc}
+	return &microKernel[T]{name: name, mr: mr, nr: nr, tile: tile, direct: direct, mc: mc, kc: kc, nc: nc}
 }
 
 // goMR and goNR are the portable kernel's tile: 4×4 accumulators, which the
@@ -25,12 +35,12 @@ func newKernel[T Float](name string, mr, nr int, tile func(kc int, a, b, c *T, l
 const goMR, goNR = 4, 4
 
 // goTile is the portable micro-kernel.
-func goTile[T Float](kc int, a, b, c *T, ldc int, beta T, accumulate bool, mr, nr int) {
-	ap := unsafe.Slice(a, kc*goMR)
+func goTile[T Float](kc int, a *T, as int, b, c *T, ldc int, beta T, accumulate bool, mr, nr int) {
+	ap := unsafe.Slice(a, (kc-1)*as+goMR)
 	bp := unsafe.Slice(b, kc*goNR)
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
 	for p := 0; p < kc; p++ {
-		av := ap[p*goMR : p*goMR+goMR : p*goMR+goMR]
+		av := ap[p*as : p*as+goMR : p*as+goMR]
 		bv := bp[p*goNR : p*goNR+goNR : p*goNR+goNR]
 		a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
 		b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
@@ -73,6 +83,6 @@ func goTile[T Float](kc int, a, b, c *T, ldc int, beta T, accumulate bool, mr, n
 // goKernel32 and goKernel64 are the portable kernels, used where no
 // assembly kernel fits the CPU, and by every build with the purego tag.
 var (
-	goKernel32 = newKernel[float32]("go", goMR, goNR, goTile[float32])
-	goKernel64 = newKernel[float64]("go", goMR, goNR, goTile[float64])
+	goKernel32 = newKernel[float32]("go", goMR, goNR, goTile[float32], nil)
+	goKernel64 = newKernel[float64]("go", goMR, goNR, goTile[float64], nil)
 )

@@ -6,20 +6,36 @@ import "golang.org/x/sys/cpu"
 
 //go:generate go run ./asmgen -out kernels_amd64.s
 
-// The assembly micro-kernels (kernels_amd64.s, see asmgen). AVX2 kernels
-// take the lane masks of the row's two vectors for edge tiles.
+// The assembly micro-kernels (kernels_amd64.s, see asmgen). A's MR values
+// for one k step are contiguous and successive steps as elements apart.
+// AVX2 kernels take the lane masks of the row's two vectors for edge tiles.
 
 //go:noescape
-func sgemmAVX512(kc int, a, b, c *float32, ldc int, beta float32, accumulate, mr, nr int)
+func sgemmAVX512(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate, mr, nr int)
 
 //go:noescape
-func dgemmAVX512(kc int, a, b, c *float64, ldc int, beta float64, accumulate, mr, nr int)
+func dgemmAVX512(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate, mr, nr int)
 
 //go:noescape
-func sgemmAVX2(kc int, a, b, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
+func sgemmAVX2(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
 
 //go:noescape
-func dgemmAVX2(kc int, a, b, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
+func dgemmAVX2(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
+
+// The direct kernels read MR rows of A in place (row stride lda) instead of
+// a packed panel.
+
+//go:noescape
+func sgemmAVX512Direct(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate, nr int)
+
+//go:noescape
+func dgemmAVX512Direct(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate, nr int)
+
+//go:noescape
+func sgemmAVX2Direct(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate, nr int, m0, m1 *int32)
+
+//go:noescape
+func dgemmAVX2Direct(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate, nr int, m0, m1 *int64)
 
 // laneMask32 and laneMask64 hold a vector's worth of all-ones lanes then a
 // vector's worth of zeros: the 8 (4) lanes starting at index 8−v (4−v)
@@ -37,21 +53,43 @@ func b2i(b bool) int {
 }
 
 var (
-	avx512Kernel32 = newKernel("avx512", 14, 32, func(kc int, a, b, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
-		sgemmAVX512(kc, a, b, c, ldc, beta, b2i(accumulate), mr, nr)
+	avx512Kernel32 = newKernel("avx512", 14, 32, func(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
+		sgemmAVX512(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr)
+	}, func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate bool, nr int) {
+		sgemmAVX512Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr)
 	})
-	avx512Kernel64 = newKernel("avx512", 14, 16, func(kc int, a, b, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
-		dgemmAVX512(kc, a, b, c, ldc, beta, b2i(accumulate), mr, nr)
+	avx512Kernel64 = newKernel("avx512", 14, 16, func(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
+		dgemmAVX512(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr)
+	}, func(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate bool, nr int) {
+		dgemmAVX512Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr)
 	})
-	avx2Kernel32 = newKernel("avx2", 6, 16, func(kc int, a, b, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
-		v0 := min(nr, 8)
-		sgemmAVX2(kc, a, b, c, ldc, beta, b2i(accumulate), mr, nr, &laneMask32[8-v0], &laneMask32[8-(nr-v0)])
+	avx2Kernel32 = newKernel("avx2", 6, 16, func(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
+		m0, m1 := masks32(nr)
+		sgemmAVX2(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
+	}, func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate bool, nr int) {
+		m0, m1 := masks32(nr)
+		sgemmAVX2Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr, m0, m1)
 	})
-	avx2Kernel64 = newKernel("avx2", 6, 8, func(kc int, a, b, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
-		v0 := min(nr, 4)
-		dgemmAVX2(kc, a, b, c, ldc, beta, b2i(accumulate), mr, nr, &laneMask64[4-v0], &laneMask64[4-(nr-v0)])
+	avx2Kernel64 = newKernel("avx2", 6, 8, func(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
+		m0, m1 := masks64(nr)
+		dgemmAVX2(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
+	}, func(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate bool, nr int) {
+		m0, m1 := masks64(nr)
+		dgemmAVX2Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr, m0, m1)
 	})
 )
+
+// masks32 and masks64 point at the lane masks of a 2-vector row of nr
+// valid elements.
+func masks32(nr int) (m0, m1 *int32) {
+	v0 := min(nr, 8)
+	return &laneMask32[8-v0], &laneMask32[8-(nr-v0)]
+}
+
+func masks64(nr int) (m0, m1 *int64) {
+	v0 := min(nr, 4)
+	return &laneMask64[4-v0], &laneMask64[4-(nr-v0)]
+}
 
 var (
 	hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
@@ -86,3 +124,34 @@ var (
 	kernel32 = kernels32()[0]
 	kernel64 = kernels64()[0]
 )
+
+// transpose8x8s transposes blocks consecutive 8×8 blocks of float32
+// (transpose_amd64.s): dst[(8b+c)·ldd + r] = src[r·lds + 8b + c].
+//
+//go:noescape
+func transpose8x8s(src *float32, lds int, dst *float32, ldd int, blocks int)
+
+// transposeFast sets dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols
+// with 8×8 AVX transposes, overlapping the last block of rows and of
+// columns with the one before (the overlap is written twice with the same
+// values), and reports whether it could: float32, AVX2, and at least 8
+// rows and columns.
+func transposeFast[T Float](dst []T, ldd int, src []T, lds, rows, cols int) bool {
+	d, ok := any(dst).([]float32)
+	if !ok || !hasAVX2 || rows < 8 || cols < 8 {
+		return false
+	}
+	s := any(src).([]float32)
+	_ = s[(rows-1)*lds+cols-1]
+	_ = d[(cols-1)*ldd+rows-1]
+	for r := 0; ; r += 8 {
+		r = min(r, rows-8)
+		transpose8x8s(&s[r*lds], lds, &d[r], ldd, cols/8)
+		if cols%8 != 0 {
+			transpose8x8s(&s[r*lds+cols-8], lds, &d[(cols-8)*ldd+r], ldd, 1)
+		}
+		if r+8 >= rows {
+			return true
+		}
+	}
+}

@@ -12,3 +12,6 @@ var (
 	kernel32 = goKernel32
 	kernel64 = goKernel64
 )
+
+// transposeFast reports false: the portable build transposes in Go.
+func transposeFast[T Float](dst []T, ldd int, src []T, lds, rows, cols int) bool { return false }

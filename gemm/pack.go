@@ -23,7 +23,16 @@ func packA[T Float](dst []T, trans bool, a []T, lda, ic, pc, mb, kb, mr int, alp
 			}
 			continue
 		}
-		// op(A)[i][p] = a[i·lda + p]: each row is read contiguously.
+		// op(A)[i][p] = a[i·lda + p]: the panel is the transpose of rows
+		// rows of A.
+		if alpha == 1 && transposeFast(panel, mr, a[(ic+ir)*lda+pc:], lda, rows, kb) {
+			for r := rows; r < mr; r++ {
+				for p := 0; p < kb; p++ {
+					panel[p*mr+r] = 0
+				}
+			}
+			continue
+		}
 		for r := 0; r < rows; r++ {
 			src := a[(ic+ir+r)*lda+pc:][:kb]
 			d := panel[r:]
@@ -45,10 +54,10 @@ func packA[T Float](dst []T, trans bool, a []T, lda, ic, pc, mb, kb, mr int, alp
 	}
 }
 
-// packB copies the kb×nb block of op(B) at (pc, jc) into dst as NR-column
-// micro-panels: panel t holds columns t·NR… of the block, row by row
-// (dst[t·NR·kb + p·NR + j]), columns past nb zero-filled.
-func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int) {
+// packB copies the kb×nb block of op(B) at (pc, jc), times alpha, into dst
+// as NR-column micro-panels: panel t holds columns t·NR… of the block, row
+// by row (dst[t·NR·kb + p·NR + j]), columns past nb zero-filled.
+func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int, alpha T) {
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
 		panel := dst[jr*kb : jr*kb+nr*kb]
@@ -56,17 +65,39 @@ func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int) {
 			// op(B)[p][j] = b[p·ldb + j]: each p reads cols contiguous values.
 			for p := 0; p < kb; p++ {
 				d := panel[p*nr : p*nr+nr]
-				copy(d, b[(pc+p)*ldb+jc+jr:][:cols])
+				src := b[(pc+p)*ldb+jc+jr:][:cols]
+				if alpha == 1 {
+					copy(d, src)
+				} else {
+					for j, v := range src {
+						d[j] = alpha * v
+					}
+				}
 				clear(d[cols:])
 			}
 			continue
 		}
-		// op(B)[p][j] = b[j·ldb + p]: each column j of op(B) is a stored row.
+		// op(B)[p][j] = b[j·ldb + p]: each column j of op(B) is a stored row,
+		// and the panel is the transpose of cols rows of B.
+		if alpha == 1 && transposeFast(panel, nr, b[(jc+jr)*ldb+pc:], ldb, cols, kb) {
+			for j := cols; j < nr; j++ {
+				for p := 0; p < kb; p++ {
+					panel[p*nr+j] = 0
+				}
+			}
+			continue
+		}
 		for j := 0; j < cols; j++ {
 			src := b[(jc+jr+j)*ldb+pc:][:kb]
 			d := panel[j:]
-			for p, v := range src {
-				d[p*nr] = v
+			if alpha == 1 {
+				for p, v := range src {
+					d[p*nr] = v
+				}
+			} else {
+				for p, v := range src {
+					d[p*nr] = alpha * v
+				}
 			}
 		}
 		for j := cols; j < nr; j++ {

@@ -31,6 +31,7 @@ type kernel struct {
 	avx512 bool // zmm registers and opmasks; else ymm and vmaskmov
 	mr     int  // rows of the tile
 	nvec   int  // vectors per row of the tile
+	direct bool // A read in place (row stride lda) instead of packed
 }
 
 func (k kernel) vecBytes() int {
@@ -71,6 +72,10 @@ var kernels = []kernel{
 	{name: "dgemmAVX512", elem: 8, avx512: true, mr: 14, nvec: 2},
 	{name: "sgemmAVX2", elem: 4, avx512: false, mr: 6, nvec: 2},
 	{name: "dgemmAVX2", elem: 8, avx512: false, mr: 6, nvec: 2},
+	{name: "sgemmAVX512Direct", elem: 4, avx512: true, mr: 14, nvec: 2, direct: true},
+	{name: "dgemmAVX512Direct", elem: 8, avx512: true, mr: 14, nvec: 2, direct: true},
+	{name: "sgemmAVX2Direct", elem: 4, avx512: false, mr: 6, nvec: 2, direct: true},
+	{name: "dgemmAVX2Direct", elem: 8, avx512: false, mr: 6, nvec: 2, direct: true},
 }
 
 func main() {
@@ -99,16 +104,34 @@ func main() {
 
 // write emits one kernel. Arguments (ABI0, all 8-byte slots):
 //
-//	kc+0, a+8, b+16, c+24, ldc+32, beta+40, accumulate+48, mr+56, nr+64
+//	kc+0, a+8, as+16, b+24, c+32, ldc+40, beta+48, accumulate+56, mr+64, nr+72
 //
-// and for AVX2 kernels two lane-mask pointers m0+72, m1+80 (the masks of
-// the row's two vectors, used when nr < NR).
+// and for AVX2 kernels two lane-mask pointers m0, m1 after them (the masks
+// of the row's two vectors, used when nr < NR). The MR values of A for one
+// k step are contiguous, and successive steps as elements apart: MR for a
+// packed panel, lda for MR columns of a transposed A read in place. A direct
+// kernel reads all MR rows of a non-transposed A in place, at a row stride
+// of lda elements:
+//
+//	kc+0, a+8, lda+16, b+24, c+32, ldc+40, beta+48, accumulate+56, nr+64
+//
+// with the same mask pointers after them.
 func (k kernel) write(w *bufio.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	label := func(l string) { fmt.Fprintf(w, "%s_%s:\n", k.name, l) }
-	frame := 72
+	// Argument offsets, which differ between packed and direct kernels.
+	off := map[string]int{"a": 8, "as": 16, "b": 24, "c": 32, "ldc": 40, "beta": 48, "accumulate": 56, "mr": 64, "nr": 72}
+	if k.direct {
+		off = map[string]int{"a": 8, "lda": 16, "b": 24, "c": 32, "ldc": 40, "beta": 48, "accumulate": 56, "nr": 64}
+	}
+	frame := off["nr"] + 8
 	if !k.avx512 {
-		frame = 88
+		off["m0"], off["m1"] = frame, frame+8
+		frame += 16
+	}
+	shift := 2
+	if k.elem == 8 {
+		shift = 3
 	}
 	acc := k.mr * k.nvec
 	bReg := acc        // first B vector register
@@ -122,21 +145,35 @@ func (k kernel) write(w *bufio.Writer) {
 	if k.elem == 8 {
 		elemType = "float64"
 	}
-	fmt.Fprintf(w, "\n// func %s(kc int, a, b, c *%s, ldc int, beta %s, accumulate, mr, nr int", k.name, elemType, elemType)
+	if k.direct {
+		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, lda int, b, c *%s, ldc int, beta %s, accumulate, nr int", k.name, elemType, elemType, elemType)
+	} else {
+		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, as int, b, c *%s, ldc int, beta %s, accumulate, mr, nr int", k.name, elemType, elemType, elemType)
+	}
 	if !k.avx512 {
 		fmt.Fprintf(w, ", m0, m1 *int%d", k.elem*8)
 	}
 	fmt.Fprintln(w, ")")
 	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", k.name, frame)
 	p("MOVQ kc+0(FP), CX")
-	p("MOVQ a+8(FP), SI")
-	p("MOVQ b+16(FP), DX")
-	p("MOVQ c+24(FP), DI")
-	p("MOVQ ldc+32(FP), R8")
-	if k.elem == 4 {
-		p("SHLQ $2, R8")
+	p("MOVQ a+%d(FP), SI", off["a"])
+	p("MOVQ b+%d(FP), DX", off["b"])
+	p("MOVQ c+%d(FP), DI", off["c"])
+	p("MOVQ ldc+%d(FP), R8", off["ldc"])
+	p("SHLQ $%d, R8", shift)
+	if k.direct {
+		// Row r of A is at SI + r·lda for r < 7 and R10 + (r−7)·lda after,
+		// R10 = SI + 7·lda; the multiples of lda that x86 addressing
+		// cannot scale to are in R11 (3·lda) and R12 (5·lda).
+		p("MOVQ lda+%d(FP), R9", off["lda"])
+		p("SHLQ $%d, R9", shift)
+		p("LEAQ (R9)(R9*2), R11")
+		p("LEAQ (R9)(R9*4), R12")
+		p("LEAQ (SI)(R11*2), R10")
+		p("ADDQ R9, R10")
 	} else {
-		p("SHLQ $3, R8")
+		p("MOVQ as+%d(FP), R9", off["as"])
+		p("SHLQ $%d, R9", shift)
 	}
 	for i := 0; i < acc; i++ {
 		if k.avx512 {
@@ -149,14 +186,28 @@ func (k kernel) write(w *bufio.Writer) {
 	p("JEQ %s_store", k.name)
 
 	// The k loop, unrolled twice; an odd kc runs one single step first.
-	aStep := k.mr * k.elem
 	bStep := k.nr() * k.elem
-	step := func(aOff, bOff int) {
+	// step emits one k step; second addresses the second of a pair (A one
+	// step further on, B bStep bytes further on).
+	step := func(second bool) {
+		bOff := 0
+		if second {
+			bOff = bStep
+		}
 		for v := 0; v < k.nvec; v++ {
 			p("VMOVUP%s %d(DX), %s", k.suffix()[1:], bOff+v*k.vecBytes(), k.reg(bReg+v))
 		}
 		for r := 0; r < k.mr; r++ {
-			p("%s %d(SI), %s", k.bcast(), aOff+r*k.elem, k.reg(bc))
+			switch {
+			case k.direct && second:
+				p("%s %s, %s", k.bcast(), directRow(r, k.elem), k.reg(bc))
+			case k.direct:
+				p("%s %s, %s", k.bcast(), directRow(r, 0), k.reg(bc))
+			case second:
+				p("%s %d(SI)(R9*1), %s", k.bcast(), r*k.elem, k.reg(bc))
+			default:
+				p("%s %d(SI), %s", k.bcast(), r*k.elem, k.reg(bc))
+			}
 			for v := 0; v < k.nvec; v++ {
 				p("VFMADD231%s %s, %s, %s", k.suffix(), k.reg(bReg+v), k.reg(bc), k.reg(r*k.nvec+v))
 			}
@@ -164,30 +215,44 @@ func (k kernel) write(w *bufio.Writer) {
 	}
 	p("TESTQ $1, CX")
 	p("JEQ %s_pairs", k.name)
-	step(0, 0)
-	p("ADDQ $%d, SI", aStep)
+	step(false)
+	if k.direct {
+		p("ADDQ $%d, SI", k.elem)
+		p("ADDQ $%d, R10", k.elem)
+	} else {
+		p("ADDQ R9, SI")
+	}
 	p("ADDQ $%d, DX", bStep)
 	p("DECQ CX")
 	p("JEQ %s_store", k.name)
 	label("pairs")
 	p("SHRQ $1, CX")
 	label("loop")
-	step(0, 0)
-	step(aStep, bStep)
-	p("ADDQ $%d, SI", 2*aStep)
+	step(false)
+	step(true)
+	if k.direct {
+		p("ADDQ $%d, SI", 2*k.elem)
+		p("ADDQ $%d, R10", 2*k.elem)
+	} else {
+		p("LEAQ (SI)(R9*2), SI")
+	}
 	p("ADDQ $%d, DX", 2*bStep)
 	p("DECQ CX")
 	p("JNE %s_loop", k.name)
 
 	// Store: full-width rows or masked rows, each with or without beta·C.
 	label("store")
-	p("MOVQ mr+56(FP), R10")
-	p("MOVQ nr+64(FP), R11")
-	p("MOVQ accumulate+48(FP), R12")
-	if k.elem == 4 {
-		p("VBROADCASTSS beta+40(FP), %s", k.reg(betaReg))
+	if k.direct {
+		p("MOVQ $%d, R10", k.mr)
 	} else {
-		p("VBROADCASTSD beta+40(FP), %s", k.reg(betaReg))
+		p("MOVQ mr+%d(FP), R10", off["mr"])
+	}
+	p("MOVQ nr+%d(FP), R11", off["nr"])
+	p("MOVQ accumulate+%d(FP), R12", off["accumulate"])
+	if k.elem == 4 {
+		p("VBROADCASTSS beta+%d(FP), %s", off["beta"], k.reg(betaReg))
+	} else {
+		p("VBROADCASTSD beta+%d(FP), %s", off["beta"], k.reg(betaReg))
 	}
 	p("CMPQ R11, $%d", k.nr())
 	p("JNE %s_masked", k.name)
@@ -228,9 +293,9 @@ func (k kernel) write(w *bufio.Writer) {
 		if k.nvec != 2 {
 			log.Fatalf("%s: AVX2 kernels take two mask pointers", k.name)
 		}
-		p("MOVQ m0+72(FP), AX")
+		p("MOVQ m0+%d(FP), AX", off["m0"])
 		p("VMOVUPS (AX), %s", k.reg(bReg))
-		p("MOVQ m1+80(FP), AX")
+		p("MOVQ m1+%d(FP), AX", off["m1"])
 		p("VMOVUPS (AX), %s", k.reg(bReg+1))
 	}
 	p("TESTQ R12, R12")
@@ -256,6 +321,17 @@ func (k kernel) write(w *bufio.Writer) {
 	label("done")
 	p("VZEROUPPER")
 	p("RET")
+}
+
+// directRow addresses row r of a direct kernel's A, at byte offset off
+// along the row (see write's register set-up).
+func directRow(r, off int) string {
+	base := "SI"
+	if r >= 7 {
+		base, r = "R10", r-7
+	}
+	index := []string{"", "(R9*1)", "(R9*2)", "(R11*1)", "(R9*4)", "(R12*1)", "(R11*2)"}[r]
+	return fmt.Sprintf("%d(%s)%s", off, base, index)
 }
 
 func (k kernel) maskedStore(p func(string, ...any), accReg, v, bReg int) {
