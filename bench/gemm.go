@@ -190,3 +190,25 @@ func LayerGEMMs(s LayerShape) []Gemm {
 	}
 	return append(fwd, bwd...)
 }
+
+// SGEMMShapes are the products the GEMM comparison times: a square one,
+// roberta-base's linears and FFN on 8×128 tokens, the rank-32 adapter
+// products forward and backward, and the small products of a tiny model
+// (stories260K: 64 wide, attention heads of 8).
+func SGEMMShapes() []Gemm {
+	return []Gemm{
+		{Name: "square", M: 2048, N: 2048, K: 2048, Count: 1},
+		{Name: "linear", M: 1024, N: 768, K: 768, Count: 1},
+		{Name: "ffn-up", M: 1024, N: 3072, K: 768, Count: 1},
+		{Name: "ffn-down", M: 1024, N: 768, K: 3072, Count: 1},
+		{Name: "linear-dx", M: 1024, N: 768, K: 768, TB: true, Count: 1},
+		{Name: "linear-dW", M: 768, N: 768, K: 1024, TA: true, Count: 1},
+		{Name: "x·A", M: 1024, N: 32, K: 768, Count: 1},
+		{Name: "h·B", M: 1024, N: 768, K: 32, Count: 1},
+		{Name: "dB=hᵀ·g", M: 32, N: 768, K: 1024, TA: true, Count: 1},
+		{Name: "dA=xᵀ·dh", M: 768, N: 32, K: 1024, TA: true, Count: 1},
+		{Name: "dh=g·Bᵀ", M: 1024, N: 32, K: 768, TB: true, Count: 1},
+		{Name: "tiny-linear", M: 256, N: 64, K: 64, Count: 1},
+		{Name: "tiny-scores", M: 32, N: 32, K: 8, TB: true, Count: 1},
+	}
+}

@@ -35,8 +35,9 @@ func blocks(mr, nr, elem int) (mc, kc, nc int) {
 }
 
 // directPanels is the widest op(B), in NR-column panels, for which A is read
-// in place by a direct kernel instead of packed: packing A pays for itself
-// only when each packed panel is reused for several panels of B.
+// in place instead of packed (and the tallest op(A), in MR-row panels, for
+// which B is): packing an operand pays for itself only when each packed
+// panel is reused for several panels of the other.
 const directPanels = 2
 
 // parallelGrain is the least number of multiply-adds (m·n·k) worth a
@@ -129,28 +130,37 @@ func splitCols[T Float](kern *microKernel[T], p problem[T], parts, colTiles int)
 // t of parts packs its share of the panels into buf.b, which all parts
 // share and the caller sized with growB; bar makes them wait for each
 // other), then over mc-row blocks of its rows (A packed into its own buf.a
-// per triple, or read in place by a direct kernel when B is narrow), then
-// the micro-kernel over the block's tiles.
+// per triple), then the micro-kernel over the block's tiles. A narrow or
+// short product reads an operand in place instead of packing it.
 func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar *barrier, buf *buffers[T]) {
 	mr, nr := kern.mr, kern.nr
 	mc, kc, nc := kern.mc, kern.kc, kern.nc
 	growA(buf, kern, p, hi-lo)
-	// A narrow B leaves packing A nothing to amortise: A is read in place,
-	// by a direct kernel when it is not transposed and by the packed-panel
-	// kernel at step lda when it is (its MR values per k step are then
-	// contiguous already), and alpha goes into B instead.
-	narrow := p.n <= directPanels*nr
-	direct := narrow && (p.ta || kern.direct != nil)
+	// A narrow B leaves packing A nothing to amortise: A is then read in
+	// place, by a direct kernel when it is not transposed and by the
+	// panel kernel at step lda when it is (its MR values per k step are
+	// contiguous already). Likewise a short A leaves packing B nothing to
+	// amortise, and an untransposed B is read in place at step ldb. Only
+	// the partial last panel of an operand read in place is packed, and
+	// alpha goes into a packed operand.
+	aInPlace := p.n <= directPanels*nr && (p.ta || kern.direct != nil)
+	bInPlace := p.m <= directPanels*mr && !p.tb && (!aInPlace || p.alpha == 1)
 	alphaA, alphaB := p.alpha, T(1)
-	if direct {
+	if aInPlace {
 		alphaA, alphaB = 1, p.alpha
 	}
 	for jc := 0; jc < p.n; jc += nc {
 		nb := min(nc, p.n-jc)
 		panels := ceilDiv(nb, nr)
+		fullB := nb // columns of B read in place
+		if bInPlace {
+			fullB = nb / nr * nr
+		} else {
+			fullB = 0
+		}
 		for pc := 0; pc < p.k; pc += kc {
 			kb := min(kc, p.k-pc)
-			j0, j1 := panels*t/parts*nr, min(nb, panels*(t+1)/parts*nr)
+			j0, j1 := max(fullB, panels*t/parts*nr), min(nb, panels*(t+1)/parts*nr)
 			if j1 > j0 {
 				packB(buf.b[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			}
@@ -161,36 +171,31 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 			}
 			for ic := lo; ic < hi; ic += mc {
 				mb := min(mc, hi-ic)
-				full := mb
-				if direct {
-					// Whole MR-row panels are read in place; a last
-					// partial one is packed.
-					full = mb / mr * mr
-					if full < mb {
-						packA(buf.a, p.ta, p.a, p.lda, ic+full, pc, mb-full, kb, mr, 1)
+				fullA := 0 // rows of A read in place
+				if aInPlace {
+					fullA = mb / mr * mr
+					if fullA < mb {
+						packA(buf.a, p.ta, p.a, p.lda, ic+fullA, pc, mb-fullA, kb, mr, alphaA)
 					}
 				} else {
 					packA(buf.a, p.ta, p.a, p.lda, ic, pc, mb, kb, mr, alphaA)
 				}
 				for jr := 0; jr < nb; jr += nr {
 					nt := min(nr, nb-jr)
-					bp := &buf.b[jr*kb]
-					cp := (ic)*p.ldc + jc + jr
-					if direct {
-						for ir := 0; ir < full; ir += mr {
-							if p.ta {
-								kern.tile(kb, &p.a[pc*p.lda+ic+ir], p.lda, bp, &p.c[cp+ir*p.ldc], p.ldc, beta, accumulate, mr, nt)
-							} else {
-								kern.direct(kb, &p.a[(ic+ir)*p.lda+pc], p.lda, bp, &p.c[cp+ir*p.ldc], p.ldc, beta, accumulate, nt)
-							}
-						}
-						if full < mb {
-							kern.tile(kb, &buf.a[0], mr, bp, &p.c[cp+full*p.ldc], p.ldc, beta, accumulate, mb-full, nt)
-						}
-						continue
+					bp, bs := &buf.b[jr*kb], nr
+					if jr < fullB {
+						bp, bs = &p.b[pc*p.ldb+jc+jr], p.ldb
 					}
 					for ir := 0; ir < mb; ir += mr {
-						kern.tile(kb, &buf.a[ir*kb], mr, bp, &p.c[cp+ir*p.ldc], p.ldc, beta, accumulate, min(mr, mb-ir), nt)
+						cp := &p.c[(ic+ir)*p.ldc+jc+jr]
+						switch {
+						case ir >= fullA:
+							kern.tile(kb, &buf.a[(ir-fullA)*kb], mr, bp, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
+						case p.ta:
+							kern.tile(kb, &p.a[pc*p.lda+ic+ir], p.lda, bp, bs, cp, p.ldc, beta, accumulate, mr, nt)
+						default:
+							kern.direct(kb, &p.a[(ic+ir)*p.lda+pc], p.lda, bp, bs, cp, p.ldc, beta, accumulate, nt)
+						}
 					}
 				}
 			}

@@ -145,6 +145,8 @@ func TestBlocksAndThreads(t *testing.T) {
 			gemmCase(t, kern, false, true, 40, kern.nc+17, 300, 0, 0, 0, 0.5, 2, rng)
 			gemmCase(t, kern, false, false, 3*kern.mc+kern.mr+3, 2*kern.nr-1, kern.kc+7, 3, 0, 1, -2, 0, rng)
 			gemmCase(t, kern, false, true, 777, kern.nr, 2*kern.kc, 0, 0, 0, 1, 1, rng)
+			gemmCase(t, kern, true, false, 2*kern.mr-1, 40*kern.nr+5, 2*kern.kc+3, 1, 3, 0, 1, 0, rng)
+			gemmCase(t, kern, false, false, kern.mr+1, 50*kern.nr-3, kern.kc+9, 0, 0, 2, 0.5, 1, rng)
 		}
 		for _, kern := range kernels64() {
 			gemmCase(t, kern, true, false, kern.mc+1, kern.nr*2+3, kern.kc*3+2, 0, 1, 0, 1, 0.5, rng)

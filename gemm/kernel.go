@@ -9,8 +9,9 @@ type microKernel[T Float] struct {
 	// tile computes C[0:mr, 0:nr] = Σ_p a[p]⊗b[p] + beta·C (C not read
 	// unless accumulate) from kc steps of MR values of A (contiguous, steps
 	// as elements apart: a packed panel, or a transposed A in place) and
-	// of an NR-column packed panel b; c is the tile's top-left element,
-	// ldc C's row stride, mr ≤ MR and nr ≤ NR the tile's part inside C.
+	// of NR values of B (contiguous, steps bs apart: a packed panel, or an
+	// untransposed B in place); c is the tile's top-left element, ldc C's
+	// row stride, mr ≤ MR and nr ≤ NR the tile's part inside C.
 	tile tileFunc[T]
 	// direct, where not nil, is tile for all MR rows of an A read in place
 	// at row stride lda rather than packed (see directN).
@@ -19,10 +20,10 @@ type microKernel[T Float] struct {
 }
 
 // tileFunc is a micro-kernel on a packed panel of A.
-type tileFunc[T Float] func(kc int, a *T, as int, b, c *T, ldc int, beta T, accumulate bool, mr, nr int)
+type tileFunc[T Float] func(kc int, a *T, as int, b *T, bs int, c *T, ldc int, beta T, accumulate bool, mr, nr int)
 
 // directFunc is a micro-kernel on MR rows of A in place.
-type directFunc[T Float] func(kc int, a *T, lda int, b, c *T, ldc int, beta T, accumulate bool, nr int)
+type directFunc[T Float] func(kc int, a *T, lda int, b *T, bs int, c *T, ldc int, beta T, accumulate bool, nr int)
 
 func newKernel[T Float](name string, mr, nr int, tile tileFunc[T], direct directFunc[T]) *microKernel[T] {
 	var zero T
@@ -35,13 +36,13 @@ func newKernel[T Float](name string, mr, nr int, tile tileFunc[T], direct direct
 const goMR, goNR = 4, 4
 
 // goTile is the portable micro-kernel.
-func goTile[T Float](kc int, a *T, as int, b, c *T, ldc int, beta T, accumulate bool, mr, nr int) {
+func goTile[T Float](kc int, a *T, as int, b *T, bs int, c *T, ldc int, beta T, accumulate bool, mr, nr int) {
 	ap := unsafe.Slice(a, (kc-1)*as+goMR)
-	bp := unsafe.Slice(b, kc*goNR)
+	bp := unsafe.Slice(b, (kc-1)*bs+goNR)
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
 	for p := 0; p < kc; p++ {
 		av := ap[p*as : p*as+goMR : p*as+goMR]
-		bv := bp[p*goNR : p*goNR+goNR : p*goNR+goNR]
+		bv := bp[p*bs : p*bs+goNR : p*bs+goNR]
 		a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
 		b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
 		c00 += a0 * b0

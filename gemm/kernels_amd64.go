@@ -7,35 +7,36 @@ import "golang.org/x/sys/cpu"
 //go:generate go run ./asmgen -out kernels_amd64.s
 
 // The assembly micro-kernels (kernels_amd64.s, see asmgen). A's MR values
-// for one k step are contiguous and successive steps as elements apart.
+// for one k step are contiguous and successive steps as elements apart;
+// B's NR values likewise, bs apart.
 // AVX2 kernels take the lane masks of the row's two vectors for edge tiles.
 
 //go:noescape
-func sgemmAVX512(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate, mr, nr int)
+func sgemmAVX512(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, mr, nr int)
 
 //go:noescape
-func dgemmAVX512(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate, mr, nr int)
+func dgemmAVX512(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, mr, nr int)
 
 //go:noescape
-func sgemmAVX2(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
+func sgemmAVX2(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
 
 //go:noescape
-func dgemmAVX2(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
+func dgemmAVX2(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
 
 // The direct kernels read MR rows of A in place (row stride lda) instead of
 // a packed panel.
 
 //go:noescape
-func sgemmAVX512Direct(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate, nr int)
+func sgemmAVX512Direct(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, nr int)
 
 //go:noescape
-func dgemmAVX512Direct(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate, nr int)
+func dgemmAVX512Direct(kc int, a *float64, lda int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, nr int)
 
 //go:noescape
-func sgemmAVX2Direct(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate, nr int, m0, m1 *int32)
+func sgemmAVX2Direct(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, nr int, m0, m1 *int32)
 
 //go:noescape
-func dgemmAVX2Direct(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate, nr int, m0, m1 *int64)
+func dgemmAVX2Direct(kc int, a *float64, lda int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, nr int, m0, m1 *int64)
 
 // laneMask32 and laneMask64 hold a vector's worth of all-ones lanes then a
 // vector's worth of zeros: the 8 (4) lanes starting at index 8−v (4−v)
@@ -53,29 +54,29 @@ func b2i(b bool) int {
 }
 
 var (
-	avx512Kernel32 = newKernel("avx512", 14, 32, func(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
-		sgemmAVX512(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr)
-	}, func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate bool, nr int) {
-		sgemmAVX512Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr)
+	avx512Kernel32 = newKernel("avx512", 14, 32, func(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
+		sgemmAVX512(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr)
+	}, func(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate bool, nr int) {
+		sgemmAVX512Direct(kc, a, lda, b, bs, c, ldc, beta, b2i(accumulate), nr)
 	})
-	avx512Kernel64 = newKernel("avx512", 14, 16, func(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
-		dgemmAVX512(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr)
-	}, func(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate bool, nr int) {
-		dgemmAVX512Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr)
+	avx512Kernel64 = newKernel("avx512", 14, 16, func(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
+		dgemmAVX512(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr)
+	}, func(kc int, a *float64, lda int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate bool, nr int) {
+		dgemmAVX512Direct(kc, a, lda, b, bs, c, ldc, beta, b2i(accumulate), nr)
 	})
-	avx2Kernel32 = newKernel("avx2", 6, 16, func(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
+	avx2Kernel32 = newKernel("avx2", 6, 16, func(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
 		m0, m1 := masks32(nr)
-		sgemmAVX2(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
-	}, func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate bool, nr int) {
+		sgemmAVX2(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
+	}, func(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate bool, nr int) {
 		m0, m1 := masks32(nr)
-		sgemmAVX2Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr, m0, m1)
+		sgemmAVX2Direct(kc, a, lda, b, bs, c, ldc, beta, b2i(accumulate), nr, m0, m1)
 	})
-	avx2Kernel64 = newKernel("avx2", 6, 8, func(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
+	avx2Kernel64 = newKernel("avx2", 6, 8, func(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
 		m0, m1 := masks64(nr)
-		dgemmAVX2(kc, a, as, b, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
-	}, func(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate bool, nr int) {
+		dgemmAVX2(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
+	}, func(kc int, a *float64, lda int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate bool, nr int) {
 		m0, m1 := masks64(nr)
-		dgemmAVX2Direct(kc, a, lda, b, c, ldc, beta, b2i(accumulate), nr, m0, m1)
+		dgemmAVX2Direct(kc, a, lda, b, bs, c, ldc, beta, b2i(accumulate), nr, m0, m1)
 	})
 )
 

@@ -4,13 +4,15 @@
 
 #include "textflag.h"
 
-// func sgemmAVX512(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate, mr, nr int)
-TEXT ·sgemmAVX512(SB), NOSPLIT, $0-80
+// func sgemmAVX512(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, mr, nr int)
+TEXT ·sgemmAVX512(SB), NOSPLIT, $0-88
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $2, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $2, R8
 	MOVQ as+16(FP), R9
 	SHLQ $2, R9
@@ -91,7 +93,7 @@ TEXT ·sgemmAVX512(SB), NOSPLIT, $0-80
 	VFMADD231PS Z28, Z30, Z26
 	VFMADD231PS Z29, Z30, Z27
 	ADDQ R9, SI
-	ADDQ $128, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ sgemmAVX512_store
 sgemmAVX512_pairs:
@@ -141,8 +143,8 @@ sgemmAVX512_loop:
 	VBROADCASTSS 52(SI), Z30
 	VFMADD231PS Z28, Z30, Z26
 	VFMADD231PS Z29, Z30, Z27
-	VMOVUPS 128(DX), Z28
-	VMOVUPS 192(DX), Z29
+	VMOVUPS 0(DX)(BX*1), Z28
+	VMOVUPS 64(DX)(BX*1), Z29
 	VBROADCASTSS 0(SI)(R9*1), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -186,14 +188,14 @@ sgemmAVX512_loop:
 	VFMADD231PS Z28, Z30, Z26
 	VFMADD231PS Z29, Z30, Z27
 	LEAQ (SI)(R9*2), SI
-	ADDQ $256, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE sgemmAVX512_loop
 sgemmAVX512_store:
-	MOVQ mr+64(FP), R10
-	MOVQ nr+72(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSS beta+48(FP), Z31
+	MOVQ mr+72(FP), R10
+	MOVQ nr+80(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSS beta+56(FP), Z31
 	CMPQ R11, $32
 	JNE sgemmAVX512_masked
 	TESTQ R12, R12
@@ -570,13 +572,15 @@ sgemmAVX512_done:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate, mr, nr int)
-TEXT ·dgemmAVX512(SB), NOSPLIT, $0-80
+// func dgemmAVX512(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, mr, nr int)
+TEXT ·dgemmAVX512(SB), NOSPLIT, $0-88
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $3, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $3, R8
 	MOVQ as+16(FP), R9
 	SHLQ $3, R9
@@ -657,7 +661,7 @@ TEXT ·dgemmAVX512(SB), NOSPLIT, $0-80
 	VFMADD231PD Z28, Z30, Z26
 	VFMADD231PD Z29, Z30, Z27
 	ADDQ R9, SI
-	ADDQ $128, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ dgemmAVX512_store
 dgemmAVX512_pairs:
@@ -707,8 +711,8 @@ dgemmAVX512_loop:
 	VBROADCASTSD 104(SI), Z30
 	VFMADD231PD Z28, Z30, Z26
 	VFMADD231PD Z29, Z30, Z27
-	VMOVUPD 128(DX), Z28
-	VMOVUPD 192(DX), Z29
+	VMOVUPD 0(DX)(BX*1), Z28
+	VMOVUPD 64(DX)(BX*1), Z29
 	VBROADCASTSD 0(SI)(R9*1), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -752,14 +756,14 @@ dgemmAVX512_loop:
 	VFMADD231PD Z28, Z30, Z26
 	VFMADD231PD Z29, Z30, Z27
 	LEAQ (SI)(R9*2), SI
-	ADDQ $256, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE dgemmAVX512_loop
 dgemmAVX512_store:
-	MOVQ mr+64(FP), R10
-	MOVQ nr+72(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSD beta+48(FP), Z31
+	MOVQ mr+72(FP), R10
+	MOVQ nr+80(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSD beta+56(FP), Z31
 	CMPQ R11, $16
 	JNE dgemmAVX512_masked
 	TESTQ R12, R12
@@ -1136,13 +1140,15 @@ dgemmAVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2(kc int, a *float32, as int, b, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
-TEXT ·sgemmAVX2(SB), NOSPLIT, $0-96
+// func sgemmAVX2(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
+TEXT ·sgemmAVX2(SB), NOSPLIT, $0-104
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $2, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $2, R8
 	MOVQ as+16(FP), R9
 	SHLQ $2, R9
@@ -1183,7 +1189,7 @@ TEXT ·sgemmAVX2(SB), NOSPLIT, $0-96
 	VFMADD231PS Y12, Y14, Y10
 	VFMADD231PS Y13, Y14, Y11
 	ADDQ R9, SI
-	ADDQ $64, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ sgemmAVX2_store
 sgemmAVX2_pairs:
@@ -1209,8 +1215,8 @@ sgemmAVX2_loop:
 	VBROADCASTSS 20(SI), Y14
 	VFMADD231PS Y12, Y14, Y10
 	VFMADD231PS Y13, Y14, Y11
-	VMOVUPS 64(DX), Y12
-	VMOVUPS 96(DX), Y13
+	VMOVUPS 0(DX)(BX*1), Y12
+	VMOVUPS 32(DX)(BX*1), Y13
 	VBROADCASTSS 0(SI)(R9*1), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
@@ -1230,14 +1236,14 @@ sgemmAVX2_loop:
 	VFMADD231PS Y12, Y14, Y10
 	VFMADD231PS Y13, Y14, Y11
 	LEAQ (SI)(R9*2), SI
-	ADDQ $128, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE sgemmAVX2_loop
 sgemmAVX2_store:
-	MOVQ mr+64(FP), R10
-	MOVQ nr+72(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSS beta+48(FP), Y15
+	MOVQ mr+72(FP), R10
+	MOVQ nr+80(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSS beta+56(FP), Y15
 	CMPQ R11, $16
 	JNE sgemmAVX2_masked
 	TESTQ R12, R12
@@ -1312,9 +1318,9 @@ sgemmAVX2_fullbeta:
 	VMOVUPS Y11, 32(DI)
 	JMP sgemmAVX2_done
 sgemmAVX2_masked:
-	MOVQ m0+80(FP), AX
+	MOVQ m0+88(FP), AX
 	VMOVUPS (AX), Y12
-	MOVQ m1+88(FP), AX
+	MOVQ m1+96(FP), AX
 	VMOVUPS (AX), Y13
 	TESTQ R12, R12
 	JNE sgemmAVX2_maskedbeta
@@ -1403,13 +1409,15 @@ sgemmAVX2_done:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2(kc int, a *float64, as int, b, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
-TEXT ·dgemmAVX2(SB), NOSPLIT, $0-96
+// func dgemmAVX2(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
+TEXT ·dgemmAVX2(SB), NOSPLIT, $0-104
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $3, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $3, R8
 	MOVQ as+16(FP), R9
 	SHLQ $3, R9
@@ -1450,7 +1458,7 @@ TEXT ·dgemmAVX2(SB), NOSPLIT, $0-96
 	VFMADD231PD Y12, Y14, Y10
 	VFMADD231PD Y13, Y14, Y11
 	ADDQ R9, SI
-	ADDQ $64, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ dgemmAVX2_store
 dgemmAVX2_pairs:
@@ -1476,8 +1484,8 @@ dgemmAVX2_loop:
 	VBROADCASTSD 40(SI), Y14
 	VFMADD231PD Y12, Y14, Y10
 	VFMADD231PD Y13, Y14, Y11
-	VMOVUPD 64(DX), Y12
-	VMOVUPD 96(DX), Y13
+	VMOVUPD 0(DX)(BX*1), Y12
+	VMOVUPD 32(DX)(BX*1), Y13
 	VBROADCASTSD 0(SI)(R9*1), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
@@ -1497,14 +1505,14 @@ dgemmAVX2_loop:
 	VFMADD231PD Y12, Y14, Y10
 	VFMADD231PD Y13, Y14, Y11
 	LEAQ (SI)(R9*2), SI
-	ADDQ $128, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE dgemmAVX2_loop
 dgemmAVX2_store:
-	MOVQ mr+64(FP), R10
-	MOVQ nr+72(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSD beta+48(FP), Y15
+	MOVQ mr+72(FP), R10
+	MOVQ nr+80(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSD beta+56(FP), Y15
 	CMPQ R11, $8
 	JNE dgemmAVX2_masked
 	TESTQ R12, R12
@@ -1579,9 +1587,9 @@ dgemmAVX2_fullbeta:
 	VMOVUPD Y11, 32(DI)
 	JMP dgemmAVX2_done
 dgemmAVX2_masked:
-	MOVQ m0+80(FP), AX
+	MOVQ m0+88(FP), AX
 	VMOVUPS (AX), Y12
-	MOVQ m1+88(FP), AX
+	MOVQ m1+96(FP), AX
 	VMOVUPS (AX), Y13
 	TESTQ R12, R12
 	JNE dgemmAVX2_maskedbeta
@@ -1670,13 +1678,15 @@ dgemmAVX2_done:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512Direct(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate, nr int)
-TEXT ·sgemmAVX512Direct(SB), NOSPLIT, $0-72
+// func sgemmAVX512Direct(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, nr int)
+TEXT ·sgemmAVX512Direct(SB), NOSPLIT, $0-80
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $2, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $2, R8
 	MOVQ lda+16(FP), R9
 	SHLQ $2, R9
@@ -1762,7 +1772,7 @@ TEXT ·sgemmAVX512Direct(SB), NOSPLIT, $0-72
 	VFMADD231PS Z29, Z30, Z27
 	ADDQ $4, SI
 	ADDQ $4, R10
-	ADDQ $128, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ sgemmAVX512Direct_store
 sgemmAVX512Direct_pairs:
@@ -1812,8 +1822,8 @@ sgemmAVX512Direct_loop:
 	VBROADCASTSS 0(R10)(R11*2), Z30
 	VFMADD231PS Z28, Z30, Z26
 	VFMADD231PS Z29, Z30, Z27
-	VMOVUPS 128(DX), Z28
-	VMOVUPS 192(DX), Z29
+	VMOVUPS 0(DX)(BX*1), Z28
+	VMOVUPS 64(DX)(BX*1), Z29
 	VBROADCASTSS 4(SI), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -1858,14 +1868,14 @@ sgemmAVX512Direct_loop:
 	VFMADD231PS Z29, Z30, Z27
 	ADDQ $8, SI
 	ADDQ $8, R10
-	ADDQ $256, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE sgemmAVX512Direct_loop
 sgemmAVX512Direct_store:
 	MOVQ $14, R10
-	MOVQ nr+64(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSS beta+48(FP), Z31
+	MOVQ nr+72(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSS beta+56(FP), Z31
 	CMPQ R11, $32
 	JNE sgemmAVX512Direct_masked
 	TESTQ R12, R12
@@ -2242,13 +2252,15 @@ sgemmAVX512Direct_done:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512Direct(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate, nr int)
-TEXT ·dgemmAVX512Direct(SB), NOSPLIT, $0-72
+// func dgemmAVX512Direct(kc int, a *float64, lda int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, nr int)
+TEXT ·dgemmAVX512Direct(SB), NOSPLIT, $0-80
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $3, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $3, R8
 	MOVQ lda+16(FP), R9
 	SHLQ $3, R9
@@ -2334,7 +2346,7 @@ TEXT ·dgemmAVX512Direct(SB), NOSPLIT, $0-72
 	VFMADD231PD Z29, Z30, Z27
 	ADDQ $8, SI
 	ADDQ $8, R10
-	ADDQ $128, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ dgemmAVX512Direct_store
 dgemmAVX512Direct_pairs:
@@ -2384,8 +2396,8 @@ dgemmAVX512Direct_loop:
 	VBROADCASTSD 0(R10)(R11*2), Z30
 	VFMADD231PD Z28, Z30, Z26
 	VFMADD231PD Z29, Z30, Z27
-	VMOVUPD 128(DX), Z28
-	VMOVUPD 192(DX), Z29
+	VMOVUPD 0(DX)(BX*1), Z28
+	VMOVUPD 64(DX)(BX*1), Z29
 	VBROADCASTSD 8(SI), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -2430,14 +2442,14 @@ dgemmAVX512Direct_loop:
 	VFMADD231PD Z29, Z30, Z27
 	ADDQ $16, SI
 	ADDQ $16, R10
-	ADDQ $256, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE dgemmAVX512Direct_loop
 dgemmAVX512Direct_store:
 	MOVQ $14, R10
-	MOVQ nr+64(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSD beta+48(FP), Z31
+	MOVQ nr+72(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSD beta+56(FP), Z31
 	CMPQ R11, $16
 	JNE dgemmAVX512Direct_masked
 	TESTQ R12, R12
@@ -2814,13 +2826,15 @@ dgemmAVX512Direct_done:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2Direct(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accumulate, nr int, m0, m1 *int32)
-TEXT ·sgemmAVX2Direct(SB), NOSPLIT, $0-88
+// func sgemmAVX2Direct(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate, nr int, m0, m1 *int32)
+TEXT ·sgemmAVX2Direct(SB), NOSPLIT, $0-96
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $2, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $2, R8
 	MOVQ lda+16(FP), R9
 	SHLQ $2, R9
@@ -2866,7 +2880,7 @@ TEXT ·sgemmAVX2Direct(SB), NOSPLIT, $0-88
 	VFMADD231PS Y13, Y14, Y11
 	ADDQ $4, SI
 	ADDQ $4, R10
-	ADDQ $64, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ sgemmAVX2Direct_store
 sgemmAVX2Direct_pairs:
@@ -2892,8 +2906,8 @@ sgemmAVX2Direct_loop:
 	VBROADCASTSS 0(SI)(R12*1), Y14
 	VFMADD231PS Y12, Y14, Y10
 	VFMADD231PS Y13, Y14, Y11
-	VMOVUPS 64(DX), Y12
-	VMOVUPS 96(DX), Y13
+	VMOVUPS 0(DX)(BX*1), Y12
+	VMOVUPS 32(DX)(BX*1), Y13
 	VBROADCASTSS 4(SI), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
@@ -2914,14 +2928,14 @@ sgemmAVX2Direct_loop:
 	VFMADD231PS Y13, Y14, Y11
 	ADDQ $8, SI
 	ADDQ $8, R10
-	ADDQ $128, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE sgemmAVX2Direct_loop
 sgemmAVX2Direct_store:
 	MOVQ $6, R10
-	MOVQ nr+64(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSS beta+48(FP), Y15
+	MOVQ nr+72(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSS beta+56(FP), Y15
 	CMPQ R11, $16
 	JNE sgemmAVX2Direct_masked
 	TESTQ R12, R12
@@ -2996,9 +3010,9 @@ sgemmAVX2Direct_fullbeta:
 	VMOVUPS Y11, 32(DI)
 	JMP sgemmAVX2Direct_done
 sgemmAVX2Direct_masked:
-	MOVQ m0+72(FP), AX
+	MOVQ m0+80(FP), AX
 	VMOVUPS (AX), Y12
-	MOVQ m1+80(FP), AX
+	MOVQ m1+88(FP), AX
 	VMOVUPS (AX), Y13
 	TESTQ R12, R12
 	JNE sgemmAVX2Direct_maskedbeta
@@ -3087,13 +3101,15 @@ sgemmAVX2Direct_done:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2Direct(kc int, a *float64, lda int, b, c *float64, ldc int, beta float64, accumulate, nr int, m0, m1 *int64)
-TEXT ·dgemmAVX2Direct(SB), NOSPLIT, $0-88
+// func dgemmAVX2Direct(kc int, a *float64, lda int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, nr int, m0, m1 *int64)
+TEXT ·dgemmAVX2Direct(SB), NOSPLIT, $0-96
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+24(FP), DX
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), R8
+	MOVQ bs+32(FP), BX
+	SHLQ $3, BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R8
 	SHLQ $3, R8
 	MOVQ lda+16(FP), R9
 	SHLQ $3, R9
@@ -3139,7 +3155,7 @@ TEXT ·dgemmAVX2Direct(SB), NOSPLIT, $0-88
 	VFMADD231PD Y13, Y14, Y11
 	ADDQ $8, SI
 	ADDQ $8, R10
-	ADDQ $64, DX
+	ADDQ BX, DX
 	DECQ CX
 	JEQ dgemmAVX2Direct_store
 dgemmAVX2Direct_pairs:
@@ -3165,8 +3181,8 @@ dgemmAVX2Direct_loop:
 	VBROADCASTSD 0(SI)(R12*1), Y14
 	VFMADD231PD Y12, Y14, Y10
 	VFMADD231PD Y13, Y14, Y11
-	VMOVUPD 64(DX), Y12
-	VMOVUPD 96(DX), Y13
+	VMOVUPD 0(DX)(BX*1), Y12
+	VMOVUPD 32(DX)(BX*1), Y13
 	VBROADCASTSD 8(SI), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
@@ -3187,14 +3203,14 @@ dgemmAVX2Direct_loop:
 	VFMADD231PD Y13, Y14, Y11
 	ADDQ $16, SI
 	ADDQ $16, R10
-	ADDQ $128, DX
+	LEAQ (DX)(BX*2), DX
 	DECQ CX
 	JNE dgemmAVX2Direct_loop
 dgemmAVX2Direct_store:
 	MOVQ $6, R10
-	MOVQ nr+64(FP), R11
-	MOVQ accumulate+56(FP), R12
-	VBROADCASTSD beta+48(FP), Y15
+	MOVQ nr+72(FP), R11
+	MOVQ accumulate+64(FP), R12
+	VBROADCASTSD beta+56(FP), Y15
 	CMPQ R11, $8
 	JNE dgemmAVX2Direct_masked
 	TESTQ R12, R12
@@ -3269,9 +3285,9 @@ dgemmAVX2Direct_fullbeta:
 	VMOVUPD Y11, 32(DI)
 	JMP dgemmAVX2Direct_done
 dgemmAVX2Direct_masked:
-	MOVQ m0+72(FP), AX
+	MOVQ m0+80(FP), AX
 	VMOVUPS (AX), Y12
-	MOVQ m1+80(FP), AX
+	MOVQ m1+88(FP), AX
 	VMOVUPS (AX), Y13
 	TESTQ R12, R12
 	JNE dgemmAVX2Direct_maskedbeta

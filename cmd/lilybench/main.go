@@ -4,12 +4,16 @@
 // and reports the median of the per-round ratios A/B with its range, so
 // that the load of a shared machine cancels out as far as it can.
 //
-//	go run ./cmd/lilybench                 # pure-Go BLAS (gonum)
+//	go run ./cmd/lilybench                 # pure-Go BLAS (package gemm)
 //	go run -tags openblas ./cmd/lilybench  # OpenBLAS through cgo
 //	go run -tags openblas ./cmd/lilybench -run adapters,fused -rounds 9
 //
 // Experiments (-run, comma-separated; default all):
 //
+//	gemm      SGEMM on the big and the rank-32 shapes of roberta-base and on
+//	          small-model shapes: package gemm vs OpenBLAS with its own
+//	          thread pool (openblas build), vs gonum's portable BLAS
+//	          (pure-Go build)
 //	adapters  Lily vs LoRA on the 24 query/value adapters of roberta-base
 //	          alone (8×128 tokens, inputs given, forward and backward)
 //	fused     Lily from the fused lilyop ops vs from stock Gorgonia ops
@@ -18,9 +22,10 @@
 //	step      a whole roberta-base training step (classifier, cross-entropy,
 //	          AdamW, dropout; 8×128 tokens), Lily vs LoRA; its allocations
 //	build     building and compiling the 12-layer roberta-base training graph
-//	glue      tokens/s of a GLUE-style step (roberta-base + classifier + Lily,
-//	          16×64 tokens): OpenBLAS vs pure Go (openblas build), Lily vs
-//	          head-only (pure-Go build)
+//	glue      tokens/s of a whole roberta-base + classifier + Lily training
+//	          step (16×64 tokens as GLUE, and 8×128): package gemm vs
+//	          OpenBLAS (openblas build); Lily vs head-only and package gemm
+//	          vs gonum (pure-Go build)
 package main
 
 import (
@@ -52,7 +57,7 @@ type runner struct {
 }
 
 func main() {
-	only := flag.String("run", "adapters,fused,layer,step,build,glue", "experiments to run, comma-separated")
+	only := flag.String("run", "gemm,adapters,fused,layer,step,build,glue", "experiments to run, comma-separated")
 	rounds := flag.Int("rounds", 9, "interleaved rounds of the small experiments (adapters, fused, layer)")
 	bigRounds := flag.Int("big-rounds", 3, "interleaved rounds of the whole-model experiments (step, build, glue)")
 	out := flag.String("o", "", "also write the Markdown report to this file")
@@ -67,7 +72,7 @@ func main() {
 	for _, e := range []struct {
 		name string
 		f    func() error
-	}{{"adapters", r.adapters}, {"fused", r.fused}, {"layer", r.layer}, {"step", r.step}, {"build", r.build}, {"glue", r.glue}} {
+	}{{"gemm", r.gemm}, {"adapters", r.adapters}, {"fused", r.fused}, {"layer", r.layer}, {"step", r.step}, {"build", r.build}, {"glue", r.glue}} {
 		if !want[e.name] {
 			continue
 		}
@@ -321,36 +326,97 @@ func (r *runner) glue() error {
 		return err
 	}
 	lily := bench.PaperLily()
-	const batch, seq = 16, 64
-	s, err := bench.NewTrainStep(bench.StepConfig{Config: cfg, Store: st, Method: &lily, Batch: batch, Seq: seq, Classifier: true})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	what := fmt.Sprintf("GLUE-style step: roberta-base + classifier + %v, %d×%d tokens, AdamW, dropout", lily, batch, seq)
-	if bench.BuildBLAS == "openblas" {
-		gonum := bench.StepFunc(func() error {
-			bench.UseBLAS("gonum")
-			defer bench.UseBLAS(bench.BuildBLAS)
-			return s.Step()
-		})
-		t, err := r.compare("5", what, "OpenBLAS", "pure Go (gonum), same process", s, gonum, 1, r.bigRounds)
+	for _, shape := range [][2]int{{16, 64}, {8, 128}} {
+		batch, seq := shape[0], shape[1]
+		s, err := bench.NewTrainStep(bench.StepConfig{Config: cfg, Store: st, Method: &lily, Batch: batch, Seq: seq, Classifier: true})
 		if err != nil {
 			return err
 		}
-		r.last().note = fmt.Sprintf("%.0f tokens/s (OpenBLAS), %.0f tokens/s (pure Go)", float64(s.Tokens)/t.MedA().Seconds(), float64(s.Tokens)/t.MedB().Seconds())
-		return nil
+		defer s.Close()
+		id := "5"
+		if batch != 16 {
+			id = "5′"
+		}
+		what := fmt.Sprintf("whole training step: roberta-base + classifier + %v, %d×%d tokens, AdamW, dropout", lily, batch, seq)
+		if bench.BuildBLAS == "openblas" {
+			t, err := r.compare(id, what, "package gemm (pure Go)", "OpenBLAS, same process", withBLAS("gemm", s), s, 1, r.bigRounds)
+			if err != nil {
+				return err
+			}
+			r.last().target, r.last().met = "≤ 1.25", yes(t.Ratio() <= 1.25)
+			r.last().note = fmt.Sprintf("%.0f tokens/s (gemm), %.0f tokens/s (OpenBLAS)", float64(s.Tokens)/t.MedA().Seconds(), float64(s.Tokens)/t.MedB().Seconds())
+			continue
+		}
+		t, err := r.compare(id, what, "package gemm", "gonum's portable BLAS, same process", s, withBLAS("gonum", s), 1, r.bigRounds)
+		if err != nil {
+			return err
+		}
+		r.last().note = fmt.Sprintf("%.0f tokens/s (gemm), %.0f tokens/s (gonum)", float64(s.Tokens)/t.MedA().Seconds(), float64(s.Tokens)/t.MedB().Seconds())
+		if batch != 16 {
+			continue
+		}
+		head, err := bench.NewTrainStep(bench.StepConfig{Config: cfg, Store: st, Batch: batch, Seq: seq, Classifier: true})
+		if err != nil {
+			return err
+		}
+		defer head.Close()
+		t, err = r.compare("5″", what, "Lily", "classifier head only, frozen encoder", s, head, 1, r.bigRounds)
+		if err != nil {
+			return err
+		}
+		r.last().note = fmt.Sprintf("%.0f tokens/s (Lily), %.0f tokens/s (head only)", float64(s.Tokens)/t.MedA().Seconds(), float64(head.Tokens)/t.MedB().Seconds())
 	}
-	head, err := bench.NewTrainStep(bench.StepConfig{Config: cfg, Store: st, Batch: batch, Seq: seq, Classifier: true})
-	if err != nil {
-		return err
+	return nil
+}
+
+// withBLAS is s run with Gorgonia switched to the named BLAS (bench.UseBLAS)
+// for the step, and back to the build's afterwards.
+func withBLAS(name string, s bench.Stepper) bench.Stepper {
+	return bench.StepFunc(func() error {
+		bench.UseBLAS(name)
+		defer bench.UseBLAS(bench.BuildBLAS)
+		return s.Step()
+	})
+}
+
+// gemm times single SGEMMs: package gemm against OpenBLAS with its own
+// thread pool (the openblas build) or against gonum's portable BLAS.
+func (r *runner) gemm() error {
+	base, baseName := "gonum", "gonum's portable BLAS"
+	if bench.UseOpenBLASThreads() {
+		base, baseName = "openblas-pool", "OpenBLAS, its own pool of GOMAXPROCS threads"
 	}
-	defer head.Close()
-	t, err := r.compare("5", what, "Lily (pure Go)", "classifier head only, frozen encoder (pure Go)", s, head, 1, r.bigRounds)
-	if err != nil {
-		return err
+	bench.UseBLAS(bench.BuildBLAS)
+	for _, g := range bench.SGEMMShapes() {
+		run := bench.NewGEMMRunner([]bench.Gemm{g})
+		// Enough calls per step for about 20 ms at 100 GFLOP/s.
+		reps := max(1, int(2e9/g.Flops()))
+		step := func(blas string) bench.Stepper {
+			return bench.StepFunc(func() error {
+				if blas == "openblas-pool" {
+					bench.UseOpenBLASThreads()
+				} else {
+					bench.UseBLAS(blas)
+				}
+				defer bench.UseBLAS(bench.BuildBLAS)
+				for range reps {
+					if err := run.Step(); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		t, err := r.compare("G", "SGEMM "+g.String(), "package gemm", baseName, step("gemm"), step(base), 1, r.rounds)
+		if err != nil {
+			return err
+		}
+		gf := func(d time.Duration) float64 { return g.Flops() * float64(reps) / d.Seconds() / 1e9 }
+		r.last().note = fmt.Sprintf("%.0f vs %.0f GFLOP/s; %d calls a step", gf(t.MedA()), gf(t.MedB()), reps)
+		if base == "openblas-pool" {
+			r.last().target, r.last().met = "≤ 1.25", yes(t.Ratio() <= 1.25)
+		}
 	}
-	r.last().note = fmt.Sprintf("%.0f tokens/s (Lily), %.0f tokens/s (head only)", float64(s.Tokens)/t.MedA().Seconds(), float64(head.Tokens)/t.MedB().Seconds())
 	return nil
 }
 

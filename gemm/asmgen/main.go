@@ -104,25 +104,26 @@ func main() {
 
 // write emits one kernel. Arguments (ABI0, all 8-byte slots):
 //
-//	kc+0, a+8, as+16, b+24, c+32, ldc+40, beta+48, accumulate+56, mr+64, nr+72
+//	kc+0, a+8, as+16, b+24, bs+32, c+40, ldc+48, beta+56, accumulate+64, mr+72, nr+80
 //
 // and for AVX2 kernels two lane-mask pointers m0, m1 after them (the masks
 // of the row's two vectors, used when nr < NR). The MR values of A for one
 // k step are contiguous, and successive steps as elements apart: MR for a
-// packed panel, lda for MR columns of a transposed A read in place. A direct
-// kernel reads all MR rows of a non-transposed A in place, at a row stride
-// of lda elements:
+// packed panel, lda for MR columns of a transposed A read in place; B's NR
+// values likewise, bs apart (NR packed, ldb for an untransposed B in
+// place). A direct kernel reads all MR rows of an untransposed A in place,
+// at a row stride of lda elements:
 //
-//	kc+0, a+8, lda+16, b+24, c+32, ldc+40, beta+48, accumulate+56, nr+64
+//	kc+0, a+8, lda+16, b+24, bs+32, c+40, ldc+48, beta+56, accumulate+64, nr+72
 //
 // with the same mask pointers after them.
 func (k kernel) write(w *bufio.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	label := func(l string) { fmt.Fprintf(w, "%s_%s:\n", k.name, l) }
 	// Argument offsets, which differ between packed and direct kernels.
-	off := map[string]int{"a": 8, "as": 16, "b": 24, "c": 32, "ldc": 40, "beta": 48, "accumulate": 56, "mr": 64, "nr": 72}
+	off := map[string]int{"a": 8, "as": 16, "b": 24, "bs": 32, "c": 40, "ldc": 48, "beta": 56, "accumulate": 64, "mr": 72, "nr": 80}
 	if k.direct {
-		off = map[string]int{"a": 8, "lda": 16, "b": 24, "c": 32, "ldc": 40, "beta": 48, "accumulate": 56, "nr": 64}
+		off = map[string]int{"a": 8, "lda": 16, "b": 24, "bs": 32, "c": 40, "ldc": 48, "beta": 56, "accumulate": 64, "nr": 72}
 	}
 	frame := off["nr"] + 8
 	if !k.avx512 {
@@ -146,9 +147,9 @@ func (k kernel) write(w *bufio.Writer) {
 		elemType = "float64"
 	}
 	if k.direct {
-		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, lda int, b, c *%s, ldc int, beta %s, accumulate, nr int", k.name, elemType, elemType, elemType)
+		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, lda int, b *%s, bs int, c *%s, ldc int, beta %s, accumulate, nr int", k.name, elemType, elemType, elemType, elemType)
 	} else {
-		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, as int, b, c *%s, ldc int, beta %s, accumulate, mr, nr int", k.name, elemType, elemType, elemType)
+		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, as int, b *%s, bs int, c *%s, ldc int, beta %s, accumulate, mr, nr int", k.name, elemType, elemType, elemType, elemType)
 	}
 	if !k.avx512 {
 		fmt.Fprintf(w, ", m0, m1 *int%d", k.elem*8)
@@ -158,6 +159,8 @@ func (k kernel) write(w *bufio.Writer) {
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a+%d(FP), SI", off["a"])
 	p("MOVQ b+%d(FP), DX", off["b"])
+	p("MOVQ bs+%d(FP), BX", off["bs"])
+	p("SHLQ $%d, BX", shift)
 	p("MOVQ c+%d(FP), DI", off["c"])
 	p("MOVQ ldc+%d(FP), R8", off["ldc"])
 	p("SHLQ $%d, R8", shift)
@@ -186,16 +189,15 @@ func (k kernel) write(w *bufio.Writer) {
 	p("JEQ %s_store", k.name)
 
 	// The k loop, unrolled twice; an odd kc runs one single step first.
-	bStep := k.nr() * k.elem
-	// step emits one k step; second addresses the second of a pair (A one
-	// step further on, B bStep bytes further on).
+	// step emits one k step; second addresses the second of a pair (A and
+	// B one step further on).
 	step := func(second bool) {
-		bOff := 0
+		bAddr := "(DX)"
 		if second {
-			bOff = bStep
+			bAddr = "(DX)(BX*1)"
 		}
 		for v := 0; v < k.nvec; v++ {
-			p("VMOVUP%s %d(DX), %s", k.suffix()[1:], bOff+v*k.vecBytes(), k.reg(bReg+v))
+			p("VMOVUP%s %d%s, %s", k.suffix()[1:], v*k.vecBytes(), bAddr, k.reg(bReg+v))
 		}
 		for r := 0; r < k.mr; r++ {
 			switch {
@@ -222,7 +224,7 @@ func (k kernel) write(w *bufio.Writer) {
 	} else {
 		p("ADDQ R9, SI")
 	}
-	p("ADDQ $%d, DX", bStep)
+	p("ADDQ BX, DX")
 	p("DECQ CX")
 	p("JEQ %s_store", k.name)
 	label("pairs")
@@ -236,7 +238,7 @@ func (k kernel) write(w *bufio.Writer) {
 	} else {
 		p("LEAQ (SI)(R9*2), SI")
 	}
-	p("ADDQ $%d, DX", 2*bStep)
+	p("LEAQ (DX)(BX*2), DX")
 	p("DECQ CX")
 	p("JNE %s_loop", k.name)
 
