@@ -4,9 +4,12 @@
 // adapter_config.json.
 //
 // By default a Lily tensor shared by several layers is stored once, under
-// the name of the first layer that uses it; Options.PEFTLayout instead
-// repeats it under every layer's name, exactly as PEFT saves it. Load reads
-// both layouts and checks that repeated copies agree.
+// the name of the first layer that uses it, and adapter_config.json carries
+// this library's own options under "lily_go". Options.PEFTLayout instead
+// writes exactly what PEFT writes: shared tensors repeated under every
+// layer's name and no "lily_go" key, so that PEFT's PeftModel.from_pretrained
+// loads the directory without a warning. Load reads both layouts and checks
+// that repeated copies agree.
 package adapterfile
 
 import (
@@ -18,6 +21,7 @@ import (
 
 	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
 	"gorgonia.org/tensor"
@@ -28,8 +32,11 @@ const Prefix = "base_model.model."
 
 // Options tune Save.
 type Options struct {
-	// PEFTLayout repeats every shared Lily tensor once per layer, as PEFT's
-	// own files do, instead of storing it once.
+	// PEFTLayout writes the directory exactly as PEFT would: every shared
+	// Lily tensor repeated once per layer, and no "lily_go" section in the
+	// config (PEFT warns about keys it does not know). Save refuses it for
+	// a Lily adapter that PEFT cannot compute: routing other than batch,
+	// mask_batch, uniform or frozen mixing.
 	PEFTLayout bool
 	// Extra names store parameters saved besides the adapter (PEFT's
 	// modules_to_save). Nil means every trainable parameter that does not
@@ -46,6 +53,11 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 	cfg, err := configOf(a)
 	if err != nil {
 		return err
+	}
+	if opt.PEFTLayout {
+		if err := peftComputes(a); err != nil {
+			return err
+		}
 	}
 	specs, err := a.Layout(sites)
 	if err != nil {
@@ -92,8 +104,12 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 	}
 	sort.Strings(cfg.ModulesToSave)
 	cfg.BaseModel, cfg.TaskType, cfg.InferenceMode = opt.BaseModel, opt.TaskType, true
-	cfg.Ext.SharedOnce = !opt.PEFTLayout
-	cfg.Ext.Dtype = s.Dtype().String()
+	if opt.PEFTLayout {
+		cfg.Ext = nil
+	} else {
+		cfg.Ext.SharedOnce = true
+		cfg.Ext.Dtype = s.Dtype().String()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return errors.Wrap(err, "adapterfile.Save")
 	}
@@ -105,6 +121,31 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 		return errors.Wrap(err, "adapterfile.Save: encoding config")
 	}
 	return atomicfile.WriteBytes(filepath.Join(dir, ConfigName), append(b, '\n'))
+}
+
+// peftComputes reports, for a Lily adapter, the first option PEFT's Lily
+// lacks: PEFT would load such an adapter and silently compute batch
+// routing with live routers instead.
+func peftComputes(a layers.Adapter) error {
+	l, ok := a.(*layers.Lily)
+	if !ok {
+		return nil
+	}
+	c := l.Config()
+	var what string
+	switch {
+	case c.Routing != lilyop.Batch:
+		what = c.Routing.String() + " routing"
+	case c.MaskBatch:
+		what = "mask_batch"
+	case c.Uniform:
+		what = "uniform mixing"
+	case len(l.FrozenMixing()) > 0:
+		what = "frozen mixing vectors"
+	default:
+		return nil
+	}
+	return errors.Errorf("adapterfile.Save: PEFT's Lily computes only batch routing with live routers, so it cannot reproduce this adapter's %s; save it without PEFTLayout", what)
 }
 
 // moduleOf strips the parameter suffix: "classifier.dense.weight" →

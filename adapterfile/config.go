@@ -18,7 +18,9 @@ const (
 )
 
 // Config is adapter_config.json: PEFT's keys for the method, plus our own
-// extensions under "lily_go" (PEFT ignores keys it does not know).
+// extensions under "lily_go". PEFT ignores that key but warns about it, so
+// Save leaves it out in the PEFT layout; a config without it (PEFT's own
+// files) means PEFT's semantics: batch routing, live routers.
 type Config struct {
 	PEFTType      string   `json:"peft_type"`
 	BaseModel     string   `json:"base_model_name_or_path,omitempty"`
@@ -53,7 +55,8 @@ type Extension struct {
 	// FrozenMixing holds mixing vectors fixed with FreezeMixing.
 	FrozenMixing map[string][]float64 `json:"frozen_mixing,omitempty"`
 	// SharedOnce is true when shared Lily tensors are stored once (under
-	// their first user's name) instead of PEFT's once per layer.
+	// their first user's name) instead of PEFT's once per layer; Save sets
+	// it whenever it writes this section.
 	SharedOnce bool `json:"shared_tensors_once"`
 	// Dtype is the element type the tensors were saved in.
 	Dtype string `json:"dtype"`
