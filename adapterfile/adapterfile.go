@@ -43,7 +43,9 @@ type Options struct {
 	// belong to the adapter, such as a classifier head.
 	Extra []string
 	// BaseModel and TaskType fill the config's base_model_name_or_path and
-	// task_type (e.g. "SEQ_CLS").
+	// task_type (e.g. "SEQ_CLS"). With SEQ_CLS and TOKEN_CLS, extra modules
+	// inside "classifier" or "score" are listed in modules_to_save as that
+	// head, as PEFT requires.
 	BaseModel, TaskType string
 }
 
@@ -89,7 +91,7 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 			return errors.Errorf("adapterfile.Save: extra parameter %q belongs to the adapter", name)
 		}
 		keys[name] = name
-		modules[moduleOf(name)] = true
+		modules[savedModule(moduleOf(name), opt.TaskType)] = true
 	}
 	var tensors []tensorfile.Tensor
 	for key, name := range keys {
@@ -146,6 +148,28 @@ func peftComputes(a layers.Adapter) error {
 		return nil
 	}
 	return errors.Errorf("adapterfile.Save: PEFT's Lily computes only batch routing with live routers, so it cannot reproduce this adapter's %s; save it without PEFTLayout", what)
+}
+
+// taskHeads are the modules that PEFT adds to modules_to_save itself for
+// a task type (PeftModelForSequenceClassification and its kin).
+var taskHeads = map[string][]string{"SEQ_CLS": {"classifier", "score"}, "TOKEN_CLS": {"classifier", "score"}, "QUESTION_ANS": {"qa_outputs"}}
+
+// savedModule returns the name modules_to_save lists for module m: the
+// outermost module on m's path that PEFT already saves for the task type
+// (matched as PEFT matches, by suffix), else m. Given both a task head and
+// a module inside it, PEFT wraps twice and fails to load the directory
+// (KeyError in set_peft_model_state_dict, PEFT 0.21.0).
+func savedModule(m, task string) string {
+	parts := strings.Split(m, ".")
+	for i := 1; i <= len(parts); i++ {
+		p := strings.Join(parts[:i], ".")
+		for _, h := range taskHeads[task] {
+			if strings.HasSuffix(p, h) {
+				return p
+			}
+		}
+	}
+	return m
 }
 
 // moduleOf strips the parameter suffix: "classifier.dense.weight" →

@@ -235,6 +235,37 @@ func TestPEFTLayoutConfig(t *testing.T) {
 	}
 }
 
+// PEFT adds its task's head to modules_to_save itself and cannot load a
+// file that also lists a module inside that head.
+func TestModulesToSaveForTask(t *testing.T) {
+	for _, c := range []struct{ module, task, want string }{
+		{"classifier.dense", "SEQ_CLS", "classifier"},
+		{"classifier.out_proj", "TOKEN_CLS", "classifier"},
+		{"model.score", "SEQ_CLS", "model.score"},
+		{"qa_outputs", "QUESTION_ANS", "qa_outputs"},
+		{"classifier.dense", "", "classifier.dense"},
+		{"classifier.dense", "CAUSAL_LM", "classifier.dense"},
+		{"pooler.dense", "SEQ_CLS", "pooler.dense"},
+	} {
+		if got := savedModule(c.module, c.task); got != c.want {
+			t.Errorf("savedModule(%q, %q) = %q, want %q", c.module, c.task, got, c.want)
+		}
+	}
+	src, sites := model(t, tensor.Float32, 2, 4)
+	lily := lilyWith(t, lilyop.Batch)
+	if err := layers.Attach(src, lily, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Save(dir, src, lily, sites, Options{PEFTLayout: true, TaskType: "SEQ_CLS"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ReadConfig(dir)
+	if err != nil || fmt.Sprint(cfg.ModulesToSave) != "[classifier]" {
+		t.Errorf("SEQ_CLS modules_to_save %v (%v), want [classifier]", cfg.ModulesToSave, err)
+	}
+}
+
 func writeFile(t *testing.T, dir, name string, tensors []tensorfile.Tensor) {
 	t.Helper()
 	if err := tensorfile.Write(filepath.Join(dir, name), tensors, nil); err != nil {
