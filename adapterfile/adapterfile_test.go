@@ -344,6 +344,9 @@ func TestLoadErrors(t *testing.T) {
 		`{"peft_type":"LILY","target_modules":".*q"}`: "regular expression",
 		`{"peft_type":"LILY","r":0,"stride_A":1,"num_B":2,"target_modules":["query"]}`: "r = 0",
 		`{not json`: "parsing",
+		`{"peft_type":"LORA","r":2,"target_modules":["value"],"use_dora":true}`:                                  "use_dora is true",
+		`{"peft_type":"LORA","r":2,"target_modules":["value"],"alpha_pattern":{"value":4}}`:                      "alpha_pattern is",
+		`{"peft_type":"LILY","r":2,"stride_A":1,"num_B":2,"target_modules":["query"],"layers_to_transform":[0]}`: "layers_to_transform is [0]",
 	} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, ConfigName), []byte(cfg), 0o644)

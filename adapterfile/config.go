@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -122,8 +123,18 @@ func ReadConfig(dir string) (Config, error) {
 	return c, nil
 }
 
+// unimplemented are PEFT config keys that change which modules are adapted
+// or what they compute, in ways this package does not implement. PEFT
+// writes every one of them, with an empty or false value when unused.
+var unimplemented = []string{
+	"alpha_pattern", "rank_pattern", "use_dora", "lora_bias", "fan_in_fan_out", "layer_replication",
+	"layers_to_transform", "layers_pattern", "exclude_modules", "target_parameters",
+	"trainable_token_indices", "use_qalora", "use_bdlora", "alora_invocation_tokens",
+}
+
 // UnmarshalJSON reads target_modules as a list of module names; PEFT's other
-// form, one regular expression, is refused with a clear error.
+// form, one regular expression, is refused with a clear error, and so is
+// any PEFT option of the unimplemented list that is set.
 func (c *Config) UnmarshalJSON(b []byte) error {
 	type plain Config
 	var raw struct {
@@ -132,6 +143,17 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for _, k := range unimplemented {
+		switch v := strings.TrimSpace(string(all[k])); v {
+		case "", "null", "false", "{}", "[]", `""`:
+		default:
+			return errors.Errorf("%s is %s: this PEFT option is not implemented here; only adapters without it load", k, v)
+		}
 	}
 	*c = Config(raw.plain)
 	c.TargetModules = nil
