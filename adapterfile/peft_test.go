@@ -80,6 +80,7 @@ type peftInputs struct {
 	LossWeights string `json:"loss_weights"`
 }
 
+// newPEFTInputs returns the reference batches.
 func newPEFTInputs() peftInputs {
 	var in peftInputs
 	in.Llama.InputIDs = [][]int{{5, 17, 42, 8, 63, 21, 9}, {33, 2, 50, 11, 7, 0, 0}}
@@ -100,6 +101,7 @@ type peftCase struct {
 	peftLayout  bool
 }
 
+// oursCases are our adapters that make_reference.py hands to PEFT.
 func oursCases() []peftCase {
 	lily := func(c layers.LilyConfig) func() (layers.Adapter, error) {
 		return func() (layers.Adapter, error) { return layers.NewLily(c) }
