@@ -4,9 +4,12 @@
 // adapter_config.json.
 //
 // By default a Lily tensor shared by several layers is stored once, under
-// the name of the first layer that uses it; Options.PEFTLayout instead
-// repeats it under every layer's name, exactly as PEFT saves it. Load reads
-// both layouts and checks that repeated copies agree.
+// the name of the first layer that uses it, and adapter_config.json carries
+// this library's own options under "lily_go". Options.PEFTLayout instead
+// writes exactly what PEFT writes: shared tensors repeated under every
+// layer's name and no "lily_go" key, so that PEFT's PeftModel.from_pretrained
+// loads the directory without a warning. Load reads both layouts and checks
+// that repeated copies agree.
 package adapterfile
 
 import (
@@ -18,6 +21,7 @@ import (
 
 	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
 	"gorgonia.org/tensor"
@@ -28,15 +32,20 @@ const Prefix = "base_model.model."
 
 // Options tune Save.
 type Options struct {
-	// PEFTLayout repeats every shared Lily tensor once per layer, as PEFT's
-	// own files do, instead of storing it once.
+	// PEFTLayout writes the directory exactly as PEFT would: every shared
+	// Lily tensor repeated once per layer, and no "lily_go" section in the
+	// config (PEFT warns about keys it does not know). Save refuses it for
+	// a Lily adapter that PEFT cannot compute: routing other than batch,
+	// mask_batch, uniform or frozen mixing.
 	PEFTLayout bool
 	// Extra names store parameters saved besides the adapter (PEFT's
 	// modules_to_save). Nil means every trainable parameter that does not
 	// belong to the adapter, such as a classifier head.
 	Extra []string
 	// BaseModel and TaskType fill the config's base_model_name_or_path and
-	// task_type (e.g. "SEQ_CLS").
+	// task_type (e.g. "SEQ_CLS"). With SEQ_CLS and TOKEN_CLS, extra modules
+	// inside "classifier" or "score" are listed in modules_to_save as that
+	// head, as PEFT requires.
 	BaseModel, TaskType string
 }
 
@@ -46,6 +55,11 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 	cfg, err := configOf(a)
 	if err != nil {
 		return err
+	}
+	if opt.PEFTLayout {
+		if err := peftComputes(a); err != nil {
+			return err
+		}
 	}
 	specs, err := a.Layout(sites)
 	if err != nil {
@@ -77,7 +91,7 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 			return errors.Errorf("adapterfile.Save: extra parameter %q belongs to the adapter", name)
 		}
 		keys[name] = name
-		modules[moduleOf(name)] = true
+		modules[savedModule(moduleOf(name), opt.TaskType)] = true
 	}
 	var tensors []tensorfile.Tensor
 	for key, name := range keys {
@@ -92,8 +106,12 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 	}
 	sort.Strings(cfg.ModulesToSave)
 	cfg.BaseModel, cfg.TaskType, cfg.InferenceMode = opt.BaseModel, opt.TaskType, true
-	cfg.Ext.SharedOnce = !opt.PEFTLayout
-	cfg.Ext.Dtype = s.Dtype().String()
+	if opt.PEFTLayout {
+		cfg.Ext = nil
+	} else {
+		cfg.Ext.SharedOnce = true
+		cfg.Ext.Dtype = s.Dtype().String()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return errors.Wrap(err, "adapterfile.Save")
 	}
@@ -105,6 +123,53 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 		return errors.Wrap(err, "adapterfile.Save: encoding config")
 	}
 	return atomicfile.WriteBytes(filepath.Join(dir, ConfigName), append(b, '\n'))
+}
+
+// peftComputes reports, for a Lily adapter, the first option PEFT's Lily
+// lacks: PEFT would load such an adapter and silently compute batch
+// routing with live routers instead.
+func peftComputes(a layers.Adapter) error {
+	l, ok := a.(*layers.Lily)
+	if !ok {
+		return nil
+	}
+	c := l.Config()
+	var what string
+	switch {
+	case c.Routing != lilyop.Batch:
+		what = c.Routing.String() + " routing"
+	case c.MaskBatch:
+		what = "mask_batch"
+	case c.Uniform:
+		what = "uniform mixing"
+	case len(l.FrozenMixing()) > 0:
+		what = "frozen mixing vectors"
+	default:
+		return nil
+	}
+	return errors.Errorf("adapterfile.Save: PEFT's Lily computes only batch routing with live routers, so it cannot reproduce this adapter's %s; save it without PEFTLayout", what)
+}
+
+// taskHeads are the modules that PEFT adds to modules_to_save itself for
+// a task type (PeftModelForSequenceClassification and its kin).
+var taskHeads = map[string][]string{"SEQ_CLS": {"classifier", "score"}, "TOKEN_CLS": {"classifier", "score"}, "QUESTION_ANS": {"qa_outputs"}}
+
+// savedModule returns the name modules_to_save lists for module m: the
+// outermost module on m's path that PEFT already saves for the task type
+// (matched as PEFT matches, by suffix), else m. Given both a task head and
+// a module inside it, PEFT wraps twice and fails to load the directory
+// (KeyError in set_peft_model_state_dict, PEFT 0.21.0).
+func savedModule(m, task string) string {
+	parts := strings.Split(m, ".")
+	for i := 1; i <= len(parts); i++ {
+		p := strings.Join(parts[:i], ".")
+		for _, h := range taskHeads[task] {
+			if strings.HasSuffix(p, h) {
+				return p
+			}
+		}
+	}
+	return m
 }
 
 // moduleOf strips the parameter suffix: "classifier.dense.weight" →

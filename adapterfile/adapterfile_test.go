@@ -42,8 +42,14 @@ func model(t testing.TB, dt tensor.Dtype, n, d int) (*layers.Store, []layers.Sit
 	return s, sites
 }
 
+// lilyAdapter returns a Lily adapter with sequence routing (which PEFT
+// lacks).
 func lilyAdapter(t testing.TB) *layers.Lily {
-	l, err := layers.NewLily(layers.LilyConfig{R: 2, StrideA: 2, NumB: 3, Scaling: 0.5, TargetModules: []string{"query", "value"}, NonZeroB: true, Routing: lilyop.Sequence})
+	return lilyWith(t, lilyop.Sequence)
+}
+
+func lilyWith(t testing.TB, routing lilyop.Routing) *layers.Lily {
+	l, err := layers.NewLily(layers.LilyConfig{R: 2, StrideA: 2, NumB: 3, Scaling: 0.5, TargetModules: []string{"query", "value"}, NonZeroB: true, Routing: routing})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +78,14 @@ func sameStores(t *testing.T, a, b *layers.Store) {
 func TestRoundTripBitExact(t *testing.T) {
 	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
 		for _, peft := range []bool{false, true} {
+			// PEFT computes only batch routing, so only a batch-routed Lily
+			// has a PEFT layout.
+			routing := lilyop.Sequence
+			if peft {
+				routing = lilyop.Batch
+			}
 			for _, mk := range []func() layers.Adapter{
-				func() layers.Adapter { return lilyAdapter(t) },
+				func() layers.Adapter { return lilyWith(t, routing) },
 				func() layers.Adapter {
 					l, _ := layers.NewLoRA(layers.LoRAConfig{R: 2, Alpha: 4, TargetModules: []string{"value"}, NonZeroB: true})
 					return l
@@ -103,7 +115,7 @@ func TestRoundTripBitExact(t *testing.T) {
 					t.Fatalf("%s: loaded a %s adapter", name, back.Method())
 				}
 				sameStores(t, src, dst)
-				if l, ok := back.(*layers.Lily); ok && l.Config().Routing != lilyop.Sequence {
+				if l, ok := back.(*layers.Lily); ok && l.Config().Routing != routing {
 					t.Errorf("%s: routing not restored", name)
 				}
 			}
@@ -115,7 +127,7 @@ func TestRoundTripBitExact(t *testing.T) {
 // each shared tensor once, PEFT's repeats it per layer.
 func TestPEFTKeysAndShapes(t *testing.T) {
 	src, sites := model(t, tensor.Float32, 5, 4)
-	lily := lilyAdapter(t)
+	lily := lilyWith(t, lilyop.Batch)
 	if err := layers.Attach(src, lily, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +172,100 @@ func TestPEFTKeysAndShapes(t *testing.T) {
 	}
 }
 
+// The PEFT layout's config holds only PEFT's keys (PEFT warns about any
+// other), and Save refuses it for a Lily adapter PEFT cannot compute.
+func TestPEFTLayoutConfig(t *testing.T) {
+	for _, a := range []layers.Adapter{
+		lilyWith(t, lilyop.Batch),
+		func() layers.Adapter {
+			l, _ := layers.NewLoRA(layers.LoRAConfig{R: 2, Alpha: 4, TargetModules: []string{"value"}})
+			return l
+		}(),
+	} {
+		src, sites := model(t, tensor.Float32, 3, 4)
+		if err := layers.Attach(src, a, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
+			t.Fatal(err)
+		}
+		for _, peft := range []bool{false, true} {
+			dir := t.TempDir()
+			if err := Save(dir, src, a, sites, Options{PEFTLayout: peft}); err != nil {
+				t.Fatalf("%s: %+v", a.Method(), err)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, ConfigName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if has := strings.Contains(string(b), `"lily_go"`); has == peft {
+				t.Errorf("%s, PEFT layout %t: config has lily_go %t:\n%s", a.Method(), peft, has, b)
+			}
+		}
+	}
+	frozen := lilyWith(t, lilyop.Batch)
+	src, sites := model(t, tensor.Float32, 3, 4)
+	if err := layers.Attach(src, frozen, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
+		t.Fatal(err)
+	}
+	mix := map[string][]float64{}
+	for _, s := range sites {
+		mix[s.Path] = []float64{0.2, 0.3, 0.5}
+	}
+	if err := frozen.FreezeMixing(mix); err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]layers.Adapter{"sequence routing": lilyWith(t, lilyop.Sequence), "token routing": lilyWith(t, lilyop.Token), "frozen mixing": frozen}
+	for _, c := range []layers.LilyConfig{
+		{R: 2, StrideA: 1, NumB: 2, Scaling: 1, TargetModules: []string{"query"}, MaskBatch: true},
+		{R: 2, StrideA: 1, NumB: 2, Scaling: 1, TargetModules: []string{"query"}, Uniform: true},
+	} {
+		l, err := layers.NewLily(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused[map[bool]string{true: "mask_batch", false: "uniform"}[c.MaskBatch]] = l
+	}
+	for what, a := range refused {
+		s, sites := model(t, tensor.Float32, 3, 4)
+		if err := layers.Attach(s, a, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
+			t.Fatal(err)
+		}
+		err := Save(t.TempDir(), s, a, sites, Options{PEFTLayout: true})
+		if err == nil || !strings.Contains(err.Error(), what) || !strings.Contains(err.Error(), "without PEFTLayout") {
+			t.Errorf("%s: PEFT layout error %v, want one naming %q and the fix", what, err, what)
+		}
+	}
+}
+
+// PEFT adds its task's head to modules_to_save itself and cannot load a
+// file that also lists a module inside that head.
+func TestModulesToSaveForTask(t *testing.T) {
+	for _, c := range []struct{ module, task, want string }{
+		{"classifier.dense", "SEQ_CLS", "classifier"},
+		{"classifier.out_proj", "TOKEN_CLS", "classifier"},
+		{"model.score", "SEQ_CLS", "model.score"},
+		{"qa_outputs", "QUESTION_ANS", "qa_outputs"},
+		{"classifier.dense", "", "classifier.dense"},
+		{"classifier.dense", "CAUSAL_LM", "classifier.dense"},
+		{"pooler.dense", "SEQ_CLS", "pooler.dense"},
+	} {
+		if got := savedModule(c.module, c.task); got != c.want {
+			t.Errorf("savedModule(%q, %q) = %q, want %q", c.module, c.task, got, c.want)
+		}
+	}
+	src, sites := model(t, tensor.Float32, 2, 4)
+	lily := lilyWith(t, lilyop.Batch)
+	if err := layers.Attach(src, lily, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Save(dir, src, lily, sites, Options{PEFTLayout: true, TaskType: "SEQ_CLS"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ReadConfig(dir)
+	if err != nil || fmt.Sprint(cfg.ModulesToSave) != "[classifier]" {
+		t.Errorf("SEQ_CLS modules_to_save %v (%v), want [classifier]", cfg.ModulesToSave, err)
+	}
+}
+
 func writeFile(t *testing.T, dir, name string, tensors []tensorfile.Tensor) {
 	t.Helper()
 	if err := tensorfile.Write(filepath.Join(dir, name), tensors, nil); err != nil {
@@ -169,7 +275,7 @@ func writeFile(t *testing.T, dir, name string, tensors []tensorfile.Tensor) {
 
 func TestLoadErrors(t *testing.T) {
 	src, sites := model(t, tensor.Float64, 4, 4)
-	lily := lilyAdapter(t)
+	lily := lilyWith(t, lilyop.Batch)
 	if err := layers.Attach(src, lily, sites, rand.New(rand.NewPCG(2, 2))); err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +344,9 @@ func TestLoadErrors(t *testing.T) {
 		`{"peft_type":"LILY","target_modules":".*q"}`: "regular expression",
 		`{"peft_type":"LILY","r":0,"stride_A":1,"num_B":2,"target_modules":["query"]}`: "r = 0",
 		`{not json`: "parsing",
+		`{"peft_type":"LORA","r":2,"target_modules":["value"],"use_dora":true}`:                                  "use_dora is true",
+		`{"peft_type":"LORA","r":2,"target_modules":["value"],"alpha_pattern":{"value":4}}`:                      "alpha_pattern is",
+		`{"peft_type":"LILY","r":2,"stride_A":1,"num_B":2,"target_modules":["query"],"layers_to_transform":[0]}`: "layers_to_transform is [0]",
 	} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, ConfigName), []byte(cfg), 0o644)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -18,7 +19,9 @@ const (
 )
 
 // Config is adapter_config.json: PEFT's keys for the method, plus our own
-// extensions under "lily_go" (PEFT ignores keys it does not know).
+// extensions under "lily_go". PEFT ignores that key but warns about it, so
+// Save leaves it out in the PEFT layout; a config without it (PEFT's own
+// files) means PEFT's semantics: batch routing, live routers.
 type Config struct {
 	PEFTType      string   `json:"peft_type"`
 	BaseModel     string   `json:"base_model_name_or_path,omitempty"`
@@ -53,7 +56,8 @@ type Extension struct {
 	// FrozenMixing holds mixing vectors fixed with FreezeMixing.
 	FrozenMixing map[string][]float64 `json:"frozen_mixing,omitempty"`
 	// SharedOnce is true when shared Lily tensors are stored once (under
-	// their first user's name) instead of PEFT's once per layer.
+	// their first user's name) instead of PEFT's once per layer; Save sets
+	// it whenever it writes this section.
 	SharedOnce bool `json:"shared_tensors_once"`
 	// Dtype is the element type the tensors were saved in.
 	Dtype string `json:"dtype"`
@@ -119,8 +123,18 @@ func ReadConfig(dir string) (Config, error) {
 	return c, nil
 }
 
+// unimplemented are PEFT config keys that change which modules are adapted
+// or what they compute, in ways this package does not implement. PEFT
+// writes every one of them, with an empty or false value when unused.
+var unimplemented = []string{
+	"alpha_pattern", "rank_pattern", "use_dora", "lora_bias", "fan_in_fan_out", "layer_replication",
+	"layers_to_transform", "layers_pattern", "exclude_modules", "target_parameters",
+	"trainable_token_indices", "use_qalora", "use_bdlora", "alora_invocation_tokens",
+}
+
 // UnmarshalJSON reads target_modules as a list of module names; PEFT's other
-// form, one regular expression, is refused with a clear error.
+// form, one regular expression, is refused with a clear error, and so is
+// any PEFT option of the unimplemented list that is set.
 func (c *Config) UnmarshalJSON(b []byte) error {
 	type plain Config
 	var raw struct {
@@ -129,6 +143,17 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for _, k := range unimplemented {
+		switch v := strings.TrimSpace(string(all[k])); v {
+		case "", "null", "false", "{}", "[]", `""`:
+		default:
+			return errors.Errorf("%s is %s: this PEFT option is not implemented here; only adapters without it load", k, v)
+		}
 	}
 	*c = Config(raw.plain)
 	c.TargetModules = nil
