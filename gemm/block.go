@@ -107,10 +107,14 @@ func splitCols[T Float](kern *microKernel[T], p problem[T], parts, colTiles int)
 		lo, hi := colTiles*t/parts*kern.nr, min(p.n, colTiles*(t+1)/parts*kern.nr)
 		q := p
 		q.n = hi - lo
+		off := lo
 		if p.tb {
-			q.b = p.b[lo*p.ldb:]
+			off = lo * p.ldb
+		}
+		if p.bh != nil {
+			q.bh = p.bh[off:]
 		} else {
-			q.b = p.b[lo:]
+			q.b = p.b[off:]
 		}
 		q.c = p.c[lo:]
 		wg.Add(1)
@@ -144,7 +148,7 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 	// the partial last panel of an operand read in place is packed, and
 	// alpha goes into a packed operand.
 	aInPlace := p.n <= directPanels*nr && (p.ta || kern.direct != nil)
-	bInPlace := p.m <= directPanels*mr && !p.tb && (!aInPlace || p.alpha == 1)
+	bInPlace := p.m <= directPanels*mr && !p.tb && (!aInPlace || p.alpha == 1) && p.bh == nil
 	alphaA, alphaB := p.alpha, T(1)
 	if aInPlace {
 		alphaA, alphaB = 1, p.alpha
@@ -161,7 +165,11 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 		for pc := 0; pc < p.k; pc += kc {
 			kb := min(kc, p.k-pc)
 			j0, j1 := max(fullB, panels*t/parts*nr), min(nb, panels*(t+1)/parts*nr)
-			if j1 > j0 {
+			switch {
+			case j1 <= j0:
+			case p.bh != nil:
+				packBHalf(buf.b[j0*kb:], p.tb, p.bh, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
+			default:
 				packB(buf.b[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			}
 			bar.wait()

@@ -137,6 +137,7 @@ type problem[T Float] struct {
 	m, n, k     int
 	alpha, beta T
 	a, b, c     []T
+	bh          []BF16 // B in bfloat16 instead of b (SgemmBF16)
 	lda, ldb    int
 	ldc         int
 }

@@ -1,0 +1,105 @@
+package gemm
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+)
+
+// ToBF16 rounds to nearest, ties to even, against a float64 computation of
+// the two neighbouring bfloat16 values.
+func TestToBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	check := func(f float32) {
+		h := ToBF16(f)
+		if math.IsNaN(float64(f)) {
+			if !math.IsNaN(float64(h.Float32())) || math.Signbit(float64(h.Float32())) != math.Signbit(float64(f)) {
+				t.Fatalf("ToBF16(NaN %x) = %x", math.Float32bits(f), h)
+			}
+			return
+		}
+		u := math.Float32bits(f)
+		lo := BF16(u >> 16) // truncation: the neighbour towards zero
+		hi := lo + 1
+		hv := float64(hi.Float32())
+		if math.IsInf(hv, 0) {
+			// IEEE 754 rounds past the largest finite value as if the
+			// next exponent existed: its value would be ±2^128.
+			hv = math.Copysign(math.Ldexp(1, 128), hv)
+		}
+		dl := math.Abs(float64(f) - float64(lo.Float32()))
+		dh := math.Abs(hv - float64(f))
+		want := lo
+		if u&0xffff != 0 && (dh < dl || dh == dl && lo&1 == 1) {
+			want = hi
+		}
+		if h != want {
+			t.Fatalf("ToBF16(%g = %x) = %x, want %x", f, u, h, want)
+		}
+	}
+	for _, f := range []float32{0, -0.0, 1, -1, 1.00390625, 1.01171875, 3.4e38, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -float32(math.NaN()), 1e-45} {
+		check(f)
+	}
+	for range 100000 {
+		check(math.Float32frombits(rng.Uint32()))
+	}
+}
+
+// SgemmBF16 equals Sgemm on B's float32 values bit for bit, for every
+// transpose and a grid of shapes (short, narrow and blocked products, on
+// one and several goroutines), with alpha and beta.
+func TestSgemmBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	shapes := [][3]int{{1, 1, 1}, {7, 33, 5}, {20, 100, 300}, {100, 20, 17}, {129, 130, 131}, {300, 700, 600}, {16, 64, 8}}
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			for i, s := range shapes {
+				m, n, k := s[0], s[1], s[2]
+				lda, ldb, ldc := k+i%2, n+1, n
+				if ta {
+					lda = m + i%3
+				}
+				if tb {
+					ldb = k + 2
+				}
+				ra, rb := m, k
+				if ta {
+					ra = k
+				}
+				if tb {
+					rb = n
+				}
+				a := randSlice[float32](rng, ra*lda)
+				bh := make([]BF16, rb*ldb)
+				bf := make([]float32, len(bh))
+				for j := range bh {
+					bh[j] = ToBF16(float32(2*rng.Float64() - 1))
+					bf[j] = bh[j].Float32()
+				}
+				c0 := randSlice[float32](rng, m*ldc)
+				alpha, beta := float32(1), float32(0)
+				if i%2 == 1 {
+					alpha, beta = -0.5, 2
+				}
+				want := append([]float32(nil), c0...)
+				got := append([]float32(nil), c0...)
+				Sgemm(trans(ta), trans(tb), m, n, k, alpha, a, lda, bf, ldb, beta, want, ldc)
+				SgemmBF16(trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("ta=%v tb=%v %d×%d×%d: c[%d] = %v, Sgemm on the widened B gives %v", ta, tb, m, n, k, j, got[j], want[j])
+					}
+				}
+			}
+		}
+	}
+	// Bad arguments panic as Sgemm's do.
+	defer func() {
+		if recover() == nil {
+			t.Fatal("short b: no panic")
+		}
+	}()
+	SgemmBF16(blas.NoTrans, blas.NoTrans, 2, 2, 2, 1, make([]float32, 4), 2, make([]BF16, 3), 2, 0, make([]float32, 4), 2)
+}
