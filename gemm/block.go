@@ -144,11 +144,13 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 	// place, by a direct kernel when it is not transposed and by the
 	// panel kernel at step lda when it is (its MR values per k step are
 	// contiguous already). Likewise a short A leaves packing B nothing to
-	// amortise, and an untransposed B is read in place at step ldb. Only
-	// the partial last panel of an operand read in place is packed, and
-	// alpha goes into a packed operand.
-	aInPlace := p.n <= directPanels*nr && (p.ta || kern.direct != nil)
-	bInPlace := p.m <= directPanels*mr && !p.tb && (!aInPlace || p.alpha == 1) && p.bh == nil
+	// amortise, and an untransposed B is read in place at step ldb (a
+	// bfloat16 one by a kernel that widens it as it loads; there is no
+	// direct kernel for that pair, so A is then packed unless transposed).
+	// Only the partial last panel of an operand read in place is packed,
+	// and alpha goes into a packed operand.
+	bInPlace := p.m <= directPanels*mr && !p.tb && (p.bh == nil || kern.tileBF16 != nil)
+	aInPlace := p.n <= directPanels*nr && (p.ta || kern.direct != nil && !(bInPlace && p.bh != nil)) && (!bInPlace || p.alpha == 1)
 	alphaA, alphaB := p.alpha, T(1)
 	if aInPlace {
 		alphaA, alphaB = 1, p.alpha
@@ -191,12 +193,21 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 				for jr := 0; jr < nb; jr += nr {
 					nt := min(nr, nb-jr)
 					bp, bs := &buf.b[jr*kb], nr
-					if jr < fullB {
+					var bh *BF16 // B in place in bfloat16
+					switch {
+					case jr >= fullB:
+					case p.bh != nil:
+						bh, bs = &p.bh[pc*p.ldb+jc+jr], p.ldb
+					default:
 						bp, bs = &p.b[pc*p.ldb+jc+jr], p.ldb
 					}
 					for ir := 0; ir < mb; ir += mr {
 						cp := &p.c[(ic+ir)*p.ldc+jc+jr]
 						switch {
+						case bh != nil && ir >= fullA:
+							kern.tileBF16(kb, &buf.a[(ir-fullA)*kb], mr, bh, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
+						case bh != nil:
+							kern.tileBF16(kb, &p.a[pc*p.lda+ic+ir], p.lda, bh, bs, cp, p.ldc, beta, accumulate, mr, nt)
 						case ir >= fullA:
 							kern.tile(kb, &buf.a[(ir-fullA)*kb], mr, bp, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
 						case p.ta:

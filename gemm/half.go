@@ -32,6 +32,11 @@ func ToBF16(f float32) BF16 {
 // frozen weights kept in half the memory: y = x·W (B = W) and the input
 // gradient dY·Wᵀ (B = W, tB = Trans).
 func SgemmBF16(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []BF16, ldb int, beta float32, c []float32, ldc int) {
+	multiplyBF16(kernel32, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// multiplyBF16 is SgemmBF16 with kern.
+func multiplyBF16(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []BF16, ldb int, beta float32, c []float32, ldc int) {
 	ta, tb := check(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	if m == 0 || n == 0 {
 		return
@@ -41,7 +46,7 @@ func SgemmBF16(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, l
 		return
 	}
 	p := problem[float32]{ta: ta, tb: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, bh: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
-	split(kernel32, p)
+	split(kern, p)
 }
 
 // packBHalf is packB for a bfloat16 B, widening to T while packing.

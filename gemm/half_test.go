@@ -48,7 +48,7 @@ func TestToBF16(t *testing.T) {
 }
 
 // SgemmBF16 equals Sgemm on B's float32 values bit for bit, for every
-// transpose and a grid of shapes (short, narrow and blocked products, on
+// kernel this CPU runs, every transpose and a grid of shapes (short, narrow and blocked products, on
 // one and several goroutines), with alpha and beta.
 func TestSgemmBF16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -83,13 +83,15 @@ func TestSgemmBF16(t *testing.T) {
 				if i%2 == 1 {
 					alpha, beta = -0.5, 2
 				}
-				want := append([]float32(nil), c0...)
-				got := append([]float32(nil), c0...)
-				Sgemm(trans(ta), trans(tb), m, n, k, alpha, a, lda, bf, ldb, beta, want, ldc)
-				SgemmBF16(trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
-				for j := range got {
-					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
-						t.Fatalf("ta=%v tb=%v %d×%d×%d: c[%d] = %v, Sgemm on the widened B gives %v", ta, tb, m, n, k, j, got[j], want[j])
+				for _, kern := range kernels32() {
+					want := append([]float32(nil), c0...)
+					got := append([]float32(nil), c0...)
+					multiply(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bf, ldb, beta, want, ldc)
+					multiplyBF16(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
+					for j := range got {
+						if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+							t.Fatalf("%s ta=%v tb=%v %d×%d×%d: c[%d] = %v, Sgemm on the widened B gives %v", kern.name, ta, tb, m, n, k, j, got[j], want[j])
+						}
 					}
 				}
 			}

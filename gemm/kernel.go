@@ -15,8 +15,19 @@ type microKernel[T Float] struct {
 	tile tileFunc[T]
 	// direct, where not nil, is tile for all MR rows of an A read in place
 	// at row stride lda rather than packed (see directN).
-	direct     directFunc[T]
+	direct directFunc[T]
+	// tileBF16, where not nil, is tile with a bfloat16 B read in place.
+	tileBF16   tileBF16Func[T]
 	mc, kc, nc int
+}
+
+// tileBF16Func is a micro-kernel on a packed panel of A and a bfloat16 B.
+type tileBF16Func[T Float] func(kc int, a *T, as int, b *BF16, bs int, c *T, ldc int, beta T, accumulate bool, mr, nr int)
+
+// withBF16 sets k's bfloat16 kernel.
+func (k *microKernel[T]) withBF16(f tileBF16Func[T]) *microKernel[T] {
+	k.tileBF16 = f
+	return k
 }
 
 // tileFunc is a micro-kernel on a packed panel of A.

@@ -23,6 +23,15 @@ func sgemmAVX2(kc int, a *float32, as int, b *float32, bs int, c *float32, ldc i
 //go:noescape
 func dgemmAVX2(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate, mr, nr int, m0, m1 *int64)
 
+// The BF16 kernels read a bfloat16 B in place (steps bs elements apart),
+// widening it to float32 as it is loaded.
+
+//go:noescape
+func sgemmAVX512BF16(kc int, a *float32, as int, b *BF16, bs int, c *float32, ldc int, beta float32, accumulate, mr, nr int)
+
+//go:noescape
+func sgemmAVX2BF16(kc int, a *float32, as int, b *BF16, bs int, c *float32, ldc int, beta float32, accumulate, mr, nr int, m0, m1 *int32)
+
 // The direct kernels read MR rows of A in place (row stride lda) instead of
 // a packed panel.
 
@@ -58,6 +67,8 @@ var (
 		sgemmAVX512(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr)
 	}, func(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate bool, nr int) {
 		sgemmAVX512Direct(kc, a, lda, b, bs, c, ldc, beta, b2i(accumulate), nr)
+	}).withBF16(func(kc int, a *float32, as int, b *BF16, bs int, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
+		sgemmAVX512BF16(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr)
 	})
 	avx512Kernel64 = newKernel("avx512", 14, 16, func(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
 		dgemmAVX512(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr)
@@ -70,6 +81,9 @@ var (
 	}, func(kc int, a *float32, lda int, b *float32, bs int, c *float32, ldc int, beta float32, accumulate bool, nr int) {
 		m0, m1 := masks32(nr)
 		sgemmAVX2Direct(kc, a, lda, b, bs, c, ldc, beta, b2i(accumulate), nr, m0, m1)
+	}).withBF16(func(kc int, a *float32, as int, b *BF16, bs int, c *float32, ldc int, beta float32, accumulate bool, mr, nr int) {
+		m0, m1 := masks32(nr)
+		sgemmAVX2BF16(kc, a, as, b, bs, c, ldc, beta, b2i(accumulate), mr, nr, m0, m1)
 	})
 	avx2Kernel64 = newKernel("avx2", 6, 8, func(kc int, a *float64, as int, b *float64, bs int, c *float64, ldc int, beta float64, accumulate bool, mr, nr int) {
 		m0, m1 := masks64(nr)

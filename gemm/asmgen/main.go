@@ -32,6 +32,7 @@ type kernel struct {
 	mr     int  // rows of the tile
 	nvec   int  // vectors per row of the tile
 	direct bool // A read in place (row stride lda) instead of packed
+	bf16B  bool // B in bfloat16, widened to float32 as it is loaded
 }
 
 func (k kernel) vecBytes() int {
@@ -76,6 +77,8 @@ var kernels = []kernel{
 	{name: "dgemmAVX512Direct", elem: 8, avx512: true, mr: 14, nvec: 2, direct: true},
 	{name: "sgemmAVX2Direct", elem: 4, avx512: false, mr: 6, nvec: 2, direct: true},
 	{name: "dgemmAVX2Direct", elem: 8, avx512: false, mr: 6, nvec: 2, direct: true},
+	{name: "sgemmAVX512BF16", elem: 4, avx512: true, mr: 14, nvec: 2, bf16B: true},
+	{name: "sgemmAVX2BF16", elem: 4, avx512: false, mr: 6, nvec: 2, bf16B: true},
 }
 
 func main() {
@@ -149,7 +152,11 @@ func (k kernel) write(w *bufio.Writer) {
 	if k.direct {
 		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, lda int, b *%s, bs int, c *%s, ldc int, beta %s, accumulate, nr int", k.name, elemType, elemType, elemType, elemType)
 	} else {
-		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, as int, b *%s, bs int, c *%s, ldc int, beta %s, accumulate, mr, nr int", k.name, elemType, elemType, elemType, elemType)
+		bType := "*" + elemType
+		if k.bf16B {
+			bType = "*BF16"
+		}
+		fmt.Fprintf(w, "\n// func %s(kc int, a *%s, as int, b %s, bs int, c *%s, ldc int, beta %s, accumulate, mr, nr int", k.name, elemType, bType, elemType, elemType)
 	}
 	if !k.avx512 {
 		fmt.Fprintf(w, ", m0, m1 *int%d", k.elem*8)
@@ -160,7 +167,11 @@ func (k kernel) write(w *bufio.Writer) {
 	p("MOVQ a+%d(FP), SI", off["a"])
 	p("MOVQ b+%d(FP), DX", off["b"])
 	p("MOVQ bs+%d(FP), BX", off["bs"])
-	p("SHLQ $%d, BX", shift)
+	if k.bf16B {
+		p("SHLQ $1, BX")
+	} else {
+		p("SHLQ $%d, BX", shift)
+	}
 	p("MOVQ c+%d(FP), DI", off["c"])
 	p("MOVQ ldc+%d(FP), R8", off["ldc"])
 	p("SHLQ $%d, R8", shift)
@@ -197,6 +208,13 @@ func (k kernel) write(w *bufio.Writer) {
 			bAddr = "(DX)(BX*1)"
 		}
 		for v := 0; v < k.nvec; v++ {
+			if k.bf16B {
+				// bfloat16 → float32: zero-extend each 16-bit value
+				// to 32 bits, then shift it into the upper half.
+				p("VPMOVZXWD %d%s, %s", v*k.lanes()*2, bAddr, k.reg(bReg+v))
+				p("VPSLLD $16, %s, %s", k.reg(bReg+v), k.reg(bReg+v))
+				continue
+			}
 			p("VMOVUP%s %d%s, %s", k.suffix()[1:], v*k.vecBytes(), bAddr, k.reg(bReg+v))
 		}
 		for r := 0; r < k.mr; r++ {
