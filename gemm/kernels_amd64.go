@@ -140,32 +140,49 @@ var (
 	kernel64 = kernels64()[0]
 )
 
-// transpose8x8s transposes blocks consecutive 8×8 blocks of float32
-// (transpose_amd64.s): dst[(8b+c)·ldd + r] = src[r·lds + 8b + c].
+// transpose8x8s and transpose4x4d transpose blocks consecutive 8×8 blocks
+// of float32 and 4×4 blocks of float64 (transpose_amd64.s):
+// dst[(8b+c)·ldd + r] = src[r·lds + 8b + c].
 //
 //go:noescape
 func transpose8x8s(src *float32, lds int, dst *float32, ldd int, blocks int)
 
+//go:noescape
+func transpose4x4d(src *float64, lds int, dst *float64, ldd int, blocks int)
+
 // transposeFast sets dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols
-// with 8×8 AVX transposes, overlapping the last block of rows and of
-// columns with the one before (the overlap is written twice with the same
-// values), and reports whether it could: float32, AVX2, and at least 8
-// rows and columns.
+// with AVX transposes of 8×8 float32 or 4×4 float64 blocks, overlapping
+// the last block of rows and of columns with the one before (the overlap
+// is written twice with the same values), and reports whether it could:
+// AVX2, and at least a block's worth of rows and columns.
 func transposeFast[T Float](dst []T, ldd int, src []T, lds, rows, cols int) bool {
-	d, ok := any(dst).([]float32)
-	if !ok || !hasAVX2 || rows < 8 || cols < 8 {
+	if !hasAVX2 {
 		return false
 	}
-	s := any(src).([]float32)
+	switch d := any(dst).(type) {
+	case []float32:
+		return transposeBlocks(d, ldd, any(src).([]float32), lds, rows, cols, 8, transpose8x8s)
+	case []float64:
+		return transposeBlocks(d, ldd, any(src).([]float64), lds, rows, cols, 4, transpose4x4d)
+	}
+	return false
+}
+
+// transposeBlocks is transposeFast with an assembly routine for blocks of
+// bs×bs elements.
+func transposeBlocks[T Float](d []T, ldd int, s []T, lds, rows, cols, bs int, f func(src *T, lds int, dst *T, ldd int, blocks int)) bool {
+	if rows < bs || cols < bs {
+		return false
+	}
 	_ = s[(rows-1)*lds+cols-1]
 	_ = d[(cols-1)*ldd+rows-1]
-	for r := 0; ; r += 8 {
-		r = min(r, rows-8)
-		transpose8x8s(&s[r*lds], lds, &d[r], ldd, cols/8)
-		if cols%8 != 0 {
-			transpose8x8s(&s[r*lds+cols-8], lds, &d[(cols-8)*ldd+r], ldd, 1)
+	for r := 0; ; r += bs {
+		r = min(r, rows-bs)
+		f(&s[r*lds], lds, &d[r], ldd, cols/bs)
+		if cols%bs != 0 {
+			f(&s[r*lds+cols-bs], lds, &d[(cols-bs)*ldd+r], ldd, 1)
 		}
-		if r+8 >= rows {
+		if r+bs >= rows {
 			return true
 		}
 	}

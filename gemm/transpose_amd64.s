@@ -79,3 +79,51 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func transpose4x4d(src *float64, lds int, dst *float64, ldd int, blocks int)
+//
+// transpose8x8s for float64 in 4×4 blocks: block b reads rows
+// src[r·lds + 4b : 4b+4] (r = 0..3) and writes
+// dst[(4b+c)·ldd + r] = src[r·lds + 4b + c].
+TEXT ·transpose4x4d(SB), NOSPLIT, $0-40
+	MOVQ src+0(FP), SI
+	MOVQ lds+8(FP), AX
+	MOVQ dst+16(FP), DI
+	MOVQ ldd+24(FP), BX
+	MOVQ blocks+32(FP), CX
+	SHLQ $3, AX
+	SHLQ $3, BX
+	LEAQ (AX)(AX*2), R8  // 3·lds
+	LEAQ (BX)(BX*2), R9  // 3·ldd
+	TESTQ CX, CX
+	JEQ done4
+
+loop4:
+	VMOVUPD (SI), Y0
+	VMOVUPD (SI)(AX*1), Y1
+	VMOVUPD (SI)(AX*2), Y2
+	VMOVUPD (SI)(R8*1), Y3
+
+	VUNPCKLPD Y1, Y0, Y4
+	VUNPCKHPD Y1, Y0, Y5
+	VUNPCKLPD Y3, Y2, Y6
+	VUNPCKHPD Y3, Y2, Y7
+
+	VPERM2F128 $0x20, Y6, Y4, Y0
+	VPERM2F128 $0x20, Y7, Y5, Y1
+	VPERM2F128 $0x31, Y6, Y4, Y2
+	VPERM2F128 $0x31, Y7, Y5, Y3
+
+	VMOVUPD Y0, (DI)
+	VMOVUPD Y1, (DI)(BX*1)
+	VMOVUPD Y2, (DI)(BX*2)
+	VMOVUPD Y3, (DI)(R9*1)
+
+	ADDQ $32, SI
+	LEAQ (DI)(BX*4), DI
+	DECQ CX
+	JNE loop4
+
+done4:
+	VZEROUPPER
+	RET
