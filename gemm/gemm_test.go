@@ -101,7 +101,25 @@ func gemmCase[T Float](t *testing.T, kern *microKernel[T], ta, tb bool, m, n, k,
 
 var edgeSizes = []int{1, 2, 7, 15, 16, 17, 31, 33, 127, 129}
 
+// inPlaceModes runs f with the in-place thresholds as tuned, with every
+// operand packed, and with every operand that can be read in place read
+// in place, so that small products exercise every path.
+func inPlaceModes(t *testing.T, f func(t *testing.T)) {
+	defer func(a, b, c int) { narrowCols, narrowColsT, shortRows = a, b, c }(narrowCols, narrowColsT, shortRows)
+	for _, mode := range []struct {
+		name    string
+		a, b, c int
+	}{{"tuned", narrowCols, narrowColsT, shortRows}, {"packed", 0, 0, 0}, {"in-place", 1 << 30, 1 << 30, 1 << 30}} {
+		narrowCols, narrowColsT, shortRows = mode.a, mode.b, mode.c
+		t.Run(mode.name, f)
+	}
+}
+
 func testKernels[T Float](t *testing.T, kernels []*microKernel[T]) {
+	inPlaceModes(t, func(t *testing.T) { testKernelsGrid(t, kernels) })
+}
+
+func testKernelsGrid[T Float](t *testing.T, kernels []*microKernel[T]) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	scalars := [][2]T{{1, 0}, {1, 1}, {-0.5, 0.25}, {2, -1}, {0, 0.5}, {0, 0}}
 	for _, kern := range kernels {
@@ -133,11 +151,15 @@ func TestDgemmGrid(t *testing.T) { testKernels(t, kernels64()) }
 
 // Products larger than a cache block in every direction, large enough to
 // be split across goroutines (by rows with a shared packed B, or by
-// columns), on 1 to 4 of them, with A packed or read in place.
+// columns), on 2 and 3 of them, every operand packed or read in place.
 func TestBlocksAndThreads(t *testing.T) {
+	inPlaceModes(t, testBlocksAndThreads)
+}
+
+func testBlocksAndThreads(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, procs := range []int{1, 2, 3, 4} {
+	for _, procs := range []int{2, 3} {
 		runtime.GOMAXPROCS(procs)
 		for _, kern := range kernels32() {
 			gemmCase(t, kern, false, false, kern.mc+5, 3*kern.nr+1, kern.kc*2+1, 0, 0, 0, 1, 0, rng)
