@@ -75,10 +75,10 @@ func split[T Float](kern *microKernel[T], p problem[T]) {
 		parts = min(parts, colTiles)
 	}
 	if parts <= 1 {
-		buf, pool := getBuffers[T]()
-		growB(buf, kern, p)
-		rows(kern, p, 0, p.m, 0, 1, nil, buf)
-		pool.Put(buf)
+		a, b := getPanels[T](operandA, sizeA(kern, p, p.m)), getPanels[T](operandB, sizeB(kern, p))
+		rows(kern, p, 0, p.m, 0, 1, nil, a.s, b.s)
+		putPanels(operandA, a)
+		putPanels(operandB, b)
 		return
 	}
 	if rowTiles >= colTiles {
@@ -92,23 +92,20 @@ func split[T Float](kern *microKernel[T], p problem[T]) {
 // packed blocks of B.
 func splitRows[T Float](kern *microKernel[T], p problem[T], parts, rowTiles int) {
 	var wg sync.WaitGroup
-	shared, pool := getBuffers[T]()
-	growB(shared, kern, p)
+	shared := getPanels[T](operandB, sizeB(kern, p)) // every goroutine packs a share
 	bar := newBarrier(parts)
 	for t := range parts {
 		lo, hi := rowTiles*t/parts*kern.mr, min(p.m, rowTiles*(t+1)/parts*kern.mr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf, pool := getBuffers[T]()
-			buf.b = shared.b // read by every goroutine; each packs a share
-			rows(kern, p, lo, hi, t, parts, bar, buf)
-			buf.b = nil
-			pool.Put(buf)
+			a := getPanels[T](operandA, sizeA(kern, p, hi-lo))
+			rows(kern, p, lo, hi, t, parts, bar, a.s, shared.s)
+			putPanels(operandA, a)
 		}()
 	}
 	wg.Wait()
-	pool.Put(shared)
+	putPanels(operandB, shared)
 }
 
 // splitCols runs p as parts independent products on ranges of colTiles
@@ -132,10 +129,10 @@ func splitCols[T Float](kern *microKernel[T], p problem[T], parts, colTiles int)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf, pool := getBuffers[T]()
-			growB(buf, kern, q)
-			rows(kern, q, 0, q.m, 0, 1, nil, buf)
-			pool.Put(buf)
+			a, b := getPanels[T](operandA, sizeA(kern, q, q.m)), getPanels[T](operandB, sizeB(kern, q))
+			rows(kern, q, 0, q.m, 0, 1, nil, a.s, b.s)
+			putPanels(operandA, a)
+			putPanels(operandB, b)
 		}()
 	}
 	wg.Wait()
@@ -143,15 +140,14 @@ func splitCols[T Float](kern *microKernel[T], p problem[T], parts, colTiles int)
 
 // rows computes rows [lo, hi) of C: loops over nc-column blocks of C and
 // kc-deep slices of the product, packing a block of B per pair (goroutine
-// t of parts packs its share of the panels into buf.b, which all parts
-// share and the caller sized with growB; bar makes them wait for each
-// other), then over mc-row blocks of its rows (A packed into its own buf.a
-// per triple), then the micro-kernel over the block's tiles. A narrow or
+// t of parts packs its share of the panels into bufB, which all parts
+// share; bar makes them wait for each other), then over mc-row blocks of
+// its rows (A packed into its own bufA per triple), then the micro-kernel
+// over the block's tiles. The caller sizes the buffers (sizeA, sizeB). A narrow or
 // short product reads an operand in place instead of packing it.
-func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar *barrier, buf *buffers[T]) {
+func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar *barrier, bufA, bufB []T) {
 	mr, nr := kern.mr, kern.nr
 	mc, kc, nc := kern.mc, kern.kc, kern.nc
-	growA(buf, kern, p, hi-lo)
 	// A narrow B leaves packing A nothing to amortise: A is then read in
 	// place, by a direct kernel when it is not transposed and by the
 	// panel kernel at step lda when it is (its MR values per k step are
@@ -182,9 +178,9 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 			switch {
 			case j1 <= j0:
 			case p.bh != nil:
-				packBHalf(buf.b[j0*kb:], p.tb, p.bh, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
+				packBHalf(bufB[j0*kb:], p.tb, p.bh, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			default:
-				packB(buf.b[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
+				packB(bufB[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			}
 			bar.wait()
 			beta, accumulate := p.beta, p.beta != 0
@@ -197,14 +193,14 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 				if aInPlace {
 					fullA = mb / mr * mr
 					if fullA < mb {
-						packA(buf.a, p.ta, p.a, p.lda, ic+fullA, pc, mb-fullA, kb, mr, alphaA)
+						packA(bufA, p.ta, p.a, p.lda, ic+fullA, pc, mb-fullA, kb, mr, alphaA)
 					}
 				} else {
-					packA(buf.a, p.ta, p.a, p.lda, ic, pc, mb, kb, mr, alphaA)
+					packA(bufA, p.ta, p.a, p.lda, ic, pc, mb, kb, mr, alphaA)
 				}
 				for jr := 0; jr < nb; jr += nr {
 					nt := min(nr, nb-jr)
-					bp, bs := &buf.b[jr*kb], nr
+					bp, bs := &bufB[jr*kb], nr
 					var bh *BF16 // B in place in bfloat16
 					switch {
 					case jr >= fullB:
@@ -217,11 +213,11 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 						cp := &p.c[(ic+ir)*p.ldc+jc+jr]
 						switch {
 						case bh != nil && ir >= fullA:
-							kern.tileBF16(kb, &buf.a[(ir-fullA)*kb], mr, bh, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
+							kern.tileBF16(kb, &bufA[(ir-fullA)*kb], mr, bh, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
 						case bh != nil:
 							kern.tileBF16(kb, &p.a[pc*p.lda+ic+ir], p.lda, bh, bs, cp, p.ldc, beta, accumulate, mr, nt)
 						case ir >= fullA:
-							kern.tile(kb, &buf.a[(ir-fullA)*kb], mr, bp, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
+							kern.tile(kb, &bufA[(ir-fullA)*kb], mr, bp, bs, cp, p.ldc, beta, accumulate, min(mr, mb-ir), nt)
 						case p.ta:
 							kern.tile(kb, &p.a[pc*p.lda+ic+ir], p.lda, bp, bs, cp, p.ldc, beta, accumulate, mr, nt)
 						default:
@@ -235,18 +231,14 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 	}
 }
 
-// growA and growB make buf's panels large enough for rows rows of p
-// (growB: for all of p's columns).
-func growA[T Float](buf *buffers[T], kern *microKernel[T], p problem[T], rows int) {
-	if need := min(kern.mc, roundUp(rows, kern.mr)) * min(kern.kc, p.k); len(buf.a) < need {
-		buf.a = make([]T, need)
-	}
+// sizeA and sizeB are the packing buffers' sizes for rows rows of p (sizeB:
+// for all of p's columns).
+func sizeA[T Float](kern *microKernel[T], p problem[T], rows int) int {
+	return min(kern.mc, roundUp(rows, kern.mr)) * min(kern.kc, p.k)
 }
 
-func growB[T Float](buf *buffers[T], kern *microKernel[T], p problem[T]) {
-	if need := min(kern.nc, roundUp(p.n, kern.nr)) * min(kern.kc, p.k); len(buf.b) < need {
-		buf.b = make([]T, need)
-	}
+func sizeB[T Float](kern *microKernel[T], p problem[T]) int {
+	return min(kern.nc, roundUp(p.n, kern.nr)) * min(kern.kc, p.k)
 }
 
 func roundUp(x, m int) int { return ceilDiv(x, m) * m }

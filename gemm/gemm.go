@@ -142,22 +142,38 @@ type problem[T Float] struct {
 	ldc         int
 }
 
-// buffers holds one goroutine's packed panels.
-type buffers[T Float] struct{ a, b []T }
-
-// pools keeps packing buffers between calls, one pool per element type.
-var (
-	pool32 = sync.Pool{New: func() any { return new(buffers[float32]) }}
-	pool64 = sync.Pool{New: func() any { return new(buffers[float64]) }}
+// Packing buffers are kept between calls in pools, one per element type
+// and operand, so that a buffer taken for B was grown for B before and a
+// call allocates nothing once warm.
+const (
+	operandA = iota
+	operandB
 )
 
-func getBuffers[T Float]() (*buffers[T], *sync.Pool) {
-	var zero T
-	var p *sync.Pool
-	if any(zero) == any(float32(0)) {
-		p = &pool32
-	} else {
-		p = &pool64
+// panelBuf is one packing buffer.
+type panelBuf[T Float] struct{ s []T }
+
+var pools [2][2]sync.Pool // [float32, float64][operandA, operandB]
+
+// getPanels takes a buffer of at least n elements for operand from the
+// pool; putPanels returns it.
+func getPanels[T Float](operand, n int) *panelBuf[T] {
+	buf, _ := pool[T](operand).Get().(*panelBuf[T])
+	if buf == nil {
+		buf = new(panelBuf[T])
 	}
-	return p.Get().(*buffers[T]), p
+	if len(buf.s) < n {
+		buf.s = make([]T, n)
+	}
+	return buf
+}
+
+func putPanels[T Float](operand int, buf *panelBuf[T]) { pool[T](operand).Put(buf) }
+
+func pool[T Float](operand int) *sync.Pool {
+	var zero T
+	if any(zero) == any(float32(0)) {
+		return &pools[0][operand]
+	}
+	return &pools[1][operand]
 }
