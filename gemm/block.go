@@ -291,4 +291,3 @@ func (b *barrier) wait() {
 	}
 	b.mu.Unlock()
 }
-
