@@ -44,19 +44,24 @@ func (Implementation) Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a
 // with: "avx512", "avx2" or "go".
 func Kernel() string { return kernel32.name }
 
-// multiply checks the arguments, handles the cases that need no product,
-// and runs the blocked algorithm with kern, split across goroutines when
-// the product is large enough.
+// multiply runs one call with kern.
 func multiply[T Float](kern *microKernel[T], tA, tB blas.Transpose, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	ta, tb := check(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	if m == 0 || n == 0 {
+	p := problem[T]{m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	solve(kern, tA, tB, p, len(b))
+}
+
+// solve checks p's arguments (lenB: the length of B, whichever its type),
+// handles the cases that need no product, and runs the blocked algorithm
+// with kern, split across goroutines when the product is large enough.
+func solve[T Float](kern *microKernel[T], tA, tB blas.Transpose, p problem[T], lenB int) {
+	p.ta, p.tb = check(tA, tB, p.m, p.n, p.k, len(p.a), p.lda, lenB, p.ldb, len(p.c), p.ldc)
+	if p.m == 0 || p.n == 0 {
 		return
 	}
-	if alpha == 0 || k == 0 {
-		scale(m, n, beta, c, ldc)
+	if p.alpha == 0 || p.k == 0 {
+		scale(p.m, p.n, p.beta, p.c, p.ldc)
 		return
 	}
-	p := problem[T]{ta: ta, tb: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
 	split(kern, p)
 }
 

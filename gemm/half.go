@@ -37,16 +37,8 @@ func SgemmBF16(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, l
 
 // multiplyBF16 is SgemmBF16 with kern.
 func multiplyBF16(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []BF16, ldb int, beta float32, c []float32, ldc int) {
-	ta, tb := check(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if alpha == 0 || k == 0 {
-		scale(m, n, beta, c, ldc)
-		return
-	}
-	p := problem[float32]{ta: ta, tb: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, bh: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
-	split(kern, p)
+	p := problem[float32]{m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, bh: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	solve(kern, tA, tB, p, len(b))
 }
 
 // packBHalf is packB for a bfloat16 B, widening to T while packing.
