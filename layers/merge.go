@@ -200,16 +200,27 @@ func (l *Lily) FreezeMixing(mix map[string][]float64) error {
 // over a number of runs, for FreezeMixing. Every vector the router outputs
 // counts once: one per batch (batch routing), one per sequence (sequence
 // routing) or one per token (token routing); all-zero vectors of fully
-// padded sequences are skipped.
+// padded sequences are skipped. With Keep > 0 it also keeps a sample of the
+// individual vectors, for measuring how much the mixing varies over inputs.
 type MixingCalibrator struct {
+	// Keep bounds the individual vectors kept per site (0 keeps none).
+	// The sample is evenly spaced over every vector observed: whenever it
+	// would exceed Keep, every second vector is dropped and only every
+	// second one of those that follow is taken, so between Keep/2 and Keep
+	// vectors remain once more than Keep were seen.
+	Keep int
+
 	sums   map[string][]float64
 	counts map[string]int
+	kept   map[string][][]float64
+	stride map[string]int
 }
 
 // Observe adds the mixing vectors of graph g's last run.
 func (c *MixingCalibrator) Observe(g *Graph) error {
 	if c.sums == nil {
 		c.sums, c.counts = map[string][]float64{}, map[string]int{}
+		c.kept, c.stride = map[string][][]float64{}, map[string]int{}
 	}
 	for path, n := range g.Mixing() {
 		v, ok := n.Value().(*tensor.Dense)
@@ -233,11 +244,51 @@ func (c *MixingCalibrator) Observe(g *Graph) error {
 			for j, x := range row {
 				c.sums[path][j] += x
 			}
+			c.keep(path, row)
 			c.counts[path]++
 		}
 	}
 	return nil
 }
+
+// keep adds row, the site's vector number counts[path], to the sample when
+// it falls on the sample's stride, and halves the sample when it exceeds
+// Keep.
+func (c *MixingCalibrator) keep(path string, row []float64) {
+	if c.Keep <= 0 {
+		return
+	}
+	stride := max(c.stride[path], 1)
+	if c.counts[path]%stride != 0 {
+		return
+	}
+	kept := append(c.kept[path], append([]float64(nil), row...))
+	if len(kept) > c.Keep {
+		half := kept[:0]
+		for i := 0; i < len(kept); i += 2 {
+			half = append(half, kept[i])
+		}
+		kept, stride = half, 2*stride
+	}
+	c.kept[path], c.stride[path] = kept, stride
+}
+
+// Samples returns copies of the individual vectors kept for every observed
+// site (see Keep), in the order they were observed.
+func (c *MixingCalibrator) Samples() map[string][][]float64 {
+	out := map[string][][]float64{}
+	for p, vs := range c.kept {
+		cp := make([][]float64, len(vs))
+		for i, v := range vs {
+			cp[i] = append([]float64(nil), v...)
+		}
+		out[p] = cp
+	}
+	return out
+}
+
+// Count returns how many vectors were averaged for the site at path.
+func (c *MixingCalibrator) Count(path string) int { return c.counts[path] }
 
 // Mean returns the average mixing vector of every observed site.
 func (c *MixingCalibrator) Mean() map[string][]float64 {

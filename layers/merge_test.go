@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lilygo/lily/lilyop"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -149,5 +150,51 @@ func TestLilyMerge(t *testing.T) {
 	}
 	if d := maxAbsDiff(before, evalOut(t, m2, uni, xs)); d > 1e-12 {
 		t.Errorf("merged uniform Lily differs by %g", d)
+	}
+}
+
+// TestCalibratorKeepsEvenSample feeds a calibrator numbered mixing vectors
+// through a graph's mixing node and checks the kept sample: every vector
+// while at most Keep were seen, then an evenly spaced subset of between
+// Keep/2 and Keep that starts at the first, while the mean still counts
+// every vector.
+func TestCalibratorKeepsEvenSample(t *testing.T) {
+	s, _ := NewStore(tensor.Float64)
+	g := s.NewGraph(false)
+	v := tensor.New(tensor.WithShape(2), tensor.Of(tensor.Float64))
+	g.mixing["site"] = G.NewVector(g.G, tensor.Float64, G.WithShape(2), G.WithName("mix"), G.WithValue(v))
+	cal := MixingCalibrator{Keep: 5}
+	for n := 0; n < 23; n++ {
+		copy(v.Data().([]float64), []float64{float64(n), 1})
+		if err := cal.Observe(g); err != nil {
+			t.Fatal(err)
+		}
+		got := cal.Samples()["site"]
+		if n < 5 && len(got) != n+1 {
+			t.Fatalf("after %d vectors %d kept, want all", n+1, len(got))
+		}
+		if n >= 5 && (len(got) < 3 || len(got) > 5) {
+			t.Fatalf("after %d vectors %d kept, want 3 to 5", n+1, len(got))
+		}
+		step := 1
+		if len(got) > 1 {
+			step = int(got[1][0])
+		}
+		for i, row := range got {
+			if row[0] != float64(i*step) || row[1] != 1 {
+				t.Fatalf("after %d vectors the sample is %v, not evenly spaced from 0", n+1, got)
+			}
+		}
+	}
+	// 23 vectors: strides 1, 2, 4, 8 → 0, 8, 16.
+	if got := cal.Samples()["site"]; len(got) != 3 || got[2][0] != 16 {
+		t.Errorf("final sample %v, want the vectors 0, 8, 16", got)
+	}
+	if cal.Count("site") != 23 || cal.Mean()["site"][0] != 11 {
+		t.Errorf("count %d, mean %v; want 23 and 11", cal.Count("site"), cal.Mean()["site"])
+	}
+	cal.Samples()["site"][0][0] = 99
+	if cal.Samples()["site"][0][0] != 0 {
+		t.Error("Samples must return copies")
 	}
 }
