@@ -58,7 +58,7 @@ func Plot(path, title, xLabel, yLabel string, series ...Series) error {
 		}
 	}
 	p.Legend.Top = true
-	return savePNG(p, path)
+	return SavePNG(p, path)
 }
 
 // Bars is one series of a grouped bar chart: one value per group.
@@ -91,12 +91,12 @@ func BarChart(path, title, yLabel string, groups []string, series ...Bars) error
 	}
 	p.Legend.Top = true
 	p.NominalX(groups...)
-	return savePNG(p, path)
+	return SavePNG(p, path)
 }
 
-// savePNG renders p at 8 × 5 inches on white and writes it to path
-// atomically.
-func savePNG(p *plot.Plot, path string) error {
+// SavePNG renders p at 8 × 5 inches on white and writes it to path
+// atomically, as every chart of this module is written.
+func SavePNG(p *plot.Plot, path string) error {
 	p.BackgroundColor = color.White
 	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
 	if err != nil {
