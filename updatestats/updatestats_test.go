@@ -642,3 +642,42 @@ func TestWritePlot(t *testing.T) {
 		t.Error("an empty report was plotted")
 	}
 }
+
+func TestMeasure(t *testing.T) {
+	m := newToy(t, tensor.Float64, 2, shape{"q", 6, 5})
+	lily, _ := layers.NewLily(layers.LilyConfig{R: 2, StrideA: 1, NumB: 2, Scaling: 1, TargetModules: []string{"q"}, NonZeroB: true, Routing: lilyop.Token})
+	m.attach(t, lily)
+	dir := t.TempDir()
+	observed := 0
+	rep, err := Measure(m.store, lily, m.sites, func(cal *layers.MixingCalibrator) error {
+		observed++
+		if cal.Keep != DefaultKeep {
+			t.Errorf("calibrator keeps %d, want %d", cal.Keep, DefaultKeep)
+		}
+		*cal = *m.observe(t, lily, 2, cal.Keep)
+		return nil
+	}, filepath.Join(dir, "lily.png"), "toy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if observed != 1 || rep == nil || rep.Sites[0].Mixing.Spread == nil || rep.Sites[0].Mixing.Spread.Samples != 16 {
+		t.Errorf("observed %d times, report %+v", observed, rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lily.png")); err != nil {
+		t.Error(err)
+	}
+	// LoRA needs no observation; None has nothing to measure.
+	lora, _ := layers.NewLoRA(layers.LoRAConfig{R: 2, Alpha: 2, TargetModules: []string{"q"}})
+	m2 := newToy(t, tensor.Float64, 1, shape{"q", 6, 5})
+	m2.attach(t, lora)
+	fail := func(*layers.MixingCalibrator) error { return fmt.Errorf("LoRA needs no observation") }
+	if rep, err := Measure(m2.store, lora, m2.sites, fail, filepath.Join(dir, "lora.png"), "toy"); err != nil || rep == nil {
+		t.Errorf("LoRA: %v, %v", rep, err)
+	}
+	if rep, err := Measure(m2.store, layers.None{}, m2.sites, fail, filepath.Join(dir, "none.png"), "toy"); err != nil || rep != nil {
+		t.Errorf("None: %v, %v", rep, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "none.png")); err == nil {
+		t.Error("None wrote a plot")
+	}
+}

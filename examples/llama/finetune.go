@@ -13,14 +13,16 @@ import (
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/train"
+	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
 )
 
 // Output names inside -out.
 const (
-	resultsFile = "results.json"
-	plotFile    = "perplexity.png"
-	adapterDir  = "adapter"
+	resultsFile     = "results.json"
+	plotFile        = "perplexity.png"
+	updatesPlotFile = "updates.png"
+	adapterDir      = "adapter"
 )
 
 // evalRecord is one held-out evaluation.
@@ -64,11 +66,11 @@ type ftResult struct {
 	TrainSeconds    float64      `json:"train_seconds"`
 	EvalSeconds     float64      `json:"eval_seconds"`
 	TokensPerSecond float64      `json:"train_tokens_per_second"` // real tokens, padding excluded
-	// LilyMixing holds every routed Lily site's mixing weights on a
-	// held-out batch after training (uniform is 1/num_B each).
-	LilyMixing map[string][]float64 `json:"lily_mixing,omitempty"`
-	AdapterDir string               `json:"adapter_dir"`
-	SavedStep  int                  `json:"saved_step"` // the step whose weights adapter_dir holds (the best evaluation)
+	// Analysis measures the saved adapter's updates (Lily's mixing averaged
+	// over the held-out texts); none for full fine-tuning.
+	Analysis   *updatestats.Report `json:"analysis,omitempty"`
+	AdapterDir string              `json:"adapter_dir"`
+	SavedStep  int                 `json:"saved_step"` // the step whose weights adapter_dir holds (the best evaluation)
 }
 
 // setup is a loaded model with its adapter attached, ready to train.
@@ -209,18 +211,23 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	}
 	su.lm.restore(bestSnap)
 	res.SavedStep = res.Best.Step
-	if res.LilyMixing, err = su.lm.mixing(data.eval, evalIdx[len(evalIdx)/2], c.MaxLen); err != nil {
-		return nil, err
-	}
-	if len(res.LilyMixing) > 0 {
-		fmt.Fprintln(w, describeMixing(res.LilyMixing))
-	}
 	res.TrainSeconds, res.EvalSeconds = trainTime.Seconds(), evalTime.Seconds()
 	if trainTime > 0 {
 		res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
 	}
 	if err := writeOutputs(c, su, res); err != nil {
 		return nil, err
+	}
+	observe := func(cal *layers.MixingCalibrator) error {
+		_, err := su.lm.evaluateObserving(data.eval, evalIdx, c.MaxLen, cal.Observe)
+		return err
+	}
+	title := fmt.Sprintf("%s on %s", describeShort(c), c.dataName())
+	if res.Analysis, err = updatestats.Measure(su.base.store, su.adapter, cfg.Sites(), observe, filepath.Join(c.Out, updatesPlotFile), title); err != nil {
+		return nil, err
+	}
+	if res.Analysis != nil {
+		fmt.Fprintln(w, res.Analysis.Describe())
 	}
 	res.WallSeconds = time.Since(start).Seconds()
 	if err := train.WriteJSON(filepath.Join(c.Out, resultsFile), res); err != nil {
@@ -280,22 +287,4 @@ func (c ftConfig) dataName() string {
 		return filepath.Base(c.TrainFile)
 	}
 	return c.GlueTask
-}
-
-// describeMixing summarises how far the routers are from uniform mixing:
-// the largest expert weight of each site, averaged and at its maximum.
-func describeMixing(mix map[string][]float64) string {
-	var sum, most float64
-	e := 0
-	for _, w := range mix {
-		top := 0.0
-		for _, x := range w {
-			top = math.Max(top, x)
-		}
-		sum += top
-		most = math.Max(most, top)
-		e = len(w)
-	}
-	return fmt.Sprintf("Lily routing on a held-out batch: largest expert weight per site %.3f on average, %.3f at most (uniform: %.3f)",
-		sum/float64(len(mix)), most, 1/float64(e))
 }

@@ -86,7 +86,8 @@ lists are comma-separated module names; "all" means every linear of a block
 
 Writes results.json, perplexity.png and adapter/ (PEFT-style; for full
 fine-tuning every weight; the weights of the best held-out evaluation) to
--out. Load it with 'llama generate -adapter DIR'. Ctrl-C stops after the
+-out; for Lily and LoRA also updates.png, the effective rank of each
+site's update (results.json's "analysis"). Load it with 'llama generate -adapter DIR'. Ctrl-C stops after the
 current step and still writes them.
 
 Flags:

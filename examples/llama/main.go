@@ -23,7 +23,10 @@
 // schedule with warm-up, and evaluates the token-weighted perplexity of the
 // held-out sentences (padding excluded) before training and every -eval_every
 // steps. It writes results.json, perplexity.png and the adapter (a PEFT-style
-// directory; for full fine-tuning every weight) to -out.
+// directory; for full fine-tuning every weight) to -out; for Lily and LoRA,
+// results.json also holds the analysis of the adapter's updates (package
+// updatestats; Lily's mixing averaged over the held-out sentences), plotted
+// in updates.png.
 //
 // sweep runs several finetune configurations over several seeds in one
 // process and writes each run's outputs, a summary (sweep.json, sweep.md)

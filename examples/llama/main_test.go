@@ -101,18 +101,7 @@ func checkRun(t *testing.T, dir string) {
 	if png, err := os.ReadFile(filepath.Join(dir, plotFile)); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Errorf("%s: plot: %v", c.Adapter, err)
 	}
-	if mixed := len(res.LilyMixing) > 0; mixed != (c.Adapter == "lily") {
-		t.Errorf("%s: %d Lily mixing vectors", c.Adapter, len(res.LilyMixing))
-	}
-	for path, w := range res.LilyMixing {
-		s := 0.0
-		for _, x := range w {
-			s += x
-		}
-		if len(w) != c.LilyNumB || math.Abs(s-1) > 1e-5 {
-			t.Errorf("%s mixing weights %v", path, w)
-		}
-	}
+	checkAnalysis(t, dir, &res)
 
 	fresh, err := loadBase(c.Checkpoint, c.Tokenizer)
 	if err != nil {
@@ -265,5 +254,43 @@ func TestPerplexityIsTokenWeighted(t *testing.T) {
 	}
 	if math.Abs(together.NLL-apart.NLL) > 1e-5 {
 		t.Errorf("mean NLL %v in one batch, %v one by one", together.NLL, apart.NLL)
+	}
+}
+
+// checkAnalysis checks the update analysis of a finetune run: one entry per
+// adapted site with Lily's mixing averaged over every held-out batch, and
+// its plot; nothing for full fine-tuning.
+func checkAnalysis(t *testing.T, dir string, res *ftResult) {
+	t.Helper()
+	c, an := res.Config, res.Analysis
+	_, plotErr := os.Stat(filepath.Join(dir, updatesPlotFile))
+	if c.Adapter == "full" {
+		if an != nil || plotErr == nil {
+			t.Errorf("full fine-tuning has an update analysis %v or plot", an)
+		}
+		return
+	}
+	if an == nil || an.Method != c.Adapter || plotErr != nil {
+		t.Fatalf("%s: analysis %+v, plot %v", c.Adapter, an, plotErr)
+	}
+	// Lily and LoRA adapt the same seven linears of each of the 5 layers.
+	if len(an.Sites) != 35 || an.Summary.MeanRank <= 0 {
+		t.Errorf("%s: %d sites analysed, mean rank %g", c.Adapter, len(an.Sites), an.Summary.MeanRank)
+	}
+	for _, su := range an.Sites {
+		if (su.Mixing != nil) != (c.Adapter == "lily") {
+			t.Fatalf("%s: %s has mixing %+v", c.Adapter, su.Path, su.Mixing)
+		}
+		if su.Mixing == nil {
+			continue
+		}
+		s := 0.0
+		for _, x := range su.Mixing.Mean {
+			s += x
+		}
+		// Batch routing: one vector per held-out batch (12 texts in 2 batches).
+		if len(su.Mixing.Mean) != c.LilyNumB || math.Abs(s-1) > 1e-5 || su.Mixing.Vectors != 2 {
+			t.Errorf("%s mixing weights %v over %d vectors", su.Path, su.Mixing.Mean, su.Mixing.Vectors)
+		}
 	}
 }

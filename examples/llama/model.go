@@ -191,6 +191,12 @@ type evalResult struct {
 // evaluation graph is released when the next batch needs another shape
 // (batches sorted by length use each shape once in a row).
 func (l *lm) evaluate(seqs [][]int, batches [][]int, maxLen int) (evalResult, error) {
+	return l.evaluateObserving(seqs, batches, maxLen, nil)
+}
+
+// evaluateObserving is evaluate calling observe (when not nil) with the
+// graph after every batch, e.g. to read Lily's mixing weights.
+func (l *lm) evaluateObserving(seqs [][]int, batches [][]int, maxLen int, observe func(*layers.Graph) error) (evalResult, error) {
 	var prev shapeKey
 	defer func() { l.release(prev) }()
 	var sum float64
@@ -201,9 +207,14 @@ func (l *lm) evaluate(seqs [][]int, batches [][]int, maxLen int) (evalResult, er
 			l.release(prev)
 			prev = key
 		}
-		_, loss, err := l.forward(false, batch, length)
+		lg, loss, err := l.forward(false, batch, length)
 		if err != nil {
 			return evalResult{}, errors.Wrap(err, "evaluation")
+		}
+		if observe != nil {
+			if err := observe(lg.g); err != nil {
+				return evalResult{}, err
+			}
 		}
 		k := predicted(batch)
 		sum += loss * float64(k)
@@ -214,33 +225,6 @@ func (l *lm) evaluate(seqs [][]int, batches [][]int, maxLen int) (evalResult, er
 	}
 	nll := sum / float64(n)
 	return evalResult{NLL: nll, Perplexity: math.Exp(nll), Tokens: n}, nil
-}
-
-// mixing runs the held-out batch idx and returns, for every routed Lily
-// site, its mixing weights averaged over the rows of the mixing tensor (one
-// row for batch routing, one per sequence or token otherwise). It returns
-// nil for other adapters.
-func (l *lm) mixing(seqs [][]int, idx []int, maxLen int) (map[string][]float64, error) {
-	if _, ok := l.adapter.(*layers.Lily); !ok {
-		return nil, nil
-	}
-	batch, length := gather(seqs, idx, maxLen)
-	lg, _, err := l.forward(false, batch, length)
-	if err != nil {
-		return nil, errors.Wrap(err, "reading the mixing weights")
-	}
-	defer l.release(shapeKey{false, len(batch), length})
-	out := map[string][]float64{}
-	for path, n := range lg.g.Mixing() {
-		v := layers.Float64s(n.Value().(*tensor.Dense))
-		e := n.Shape()[n.Dims()-1]
-		mean := make([]float64, e)
-		for i, x := range v {
-			mean[i%e] += x * float64(e) / float64(len(v))
-		}
-		out[path] = mean
-	}
-	return out, nil
 }
 
 // close releases every compiled graph.
