@@ -230,6 +230,7 @@ func TestFinetuneEndToEnd(t *testing.T) {
 		if !bytes.HasPrefix(png, []byte("\x89PNG")) {
 			t.Errorf("%s: no PNG plot", adapter)
 		}
+		checkAnalysis(t, c, res, back)
 		ac, err := adapterfile.ReadConfig(res.AdapterDir)
 		if err != nil || ac.TaskType != "SEQ_CLS" || !reflect.DeepEqual(ac.ModulesToSave, []string{"classifier"}) {
 			t.Errorf("%s: adapter config %+v, %v", adapter, ac, err)
@@ -247,6 +248,35 @@ func TestFinetuneEndToEnd(t *testing.T) {
 	}
 	if want := 2 * 2 * (16*2 + 2*16); counts["lora"] != want || counts["none"] != 0 {
 		t.Errorf("lora has %d parameters (want %d), none %d", counts["lora"], want, counts["none"])
+	}
+}
+
+// checkAnalysis checks the update analysis of a fine-tuning run: for Lily
+// and LoRA one entry per adapted site (query and value of 2 layers) in
+// results.json, Lily's mixing averaged over one vector per evaluation batch,
+// and its plot; nothing for a head only.
+func checkAnalysis(t *testing.T, c ftConfig, res *ftResult, json map[string]any) {
+	t.Helper()
+	_, inJSON := json["analysis"]
+	_, plotErr := os.Stat(filepath.Join(c.Out, updatesPlotFile))
+	an := res.Analysis
+	if c.Adapter == "none" {
+		if an != nil || inJSON || plotErr == nil {
+			t.Errorf("head only: analysis %v, plot %v", an, plotErr)
+		}
+		return
+	}
+	if an == nil || !inJSON || plotErr != nil || an.Method != c.Adapter || len(an.Sites) != 4 {
+		t.Fatalf("%s: analysis %+v (in results.json: %t), plot %v", c.Adapter, an, inJSON, plotErr)
+	}
+	for _, su := range an.Sites {
+		if su.Rank < 1 || su.Target != "query" && su.Target != "value" {
+			t.Errorf("%s: %s (%s) has numerical rank %d", c.Adapter, su.Path, su.Target, su.Rank)
+		}
+		batches := (res.EvalExamples + c.BatchSize - 1) / c.BatchSize
+		if c.Adapter == "lily" && (su.Mixing == nil || su.Mixing.Vectors != batches) {
+			t.Errorf("lily: %s mixing %+v, want the mean of %d batches' vectors", su.Path, su.Mixing, batches)
+		}
 	}
 }
 

@@ -15,14 +15,16 @@ import (
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/train"
+	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
 )
 
 // Output names inside -out.
 const (
-	resultsFile = "results.json"
-	plotFile    = "training.png"
-	adapterDir  = "adapter"
+	resultsFile     = "results.json"
+	plotFile        = "training.png"
+	updatesPlotFile = "updates.png"
+	adapterDir      = "adapter"
 )
 
 // defaultMaxLen is -max_len when the model allows it.
@@ -77,6 +79,9 @@ type ftResult struct {
 	TrainSeconds    float64      `json:"train_seconds"`
 	TokensPerSecond float64      `json:"train_tokens_per_second"` // real tokens, padding excluded
 	AdapterDir      string       `json:"adapter_dir"`
+	// Analysis measures the saved adapter's updates (Lily's mixing averaged
+	// over the evaluation examples); none for a head only.
+	Analysis *updatestats.Report `json:"analysis,omitempty"`
 }
 
 // runHooks are the progress-bar writer and an optional callback for tests.
@@ -330,6 +335,18 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	}
 	if err := writeFinetuneOutputs(r.c, r.sm, r.task, res); err != nil {
 		return nil, err
+	}
+	observe := func(cal *layers.MixingCalibrator) error {
+		_, err := r.sm.predictObserving(r.evalEx, r.c.BatchSize, r.c.MaxLen, cal.Observe)
+		return err
+	}
+	title := fmt.Sprintf("%s, %s", r.task.Name, r.c.Adapter)
+	var err error
+	if res.Analysis, err = updatestats.Measure(r.sm.store, r.sm.adapter, r.sm.cfg.Sites(), observe, filepath.Join(r.c.Out, updatesPlotFile), title); err != nil {
+		return nil, err
+	}
+	if res.Analysis != nil {
+		fmt.Fprintln(w, res.Analysis.Describe())
 	}
 	res.WallSeconds = time.Since(start).Seconds()
 	if err := train.WriteJSON(filepath.Join(r.c.Out, resultsFile), res); err != nil {

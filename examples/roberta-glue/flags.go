@@ -68,7 +68,9 @@ Four modes:
   go run ./examples/roberta-glue -task rte -glue_dir ../shared/data/glue -model DIR [flags]
       Fine-tuning on a GLUE task; DIR holds config.json, model.safetensors,
       vocab.json and merges.txt (from 'pretrain', or a converted roberta-base).
-      Writes results.json, training.png and the adapter (PEFT layout) to -out.
+      Writes results.json, training.png and the adapter (PEFT layout) to -out;
+      for Lily and LoRA also updates.png, the effective rank of each site's
+      update (results.json's "analysis").
 
   go run ./examples/roberta-glue sweep -glue_dir ../shared/data/glue -model DIR [flags]
       Fine-tuning of several configurations (default: Lily, LoRA, head only)

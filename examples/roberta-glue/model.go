@@ -310,6 +310,12 @@ func (s *seqModel) trainStep(exs []example, idx []int, maxLen int, dropRNG *rand
 // predict returns, for every example, the predicted class index (argmax of
 // the logits) or the regression output, evaluating the fixed evalBatches.
 func (s *seqModel) predict(exs []example, batch, maxLen int) ([]float64, error) {
+	return s.predictObserving(exs, batch, maxLen, nil)
+}
+
+// predictObserving is predict calling observe (when not nil) with the graph
+// after every batch, e.g. to read Lily's mixing weights.
+func (s *seqModel) predictObserving(exs []example, batch, maxLen int, observe func(*layers.Graph) error) ([]float64, error) {
 	preds := make([]float64, len(exs))
 	for _, idx := range evalBatches(lengths(exs), batch) {
 		ids, mask, t := padBatch(exs, idx, s.pad, maxLen)
@@ -323,6 +329,11 @@ func (s *seqModel) predict(exs []example, batch, maxLen int) ([]float64, error) 
 		sg.vm.Reset()
 		if err := sg.vm.RunAll(); err != nil {
 			return nil, errors.Wrap(err, "evaluation")
+		}
+		if observe != nil {
+			if err := observe(sg.g); err != nil {
+				return nil, err
+			}
 		}
 		logits := layers.Float64s(sg.m.Logits.Value().(*tensor.Dense))
 		n := len(logits) / len(idx)
