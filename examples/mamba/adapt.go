@@ -15,6 +15,7 @@ import (
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/train"
+	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
 )
 
@@ -40,6 +41,9 @@ type runResult struct {
 	Seconds     float64     `json:"seconds"`
 	AdapterDir  string      `json:"adapter_dir"`
 	Interrupted bool        `json:"interrupted"`
+	// Analysis measures the adapter's updates (Lily's mixing averaged over
+	// the held-out text), plotted in updates-<method>-seed<N>.png.
+	Analysis *updatestats.Report `json:"analysis,omitempty"`
 }
 
 // strideA resolves -lily_stride_A: 0 means half the layers, rounded up.
@@ -238,6 +242,11 @@ func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, err
 	}
 	res.Final = res.Evals[len(res.Evals)-1].Perplexity
 	res.Seconds = time.Since(start).Seconds()
+	observe := func(cal *layers.MixingCalibrator) error { return ev.observeMixing(j.heldOut, cal) }
+	plot := filepath.Join(c.Out, fmt.Sprintf("updates-%s-seed%d.png", j.m.Name, j.seed))
+	if res.Analysis, err = updatestats.Measure(store, ad, sites, observe, plot, fmt.Sprintf("%s seed %d", j.m.Label, j.seed)); err != nil {
+		return res, wrap(err)
+	}
 	res.AdapterDir = filepath.Join(c.Out, "adapters", fmt.Sprintf("%s-seed%d", j.m.Name, j.seed))
 	err = adapterfile.Save(res.AdapterDir, store, ad, sites, adapterfile.Options{BaseModel: j.baseDir, TaskType: "CAUSAL_LM"})
 	return res, wrap(err)

@@ -92,8 +92,10 @@ Real text:
       model.safetensors) and its byte-level BPE tokenizer (vocab.json and
       merges.txt, or encoder.json and vocab.bpe; default: the model directory)
 
-Outputs in -out: results.json, perplexity.png (held-out perplexity vs step per
-method), pretrain_loss.png, pretrained/ (mamba.SaveHF plus the tokenizer) and
+Outputs in -out: results.json (with every run's analysis of its adapter's
+updates), perplexity.png (held-out perplexity vs step per method),
+updates-<method>-seed<N>.png (the effective rank of each update),
+pretrain_loss.png, pretrained/ (mamba.SaveHF plus the tokenizer) and
 adapters/<method>-seed<N>/ (adapterfile). Ctrl-C stops after the current step
 and still writes every output.
 

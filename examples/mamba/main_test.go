@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,6 +136,7 @@ func TestEndToEnd(t *testing.T) {
 		if r.Final == res.TargetPPL {
 			t.Errorf("%s seed %d: adaptation left the perplexity at %v", r.Method, r.Seed, r.Final)
 		}
+		checkAnalysis(t, out, r, mc.NumHiddenLayers)
 		s, _ := loadPretrained(t, filepath.Join(out, pretrainedDir))
 		s.Freeze()
 		a, err := adapterfile.Load(r.AdapterDir, s, mc.Sites())
@@ -149,6 +152,34 @@ func TestEndToEnd(t *testing.T) {
 		if row.Runs != 2 || row.Mean != mean || row.Std != std || row.Trainable == 0 {
 			t.Errorf("summary row %+v", row)
 		}
+	}
+}
+
+// checkAnalysis checks a run's update analysis: one entry per adapted site
+// (each target of the method in every layer), Lily's mixing averaged over
+// the held-out windows, and the plot.
+func checkAnalysis(t *testing.T, out string, r runResult, nLayers int) {
+	t.Helper()
+	var m method
+	for _, x := range methods {
+		if x.Name == r.Method {
+			m = x
+		}
+	}
+	an := r.Analysis
+	if an == nil || an.Method != m.Kind || len(an.Sites) != nLayers*len(m.Targets) {
+		t.Fatalf("%s seed %d: analysis %+v", r.Method, r.Seed, an)
+	}
+	for _, su := range an.Sites {
+		if !slices.Contains(m.Targets, su.Target) || su.Rank < 1 {
+			t.Errorf("%s seed %d: %s (%s) analysed with rank %d", r.Method, r.Seed, su.Path, su.Target, su.Rank)
+		}
+		if (su.Mixing != nil) != (m.Kind == "lily") || su.Mixing != nil && su.Mixing.Vectors < 1 {
+			t.Errorf("%s seed %d: %s mixing %+v", r.Method, r.Seed, su.Path, su.Mixing)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, fmt.Sprintf("updates-%s-seed%d.png", r.Method, r.Seed))); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -63,6 +63,7 @@ func frozenView(base *layers.Store) (*layers.Store, error) {
 // evaluator measures held-out perplexity with an evaluation graph on a
 // store: a [batch, seqLen] model and a plain tape machine (no gradients).
 type evaluator struct {
+	g  *layers.Graph
 	m  *mamba.Model
 	vm G.VM
 }
@@ -75,13 +76,20 @@ func newEvaluator(s *layers.Store, mc mamba.Config, a layers.Adapter, batch, seq
 	if err != nil {
 		return nil, errors.Wrap(err, "building the evaluation graph")
 	}
-	return &evaluator{m: m, vm: G.NewTapeMachine(g.G)}, nil
+	return &evaluator{g: g, m: m, vm: G.NewTapeMachine(g.G)}, nil
 }
 
 // perplexity returns the token-weighted perplexity of tokens.
 func (e *evaluator) perplexity(tokens []int) (float64, error) {
 	ppl, _, err := e.m.Perplexity(e.vm, tokens)
 	return ppl, errors.Wrap(err, "held-out perplexity")
+}
+
+// observeMixing runs the held-out tokens as perplexity does and lets cal
+// observe Lily's mixing weights after every run.
+func (e *evaluator) observeMixing(tokens []int, cal *layers.MixingCalibrator) error {
+	_, _, err := e.m.PerplexityEach(e.vm, tokens, func() error { return cal.Observe(e.g) })
+	return errors.Wrap(err, "held-out mixing weights")
 }
 
 // close releases the machine.

@@ -32,6 +32,13 @@ func (m *Model) LossValue() (float64, error) {
 // gradients of a training VM bound with BindDualValues grow by every
 // evaluation run. Perplexity overwrites m's inputs.
 func (m *Model) Perplexity(vm G.VM, tokens []int) (ppl float64, predicted int, err error) {
+	return m.PerplexityEach(vm, tokens, nil)
+}
+
+// PerplexityEach is Perplexity calling each (when not nil) after every run
+// of vm, e.g. to read Lily's mixing weights from the graph
+// (layers.MixingCalibrator.Observe).
+func (m *Model) PerplexityEach(vm G.VM, tokens []int, each func() error) (ppl float64, predicted int, err error) {
 	if vm == nil {
 		return 0, 0, errors.New("mamba.Perplexity: nil VM")
 	}
@@ -54,6 +61,11 @@ func (m *Model) Perplexity(vm G.VM, tokens []int) (ppl float64, predicted int, e
 		vm.Reset()
 		if err := vm.RunAll(); err != nil {
 			return 0, 0, errors.Wrap(err, "mamba.Perplexity")
+		}
+		if each != nil {
+			if err := each(); err != nil {
+				return 0, 0, errors.Wrap(err, "mamba.Perplexity")
+			}
 		}
 		loss, err := m.LossValue()
 		if err != nil {

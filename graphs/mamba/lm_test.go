@@ -8,6 +8,7 @@ import (
 
 	"github.com/lilygo/lily/gorgoniafix"
 	"github.com/lilygo/lily/layers"
+	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -87,6 +88,15 @@ func TestPerplexity(t *testing.T) {
 	}
 	if want := math.Exp(sum / 16); n != 16 || math.Abs(ppl-want) > 1e-9*want {
 		t.Errorf("perplexity %v over %d tokens, reference %v over 16", ppl, n, want)
+	}
+	// PerplexityEach calls back after each of the ceil(16 / (2·3)) = 3 runs
+	// and stops at its error.
+	runs := 0
+	if again, _, err := bt.m.PerplexityEach(bt.vm, tokens, func() error { runs++; return nil }); err != nil || again != ppl || runs != 3 {
+		t.Errorf("PerplexityEach: %v after %d calls (%v), want %v after 3", again, runs, err, ppl)
+	}
+	if _, _, err := bt.m.PerplexityEach(bt.vm, tokens, func() error { return errors.New("stop") }); err == nil || !strings.Contains(err.Error(), "stop") {
+		t.Errorf("PerplexityEach ignored its callback's error: %v", err)
 	}
 	if _, _, err := bt.m.Perplexity(bt.vm, tokens[:1]); err == nil {
 		t.Error("one token: no error")
