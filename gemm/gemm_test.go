@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	"gonum.org/v1/gonum/blas"
 )
@@ -49,7 +50,14 @@ func trans(t bool) blas.Transpose {
 }
 
 func randSlice[T Float](rng *rand.Rand, n int) []T {
-	s := make([]T, n)
+	var s []T
+	if guardedAlloc != nil && n > 0 {
+		var zero T
+		b := guardedAlloc(n * int(unsafe.Sizeof(zero)))
+		s = unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n)
+	} else {
+		s = make([]T, n)
+	}
 	for i := range s {
 		s[i] = T(2*rng.Float64() - 1)
 	}
@@ -69,9 +77,18 @@ func gemmCase[T Float](t *testing.T, kern *microKernel[T], ta, tb bool, m, n, k,
 		rowsB, colsB = n, k
 	}
 	lda, ldb, ldc := max(1, colsA)+padA, max(1, colsB)+padB, max(1, n)+padC
-	a := randSlice[T](rng, rowsA*lda)
-	b := randSlice[T](rng, rowsB*ldb)
-	c := randSlice[T](rng, m*ldc)
+	// Each operand is exactly as long as the BLAS contract requires, so
+	// that a read past its end leaves the slice (and, with guardedAlloc,
+	// faults).
+	need := func(rows, cols, ld int) int {
+		if rows == 0 || cols == 0 {
+			return 0
+		}
+		return (rows-1)*ld + cols
+	}
+	a := randSlice[T](rng, need(rowsA, colsA, lda))
+	b := randSlice[T](rng, need(rowsB, colsB, ldb))
+	c := randSlice[T](rng, need(m, n, ldc))
 	if beta == 0 {
 		// C must not be read: NaNs there must not reach the result.
 		for i := 0; i < m; i++ {
@@ -80,6 +97,7 @@ func gemmCase[T Float](t *testing.T, kern *microKernel[T], ta, tb bool, m, n, k,
 			}
 		}
 	}
+	defer releaseGuarded()
 	want := reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	multiply(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	var zero T
@@ -96,6 +114,20 @@ func gemmCase[T Float](t *testing.T, kern *microKernel[T], ta, tb bool, m, n, k,
 			t.Fatalf("%s ta=%v tb=%v m=%d n=%d k=%d lda=%d ldb=%d ldc=%d alpha=%v beta=%v: c[%d] = %v, want %v",
 				kern.name, ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, i, got, w)
 		}
+	}
+}
+
+// guardedAlloc, when set (guard_linux_test.go), allocates test operands
+// so that they end just before an inaccessible page; guardedRelease frees
+// what it allocated. Each test case calls releaseGuarded when done.
+var (
+	guardedAlloc   func(bytes int) []byte
+	guardedRelease func()
+)
+
+func releaseGuarded() {
+	if guardedRelease != nil {
+		guardedRelease()
 	}
 }
 
@@ -119,17 +151,27 @@ func testKernels[T Float](t *testing.T, kernels []*microKernel[T]) {
 	inPlaceModes(t, func(t *testing.T) { testKernelsGrid(t, kernels) })
 }
 
+// smallBlocks is kern with cache blocks of a few tiles and an odd kc, so
+// that small products cross every block boundary (the real blocks are
+// hundreds of rows and columns wide).
+func smallBlocks[T Float](kern *microKernel[T]) *microKernel[T] {
+	k := *kern
+	k.mc, k.kc, k.nc = 2*k.mr, 9, 3*k.nr
+	return &k
+}
+
 func testKernelsGrid[T Float](t *testing.T, kernels []*microKernel[T]) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	scalars := [][2]T{{1, 0}, {1, 1}, {-0.5, 0.25}, {2, -1}, {0, 0.5}, {0, 0}}
 	for _, kern := range kernels {
+		kern := smallBlocks(kern)
 		t.Run(kern.name, func(t *testing.T) {
 			for _, ta := range []bool{false, true} {
 				for _, tb := range []bool{false, true} {
 					for i, m := range edgeSizes {
 						for j, n := range edgeSizes {
-							// k over the edge sizes, 0, and more than one kc block.
-							ks := []int{0, edgeSizes[(i+j)%len(edgeSizes)], kern.kc + 3}
+							// k over the edge sizes, 0, and past two kc blocks.
+							ks := []int{0, edgeSizes[(i+j)%len(edgeSizes)], 2*kern.kc + 3}
 							for _, k := range ks {
 								s := scalars[(i*3+j+k)%len(scalars)]
 								gemmCase(t, kern, ta, tb, m, n, k, (i+j)%3, (i*j)%2, j%2, s[0], s[1], rng)
@@ -143,17 +185,27 @@ func testKernelsGrid[T Float](t *testing.T, kernels []*microKernel[T]) {
 }
 
 // Every kernel this CPU can run, every transpose, a grid of edge sizes,
-// k = 0 and k past one cache block, padded leading dimensions, and alpha
-// and beta cases (beta = 0 with NaNs in C) against a float64 reference.
+// k = 0 and k past the cache blocks, padded leading dimensions, and alpha
+// and beta cases (beta = 0 with NaNs in C) against a float64 reference,
+// with every operand packed, read in place, or as tuned.
 func TestSgemmGrid(t *testing.T) { testKernels(t, kernels32()) }
 
 func TestDgemmGrid(t *testing.T) { testKernels(t, kernels64()) }
 
-// Products larger than a cache block in every direction, large enough to
-// be split across goroutines (by rows with a shared packed B, or by
-// columns), on 2 and 3 of them, every operand packed or read in place.
+// Products large enough to be split across goroutines (by rows with a
+// shared packed B, or by columns), on 2 and 3 of them, crossing every
+// block boundary, every operand packed or read in place; and products
+// crossing the real cache blocks.
 func TestBlocksAndThreads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
 	inPlaceModes(t, testBlocksAndThreads)
+	for _, kern := range []*microKernel[float32]{kernel32} {
+		gemmCase(t, kern, false, false, kern.mc+5, 3*kern.nr+1, 2*kern.kc+1, 0, 0, 0, 1, 0, rng)
+		gemmCase(t, kern, true, true, kern.mc+kern.mr+1, 33, kern.kc+1, 1, 2, 3, 1, 1, rng)
+		gemmCase(t, kern, false, true, 21, kern.nc+17, 40, 0, 0, 0, 0.5, 2, rng)
+	}
+	kern := kernel64
+	gemmCase(t, kern, true, false, kern.mc+1, 2*kern.nr+3, 2*kern.kc+2, 0, 1, 0, 1, 0.5, rng)
 }
 
 func testBlocksAndThreads(t *testing.T) {
@@ -162,17 +214,18 @@ func testBlocksAndThreads(t *testing.T) {
 	for _, procs := range []int{2, 3} {
 		runtime.GOMAXPROCS(procs)
 		for _, kern := range kernels32() {
-			gemmCase(t, kern, false, false, kern.mc+5, 3*kern.nr+1, kern.kc*2+1, 0, 0, 0, 1, 0, rng)
-			gemmCase(t, kern, true, true, 2*kern.mc+3, 33, kern.kc+1, 1, 2, 3, 1, 1, rng)
-			gemmCase(t, kern, false, true, 40, kern.nc+17, 300, 0, 0, 0, 0.5, 2, rng)
-			gemmCase(t, kern, false, false, 3*kern.mc+kern.mr+3, 2*kern.nr-1, kern.kc+7, 3, 0, 1, -2, 0, rng)
-			gemmCase(t, kern, false, true, 777, kern.nr, 2*kern.kc, 0, 0, 0, 1, 1, rng)
-			gemmCase(t, kern, true, false, 2*kern.mr-1, 40*kern.nr+5, 2*kern.kc+3, 1, 3, 0, 1, 0, rng)
-			gemmCase(t, kern, false, false, kern.mr+1, 50*kern.nr-3, kern.kc+9, 0, 0, 2, 0.5, 1, rng)
+			kern := smallBlocks(kern)
+			gemmCase(t, kern, false, false, 173, 301, 41, 0, 0, 0, 1, 0, rng)
+			gemmCase(t, kern, true, true, 201, 133, 45, 1, 2, 3, 1, 1, rng)
+			gemmCase(t, kern, false, true, 40, 1000, 37, 0, 0, 0, 0.5, 2, rng)
+			gemmCase(t, kern, true, false, 2*kern.mr-1, 1200, 50, 1, 3, 0, 1, 0, rng)
+			gemmCase(t, kern, false, false, 777, kern.nr, 60, 3, 0, 1, -2, 0, rng)
+			gemmCase(t, kern, false, true, 800, kern.nr+1, 50, 0, 0, 2, 1, 1, rng)
 		}
 		for _, kern := range kernels64() {
-			gemmCase(t, kern, true, false, kern.mc+1, kern.nr*2+3, kern.kc*3+2, 0, 1, 0, 1, 0.5, rng)
-			gemmCase(t, kern, false, false, 2*kern.mc+5, kern.nr+1, kern.kc*2+1, 0, 1, 0, 1.5, 0, rng)
+			kern := smallBlocks(kern)
+			gemmCase(t, kern, true, false, 150, 2*kern.nr+3, 50, 0, 1, 0, 1, 0.5, rng)
+			gemmCase(t, kern, false, false, 300, kern.nr+1, 70, 0, 1, 0, 1.5, 0, rng)
 		}
 	}
 }

@@ -41,7 +41,8 @@ func multiplyBF16(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int
 	solve(kern, tA, tB, p, len(b))
 }
 
-// packBHalf is packB for a bfloat16 B, widening to T while packing.
+// packBHalf is packB for a bfloat16 B, widening to T while packing (the
+// columns of a partial panel past nb are left as they were, as packB's).
 func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr int, alpha T) {
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
@@ -52,7 +53,6 @@ func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr i
 				for j, v := range b[(pc+p)*ldb+jc+jr:][:cols] {
 					d[j] = alpha * T(v.Float32())
 				}
-				clear(d[cols:])
 			}
 			continue
 		}
@@ -60,11 +60,6 @@ func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr i
 			d := panel[j:]
 			for p, v := range b[(jc+jr+j)*ldb+pc:][:kb] {
 				d[p*nr] = alpha * T(v.Float32())
-			}
-		}
-		for j := cols; j < nr; j++ {
-			for p := 0; p < kb; p++ {
-				panel[p*nr+j] = 0
 			}
 		}
 	}

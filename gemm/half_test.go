@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"gonum.org/v1/gonum/blas"
 )
@@ -68,43 +69,51 @@ func testSgemmBF16(t *testing.T) {
 		for _, tb := range []bool{false, true} {
 			for i, s := range shapes {
 				m, n, k := s[0], s[1], s[2]
-				lda, ldb, ldc := k+i%2, n+1, n
-				if ta {
-					lda = m + i%3
-				}
-				if tb {
-					ldb = k + 2
-				}
-				ra, rb := m, k
-				if ta {
-					ra = k
-				}
-				if tb {
-					rb = n
-				}
-				a := randSlice[float32](rng, ra*lda)
-				bh := make([]BF16, rb*ldb)
-				bf := make([]float32, len(bh))
-				for j := range bh {
-					bh[j] = ToBF16(float32(2*rng.Float64() - 1))
-					bf[j] = bh[j].Float32()
-				}
-				c0 := randSlice[float32](rng, m*ldc)
 				alpha, beta := float32(1), float32(0)
 				if i%2 == 1 {
 					alpha, beta = -0.5, 2
 				}
-				for _, kern := range kernels32() {
-					want := append([]float32(nil), c0...)
-					got := append([]float32(nil), c0...)
-					multiply(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bf, ldb, beta, want, ldc)
-					multiplyBF16(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
-					for j := range got {
-						if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
-							t.Fatalf("%s ta=%v tb=%v %d×%d×%d: c[%d] = %v, Sgemm on the widened B gives %v", kern.name, ta, tb, m, n, k, j, got[j], want[j])
-						}
-					}
-				}
+				checkBF16(t, rng, ta, tb, m, n, k, i%3, i%2+1, alpha, beta)
+			}
+		}
+	}
+}
+
+// checkBF16 compares multiplyBF16 with multiply on the widened B, for
+// every kernel, on operands exactly as long as the BLAS contract requires
+// (guarded, under TestGuardPages).
+func checkBF16(t *testing.T, rng *rand.Rand, ta, tb bool, m, n, k, padA, padB int, alpha, beta float32) {
+	t.Helper()
+	defer releaseGuarded()
+	rowsA, colsA := m, k
+	if ta {
+		rowsA, colsA = k, m
+	}
+	rowsB, colsB := k, n
+	if tb {
+		rowsB, colsB = n, k
+	}
+	lda, ldb, ldc := colsA+padA, colsB+padB, n
+	a := randSlice[float32](rng, (rowsA-1)*lda+colsA)
+	// B in bfloat16, in the upper half of a float32 operand's memory so
+	// that it too ends where that memory does.
+	nb := (rowsB-1)*ldb + colsB
+	mem := randSlice[float32](rng, nb)
+	bh := unsafe.Slice((*BF16)(unsafe.Add(unsafe.Pointer(&mem[0]), 2*nb)), nb)
+	wide := make([]float32, nb)
+	for j := range bh {
+		bh[j] = ToBF16(float32(2*rng.Float64() - 1))
+		wide[j] = bh[j].Float32()
+	}
+	c0 := randSlice[float32](rng, (m-1)*ldc+n)
+	for _, kern := range kernels32() {
+		want := append([]float32(nil), c0...)
+		got := append([]float32(nil), c0...)
+		multiply(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, wide, ldb, beta, want, ldc)
+		multiplyBF16(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
+		for j := range got {
+			if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+				t.Fatalf("%s ta=%v tb=%v %d×%d×%d: c[%d] = %v, Sgemm on the widened B gives %v", kern.name, ta, tb, m, n, k, j, got[j], want[j])
 			}
 		}
 	}

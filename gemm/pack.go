@@ -2,7 +2,10 @@ package gemm
 
 // packA copies the mb×kb block of op(A) at (ic, pc), times alpha, into dst
 // as MR-row micro-panels: panel t holds rows t·MR… of the block, column by
-// column (dst[t·MR·kb + p·MR + r]), rows past mb zero-filled.
+// column (dst[t·MR·kb + p·MR + r]). The rows of a last partial panel past
+// mb keep whatever dst held: the kernels compute each row of C from its own
+// row of A alone and never store the rows past the edge, so those values
+// cannot reach C.
 func packA[T Float](dst []T, trans bool, a []T, lda, ic, pc, mb, kb, mr int, alpha T) {
 	for ir := 0; ir < mb; ir += mr {
 		rows := min(mr, mb-ir)
@@ -19,18 +22,12 @@ func packA[T Float](dst []T, trans bool, a []T, lda, ic, pc, mb, kb, mr int, alp
 						d[r] = alpha * v
 					}
 				}
-				clear(d[rows:])
 			}
 			continue
 		}
 		// op(A)[i][p] = a[i·lda + p]: the panel is the transpose of rows
 		// rows of A.
 		if alpha == 1 && transposeFast(panel, mr, a[(ic+ir)*lda+pc:], lda, rows, kb) {
-			for r := rows; r < mr; r++ {
-				for p := 0; p < kb; p++ {
-					panel[p*mr+r] = 0
-				}
-			}
 			continue
 		}
 		for r := 0; r < rows; r++ {
@@ -46,17 +43,15 @@ func packA[T Float](dst []T, trans bool, a []T, lda, ic, pc, mb, kb, mr int, alp
 				}
 			}
 		}
-		for r := rows; r < mr; r++ {
-			for p := 0; p < kb; p++ {
-				panel[p*mr+r] = 0
-			}
-		}
 	}
 }
 
 // packB copies the kb×nb block of op(B) at (pc, jc), times alpha, into dst
 // as NR-column micro-panels: panel t holds columns t·NR… of the block, row
-// by row (dst[t·NR·kb + p·NR + j]), columns past nb zero-filled.
+// by row (dst[t·NR·kb + p·NR + j]). The columns of a last partial panel
+// past nb keep whatever dst held, as packA's rows do: each column of C
+// depends on its own column of B alone, and the kernels mask the columns
+// past the edge when they store.
 func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int, alpha T) {
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
@@ -73,18 +68,12 @@ func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int, alp
 						d[j] = alpha * v
 					}
 				}
-				clear(d[cols:])
 			}
 			continue
 		}
 		// op(B)[p][j] = b[j·ldb + p]: each column j of op(B) is a stored row,
 		// and the panel is the transpose of cols rows of B.
 		if alpha == 1 && transposeFast(panel, nr, b[(jc+jr)*ldb+pc:], ldb, cols, kb) {
-			for j := cols; j < nr; j++ {
-				for p := 0; p < kb; p++ {
-					panel[p*nr+j] = 0
-				}
-			}
 			continue
 		}
 		for j := 0; j < cols; j++ {
@@ -98,11 +87,6 @@ func packB[T Float](dst []T, trans bool, b []T, ldb, pc, jc, kb, nb, nr int, alp
 				for p, v := range src {
 					d[p*nr] = alpha * v
 				}
-			}
-		}
-		for j := cols; j < nr; j++ {
-			for p := 0; p < kb; p++ {
-				panel[p*nr+j] = 0
 			}
 		}
 	}
