@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -111,7 +112,7 @@ func (c Config) Adapter() (layers.Adapter, error) {
 
 // ReadConfig reads dir/adapter_config.json.
 func ReadConfig(dir string) (Config, error) {
-	path := filepath.Join(dir, ConfigName)
+	path := filepath.Join(atomicfile.Resolve(dir), ConfigName)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, errors.Wrap(err, "reading adapter config")

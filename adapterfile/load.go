@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -21,6 +22,7 @@ import (
 // already exist in the store with matching shapes. Missing and unexpected
 // keys are reported by name.
 func Load(dir string, s *layers.Store, sites []layers.Site) (layers.Adapter, error) {
+	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(dir)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -139,6 +140,7 @@ func LoadHF(dir string, s *layers.Store) (Config, error) {
 	if s == nil {
 		return Config{}, errors.New("mamba.LoadHF: nil store")
 	}
+	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return Config{}, errors.Wrap(err, "mamba.LoadHF")
@@ -246,8 +248,9 @@ func checkTiedHead(f *tensorfile.File, cfg Config, params []*layers.Param) error
 // and the store's dtype (F32 or F64), without lm_head.weight when the
 // embeddings are tied, as transformers saves tied models. Adapter
 // parameters are not written (merge an adapter into the weights first to
-// include it). dir is created if needed; both files are replaced
-// atomically.
+// include it). dir is created if needed; the two files are replaced
+// together (atomicfile.UpdateDir): a process killed at any point leaves the
+// previous pair or the new one; other entries of dir are kept.
 func SaveHF(dir string, s *layers.Store, cfg Config) error {
 	if s == nil {
 		return errors.New("mamba.SaveHF: nil store")
@@ -279,12 +282,11 @@ func SaveHF(dir string, s *layers.Store, cfg Config) error {
 			tensors = append(tensors, tensorfile.FromFloat64(spec.Name, shape, vals))
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "mamba.SaveHF")
-	}
-	if err := WriteConfig(filepath.Join(dir, ConfigFile), cfg); err != nil {
-		return errors.Wrap(err, "mamba.SaveHF")
-	}
-	err := tensorfile.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"})
+	err := atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := WriteConfig(filepath.Join(tmp, ConfigFile), cfg); err != nil {
+			return err
+		}
+		return tensorfile.Write(filepath.Join(tmp, WeightsFile), tensors, map[string]string{"format": "pt"})
+	})
 	return errors.Wrap(err, "mamba.SaveHF")
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -110,6 +111,7 @@ func transpose[T any](m []T, rows, cols int) []T {
 // must be present with the shape the config implies: missing keys are
 // reported together by name, and a shape mismatch names the key.
 func Load(dir string, opts LoadOptions) (*Checkpoint, error) {
+	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, errors.Wrap(err, "roberta.Load")
@@ -248,7 +250,9 @@ func headSpecs(s *layers.Store, what string, specs []layers.ParamSpec) ([]layers
 // Save writes the RoBERTa model held in s as a Hugging Face directory that
 // Load and transformers' from_pretrained read: config.json and
 // model.safetensors with Hugging Face key names, linear weights as [out, in],
-// in the store's dtype, each file replaced atomically. The encoder must be
+// in the store's dtype. The two files are replaced together
+// (atomicfile.UpdateDir): a process killed at any point leaves the previous
+// pair or the new one; other entries of dir are kept. The encoder must be
 // complete; the MLM and classification heads are saved when present. Other
 // parameters (adapters) are not saved. With a classification head and no
 // id2label in cfg, generic labels LABEL_0 … are written, as Hugging Face
@@ -305,13 +309,13 @@ func Save(dir string, s *layers.Store, cfg Config) error {
 			return errors.Errorf("roberta.Save: %s has dtype %v", spec.Name, p.Value.Dtype())
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "roberta.Save")
-	}
-	if err := tensorfile.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
-		return errors.Wrap(err, "roberta.Save")
-	}
-	return errors.Wrap(WriteConfig(filepath.Join(dir, ConfigFile), cfg), "roberta.Save")
+	err = atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := tensorfile.Write(filepath.Join(tmp, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		return WriteConfig(filepath.Join(tmp, ConfigFile), cfg)
+	})
+	return errors.Wrap(err, "roberta.Save")
 }
 
 // withLabels returns cfg with id2label and label2id for n labels: kept when

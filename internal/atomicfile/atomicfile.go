@@ -58,6 +58,7 @@ func Write(path string, fill func(w io.Writer) error) (err error) {
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return errors.Wrapf(err, "renaming into %s", path)
 	}
+	step("wrote " + filepath.Base(path))
 	return nil
 }
 

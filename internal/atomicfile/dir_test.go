@@ -1,4 +1,4 @@
-package atomicfile
+package atomicfile_test
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/atomicfile/atomictest"
 	"github.com/pkg/errors"
 )
 
@@ -17,9 +19,8 @@ import (
 // version; sub/c tests a nested folder.
 var setFiles = []string{"a.json", "b.bin", filepath.Join("sub", "c.txt")}
 
-// fillVersion returns a fill that writes version v of the set, calling hit
-// between files so that a test can stop it half-way.
-func fillVersion(v string, hit func(string)) func(dir string) error {
+// fillVersion returns a fill that writes version v of the set.
+func fillVersion(v string) func(dir string) error {
 	return func(dir string) error {
 		for _, f := range setFiles {
 			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
@@ -28,7 +29,6 @@ func fillVersion(v string, hit func(string)) func(dir string) error {
 			if err := WriteBytes(filepath.Join(dir, f), []byte(v)); err != nil {
 				return err
 			}
-			hit("wrote " + f)
 		}
 		return nil
 	}
@@ -69,14 +69,13 @@ func listDir(t *testing.T, dir string) []string {
 func TestWriteDirReplacesTheWholeFolder(t *testing.T) {
 	parent := t.TempDir()
 	dest := filepath.Join(parent, "out")
-	nop := func(string) {}
-	if err := WriteDir(dest, fillVersion("1", nop)); err != nil {
+	if err := WriteDir(dest, fillVersion("1")); err != nil {
 		t.Fatal(err)
 	}
 	if err := WriteBytes(filepath.Join(dest, "stray"), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteDir(dest, fillVersion("2", nop)); err != nil {
+	if err := WriteDir(dest, fillVersion("2")); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := readVersion(dest); err != nil || v != "2" {
@@ -96,16 +95,15 @@ func TestWriteDirReplacesTheWholeFolder(t *testing.T) {
 func TestUpdateDirKeepsOtherEntries(t *testing.T) {
 	parent := t.TempDir()
 	dest := filepath.Join(parent, "out")
-	nop := func(string) {}
 	if err := WriteDir(dest, func(dir string) error {
 		return WriteBytes(filepath.Join(dir, "keep"), []byte("k"))
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := UpdateDir(dest, fillVersion("1", nop)); err != nil {
+	if err := UpdateDir(dest, fillVersion("1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := UpdateDir(dest, fillVersion("2", nop)); err != nil {
+	if err := UpdateDir(dest, fillVersion("2")); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := readVersion(dest); err != nil || v != "2" {
@@ -122,14 +120,13 @@ func TestUpdateDirKeepsOtherEntries(t *testing.T) {
 func TestFailedFillLeavesThePreviousFolder(t *testing.T) {
 	parent := t.TempDir()
 	dest := filepath.Join(parent, "out")
-	nop := func(string) {}
-	if err := WriteDir(dest, fillVersion("1", nop)); err != nil {
+	if err := WriteDir(dest, fillVersion("1")); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
 	for _, write := range []func(string, func(string) error) error{WriteDir, UpdateDir} {
 		err := write(dest, func(dir string) error {
-			if err := fillVersion("2", nop)(dir); err != nil {
+			if err := fillVersion("2")(dir); err != nil {
 				return err
 			}
 			return boom
@@ -144,33 +141,6 @@ func TestFailedFillLeavesThePreviousFolder(t *testing.T) {
 			t.Fatalf("a failed write left %v", got)
 		}
 	}
-}
-
-// killed is the panic value that stands for a killed process.
-type killed struct{}
-
-// writeKilledAt runs write, stopping it at the k-th step it reaches (its
-// own or its fill's) as a killed process stops: nothing after that step
-// runs, no clean-up included. It reports whether the write was stopped.
-func writeKilledAt(k int, write func(hit func(string)) error) (stopped bool, err error) {
-	n := 0
-	hit := func(string) {
-		if n == k {
-			panic(killed{})
-		}
-		n++
-	}
-	StepHook = hit
-	defer func() {
-		StepHook = nil
-		if r := recover(); r != nil {
-			if _, ok := r.(killed); !ok {
-				panic(r)
-			}
-			stopped = true
-		}
-	}()
-	return false, write(hit)
 }
 
 // checkAfterKill checks what a reader and the next writer find after a
@@ -202,7 +172,7 @@ func checkAfterKill(t *testing.T, parent, dest string, merge bool) {
 	if merge {
 		write = UpdateDir
 	}
-	if err := write(dest, fillVersion("3", func(string) {})); err != nil {
+	if err := write(dest, fillVersion("3")); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := readVersion(dest); err != nil || v != "3" {
@@ -214,7 +184,7 @@ func checkAfterKill(t *testing.T, parent, dest string, merge bool) {
 func setUp(t *testing.T, merge bool) (parent, dest string) {
 	parent = t.TempDir()
 	dest = filepath.Join(parent, "out")
-	if err := WriteDir(dest, fillVersion("1", func(string) {})); err != nil {
+	if err := WriteDir(dest, fillVersion("1")); err != nil {
 		t.Fatal(err)
 	}
 	if merge {
@@ -231,22 +201,12 @@ func TestKilledAtEveryStep(t *testing.T) {
 		if merge {
 			write = UpdateDir
 		}
-		steps := 0
-		for k := 0; ; k++ {
-			parent, dest := setUp(t, merge)
-			stopped, err := writeKilledAt(k, func(hit func(string)) error {
-				return write(dest, fillVersion("2", hit))
-			})
-			if err != nil {
-				t.Fatalf("merge %v, step %d: %v", merge, k, err)
-			}
-			if !stopped {
-				steps = k
-				break
-			}
-			checkAfterKill(t, parent, dest, merge)
-		}
-		// 3 files, created, filled, synced, committed, (kept), retired,
+		var parent, dest string
+		steps := atomictest.EveryStep(t,
+			func() { parent, dest = setUp(t, merge) },
+			func() error { return write(dest, fillVersion("2")) },
+			func(int) { checkAfterKill(t, parent, dest, merge) })
+		// created, 3 files, filled, synced, committed, (kept), retired,
 		// swapped, done.
 		want := 10
 		if merge {
@@ -266,14 +226,13 @@ func TestKilledProcess(t *testing.T) {
 	if dest := os.Getenv("ATOMICFILE_TEST_DEST"); dest != "" {
 		k, _ := strconv.Atoi(os.Getenv("ATOMICFILE_TEST_KILL_AT"))
 		n := 0
-		hit := func(string) {
+		StepHook = func(string) {
 			if n == k {
 				os.Exit(3)
 			}
 			n++
 		}
-		StepHook = hit
-		if err := UpdateDir(dest, fillVersion("2", hit)); err != nil {
+		if err := UpdateDir(dest, fillVersion("2")); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -304,7 +263,7 @@ func TestNestedWritesNeedNoSwap(t *testing.T) {
 	StepHook = func(s string) { steps = append(steps, s) }
 	defer func() { StepHook = nil }()
 	err := WriteDir(dest, func(dir string) error {
-		if err := UpdateDir(dir, fillVersion("1", func(string) {})); err != nil {
+		if err := UpdateDir(dir, fillVersion("1")); err != nil {
 			return err
 		}
 		return WriteDir(filepath.Join(dir, "inner"), func(in string) error {
@@ -323,7 +282,13 @@ func TestNestedWritesNeedNoSwap(t *testing.T) {
 	if got := listDir(t, parent); len(got) != 1 {
 		t.Fatalf("nested writes left %v beside the folder", got)
 	}
-	if len(steps) != 6 { // created, filled, synced, committed, swapped, done
+	commits := 0
+	for _, s := range steps {
+		if s == "committed" {
+			commits++
+		}
+	}
+	if commits != 1 || len(steps) != 10 { // created, 4 files, filled, synced, committed, swapped, done
 		t.Fatalf("the nested writes swapped on their own: steps %v", steps)
 	}
 }
@@ -361,7 +326,7 @@ func TestLeftoversAreRemovedByTheNextWrite(t *testing.T) {
 	if err := WriteBytes(filepath.Join(parent, "f.json"), []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteDir(filepath.Join(parent, "out"), fillVersion("1", func(string) {})); err != nil {
+	if err := WriteDir(filepath.Join(parent, "out"), fillVersion("1")); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(listDir(t, parent), " "); got != ".other.tmp-1 f.json out" {
