@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/lilygo/lily/lilyop"
@@ -50,7 +51,14 @@ func CountParams(a Adapter, sites []Site) (int, error) {
 	}
 	n := 0
 	for _, s := range specs {
-		n += s.Shape.TotalSize()
+		k, err := Elements(s.Shape)
+		if err == nil && n > math.MaxInt-k {
+			err = errors.Errorf("more than %d parameters", math.MaxInt)
+		}
+		if err != nil {
+			return 0, errors.Wrapf(err, "counting %s adapter: %s", a.Method(), s.Name)
+		}
+		n += k
 	}
 	return n, nil
 }

@@ -3,6 +3,8 @@ package layers
 import (
 	"fmt"
 	"testing"
+
+	"gorgonia.org/tensor"
 )
 
 // stack lists the sites of n layers with the given targets, named like a
@@ -79,5 +81,41 @@ func TestSummary(t *testing.T) {
 	}
 	if commas(1000) != "1,000" || commas(999) != "999" || commas(-1234567) != "-1,234,567" {
 		t.Error("thousands separators are wrong")
+	}
+}
+
+// Absurd sizes are errors, not wrapped counts or allocation panics.
+func TestElementsOverflow(t *testing.T) {
+	for _, c := range []struct {
+		shape []int
+		want  int
+		ok    bool
+	}{
+		{[]int{3, 4, 5}, 60, true},
+		{[]int{3, 0, 1 << 62}, 0, true},
+		{[]int{1 << 31, 1 << 31}, 1 << 62, true},
+		{[]int{1 << 32, 1 << 31}, 0, false},
+		{[]int{1 << 40, 1 << 30, 2}, 0, false},
+		{[]int{2, -3}, 0, false},
+	} {
+		got, err := Elements(c.shape)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("Elements(%v) = %d, %v", c.shape, got, err)
+		}
+	}
+	sites := stack(2, "layer", map[string][2]int{"q": {8, 8}}, "q")
+	lily, err := NewLily(LilyConfig{R: 1 << 40, StrideA: 1, NumB: 1 << 30, Scaling: 1, TargetModules: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountParams(lily, sites); err == nil {
+		t.Fatalf("an adapter of r 2^40 and 2^30 B's counted %d parameters", n)
+	}
+	s, err := NewStore(tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.New(ParamSpec{Name: "w", Shape: tensor.Shape{1 << 40, 1 << 40}}, true, nil); err == nil {
+		t.Fatal("a 2^80-element parameter was allocated")
 	}
 }

@@ -71,7 +71,7 @@ func (s *Store) Add(p *Param) error {
 	if p.Value.Dtype() != s.dtype {
 		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v", p.Name, p.Value.Dtype(), s.dtype)
 	}
-	if p.TorchShape != nil && prod(p.TorchShape) != p.Value.Shape().TotalSize() {
+	if n, err := Elements(p.TorchShape); p.TorchShape != nil && (err != nil || n != p.Value.Shape().TotalSize()) {
 		return errors.Errorf("layers.Store.Add: parameter %q: torch shape %v does not hold %v", p.Name, p.TorchShape, p.Value.Shape())
 	}
 	if p.Torch == Transposed && p.Value.Dims() != 2 {
@@ -93,7 +93,11 @@ func (s *Store) New(spec ParamSpec, trainable bool, rng *rand.Rand) (*Param, err
 			return nil, errors.Errorf("layers.Store.New: parameter %q has shape %v", spec.Name, spec.Shape)
 		}
 	}
-	vals := make([]float64, prod(spec.Shape))
+	n, err := Elements(spec.Shape)
+	if err != nil {
+		return nil, errors.Wrapf(err, "layers.Store.New: parameter %q", spec.Name)
+	}
+	vals := make([]float64, n)
 	if spec.Init != nil {
 		spec.Init(rng, vals)
 	}
@@ -223,10 +227,19 @@ func Float64s(t *tensor.Dense) []float64 {
 	return nil
 }
 
-func prod(s []int) int {
+// Elements is the number of elements of a tensor of the given shape: the
+// product of its dimensions, or an error when a dimension is negative or
+// the product overflows an int (shapes computed from absurd settings).
+func Elements(shape []int) (int, error) {
 	n := 1
-	for _, d := range s {
+	for _, d := range shape {
+		if d < 0 {
+			return 0, errors.Errorf("shape %v has a negative dimension", shape)
+		}
+		if d != 0 && n > math.MaxInt/d {
+			return 0, errors.Errorf("shape %v has more than %d elements", shape, math.MaxInt)
+		}
 		n *= d
 	}
-	return n
+	return n, nil
 }
