@@ -91,14 +91,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var other []string
 	for name := range set {
-		if name != "out" && name != "seed" {
+		if name != "out" && name != "seed" && name != "overwrite" {
 			other = append(other, "-"+name)
 		}
 	}
 	if len(other) > 0 {
 		sort.Strings(other)
-		return errors.Errorf("%s only apply to fine-tuning, which needs -task (without -task the synthetic demo runs; it takes only -out and -seed)", strings.Join(other, ", "))
+		return errors.Errorf("%s only apply to fine-tuning, which needs -task (without -task the synthetic demo runs; it takes only -out, -overwrite and -seed)", strings.Join(other, ", "))
 	}
-	_, err = demo(ctx, c.Out, defaultDemo(c.Seed), stdout, runHooks{progress: stderr})
+	_, err = demo(ctx, c.Out, c.Overwrite, defaultDemo(c.Seed), stdout, runHooks{progress: stderr})
 	return err
 }

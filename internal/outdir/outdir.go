@@ -31,12 +31,16 @@ type Folder struct {
 	Path      string
 	Kind      string // the kind of run that writes it
 	Overwrite bool   // replace a finished run or another kind of run
+	// Resumable runs (-resume) are not replaced unfinished either without
+	// Overwrite: they hold checkpoints to continue from.
+	Resumable bool
 }
 
 // Check validates the folder before any work: the path must be a folder
 // or a place where one can be made, writable; an existing non-empty folder
-// must hold an unfinished run of the same kind, or, with Overwrite, any run
-// a lily command recorded. A folder without a record is never replaced.
+// must hold an unfinished run of the same kind (for a Resumable kind: no
+// run), or, with Overwrite, any run a lily command recorded. A folder
+// without a record is never replaced.
 // Check first finishes a write of the folder that a killed run left
 // half-way (atomicfile.Recover).
 func (f Folder) Check() error {
@@ -70,6 +74,8 @@ func (f Folder) Check() error {
 		return errors.Errorf("%s %s holds the output of a %s run, not of %s; give another folder, or add -overwrite to replace it", f.Flag, f.Path, rec.Kind, f.Kind)
 	case rec.Finished:
 		return errors.Errorf("%s %s holds a finished %s run; give another folder, or add -overwrite to replace it", f.Flag, f.Path, f.Kind)
+	case f.Resumable:
+		return errors.Errorf("%s %s holds an unfinished %s run; continue it with -resume, or add -overwrite to replace it", f.Flag, f.Path, f.Kind)
 	}
 	return nil
 }

@@ -70,6 +70,14 @@ func TestCheck(t *testing.T) {
 		{filepath.Join(root, "new", "deeper"), false, ""},
 	} {
 		err := Folder{Flag: "-out", Path: c.path, Kind: "train", Overwrite: c.overwrite}.Check()
+		resumable := Folder{Flag: "-out", Path: c.path, Kind: "train", Overwrite: c.overwrite, Resumable: true}.Check()
+		if c.path == unfinished && !c.overwrite {
+			if resumable == nil || !strings.Contains(resumable.Error(), "continue it with -resume") {
+				t.Errorf("an unfinished resumable run: %v", resumable)
+			}
+		} else if (resumable == nil) != (err == nil) {
+			t.Errorf("%s (overwrite %v): %v without Resumable, %v with", c.path, c.overwrite, err, resumable)
+		}
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s (overwrite %v): %v", c.path, c.overwrite, err)
