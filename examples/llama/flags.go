@@ -56,6 +56,7 @@ type ftConfig struct {
 	EvalEvery   int     `json:"eval_every"`
 	Seed        uint64  `json:"seed"`
 	Out         string  `json:"out"`
+	Overwrite   bool    `json:"-"`
 }
 
 // defaultConfig is what finetune runs with no flags: the protocol of
@@ -124,6 +125,7 @@ func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
 	fs.IntVar(&c.EvalEvery, "eval_every", c.EvalEvery, "held-out evaluation every N steps (also before training and at the end)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (adapter initialisation, batch order)")
 	fs.StringVar(&c.Out, "out", "", "results folder (default runs/llama-<adapter>)")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 }
 
 // parseFinetune parses finetune arguments into a resolved, validated
