@@ -14,7 +14,8 @@ import (
 
 // config is every setting of one run; its JSON form goes into results.json.
 type config struct {
-	Out string `json:"out"`
+	Out       string `json:"out"`
+	Overwrite bool   `json:"-"`
 
 	// Text.
 	Source        string  `json:"source,omitempty"`
@@ -108,6 +109,7 @@ func newFlags(c *config, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("mamba", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.Out, "out", c.Out, "output folder")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 
 	fs.StringVar(&c.Source, "source", "", "pretraining text: a file with one document per line")
 	fs.StringVar(&c.Target, "target", "", "adaptation text: a file with one document per line")
