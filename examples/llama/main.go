@@ -41,22 +41,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
 )
 
 func main() {
-	ctx, stop := train.WithInterrupt(context.Background())
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "llama:", err)
-		os.Exit(1)
-	}
+	train.Main("llama", run)
 }
 
 // usage lists the subcommands.

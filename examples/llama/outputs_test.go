@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/outdir"
 )
 
 // An unusable -out is refused before anything is loaded or trained; a
@@ -76,5 +83,70 @@ func TestLMActivations(t *testing.T) {
 	}
 	if kb := 4 * float64(perToken) / 1000; kb < 60 || kb > 80 {
 		t.Fatalf("%v KB per token", kb)
+	}
+}
+
+// mainArgsEnv carries the arguments of the command that
+// TestCtrlCSavesThenExits130 runs in a child process, separated by \x1f.
+const mainArgsEnv = "LLAMA_TEST_MAIN_ARGS"
+
+// Ctrl-C during training stops the run after the current step, saves what
+// was done, and exits with status 130 (as the real program, in a child
+// process that gets SIGINT).
+func TestCtrlCSavesThenExits130(t *testing.T) {
+	if args := os.Getenv(mainArgsEnv); args != "" {
+		os.Args = append([]string{"llama"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	data := sharedData(t)
+	out := filepath.Join(t.TempDir(), "run")
+	args := append(append([]string{"finetune", "-adapter", "lora", "-out", out}, tinyArgs(data)...), "-max_steps", "1000000", "-eval_every", "0")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCtrlCSavesThenExits130$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), "held-out perplexity before training") {
+	}
+	time.Sleep(200 * time.Millisecond) // into the training loop
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Fatalf("exit %v, want status 130; stderr:\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, resultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res ftResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Steps < 1 || res.Steps >= 1000000 {
+		t.Fatalf("results: interrupted %v after %d steps", res.Interrupted, res.Steps)
+	}
+	checkRunFiles(t, out)
+}
+
+// checkRunFiles checks that a finetune folder holds every output.
+func checkRunFiles(t *testing.T, out string) {
+	t.Helper()
+	for _, f := range []string{resultsFile, plotFile, filepath.Join(adapterDir, adapterfile.ConfigName), filepath.Join(adapterDir, adapterfile.WeightsName), outdir.RecordFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
 	}
 }

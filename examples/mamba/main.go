@@ -23,10 +23,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -43,15 +41,7 @@ import (
 )
 
 func main() {
-	ctx, stop := train.WithInterrupt(context.Background())
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "mamba:", err)
-		os.Exit(1)
-	}
+	train.Main("mamba", run)
 }
 
 // run parses the flags and runs the whole experiment; the report goes to w,

@@ -34,8 +34,6 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -57,15 +55,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	ctx, stop := train.WithInterrupt(context.Background())
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "roberta-glue:", err)
-		os.Exit(1)
-	}
+	train.Main("roberta-glue", run)
 }
 
 // run dispatches to the modes (demo, fine-tuning, pretrain, sweep); progress bars and usage go to stderr.

@@ -80,6 +80,16 @@ func (f Folder) Check() error {
 	return nil
 }
 
+// CheckFile validates a flag that names an output file, before any work:
+// not a folder, and in a folder that exists or can be made, where this
+// process can write.
+func CheckFile(flag, path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return errors.Errorf("%s %s is a folder; give a file path", flag, path)
+	}
+	return writablePlace(flag, filepath.Dir(path))
+}
+
 // writablePlace checks that path is a folder, or can become one, in a place
 // this process can write to: path itself when it exists, and the folder
 // that holds it (atomic writes put their temporary folder beside it).

@@ -87,6 +87,29 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestCheckFile(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "report.md")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		file:                                 "",
+		filepath.Join(root, "new", "r.md"):   "",
+		root:                                 "is a folder",
+		filepath.Join(file, "r.md"):          "is a file",
+		filepath.Join(unwritable(t), "r.md"): "cannot write",
+	} {
+		err := CheckFile("-o", path)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", path, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+	}
+}
+
 // A folder whose last write was killed between the two renames of its swap
 // is checked as the write left it: here a finished run.
 func TestCheckSeesAnInterruptedWrite(t *testing.T) {
