@@ -183,11 +183,17 @@ func moduleOf(name string) string {
 
 // torchShape is the shape PyTorch uses for p.
 func torchShape(p *layers.Param) []int {
-	if p.TorchShape != nil {
-		return append([]int(nil), p.TorchShape...)
+	return layoutShape(p.Value.Shape(), p.Torch, p.TorchShape)
+}
+
+// layoutShape is the shape PyTorch uses for a parameter of the store shape
+// shape, layout torch and explicit PyTorch shape ts (nil: none).
+func layoutShape(shape []int, torch layers.Layout, ts []int) []int {
+	if ts != nil {
+		return append([]int(nil), ts...)
 	}
-	s := []int(p.Value.Shape().Clone())
-	if p.Torch == layers.Transposed {
+	s := append([]int(nil), shape...)
+	if torch == layers.Transposed {
 		s[0], s[1] = s[1], s[0]
 	}
 	return s

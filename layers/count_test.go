@@ -2,6 +2,8 @@ package layers
 
 import (
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -117,5 +119,22 @@ func TestElementsOverflow(t *testing.T) {
 	}
 	if _, err := s.New(ParamSpec{Name: "w", Shape: tensor.Shape{1 << 40, 1 << 40}}, true, nil); err == nil {
 		t.Fatal("a 2^80-element parameter was allocated")
+	}
+}
+
+func TestCheckFinite(t *testing.T) {
+	if i := FirstNonFinite([]float32{1, 2, float32(math.Inf(-1)), 3}); i != 2 {
+		t.Errorf("-Inf at 2 found at %d", i)
+	}
+	if i := FirstNonFinite([]float64{1, math.MaxFloat64, -0}); i != -1 {
+		t.Errorf("finite values: %d", i)
+	}
+	ok := tensor.New(tensor.WithShape(2), tensor.WithBacking([]float64{1, 2}))
+	if err := CheckFinite("w", ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := tensor.New(tensor.WithShape(3), tensor.WithBacking([]float32{1, float32(math.NaN()), 2}))
+	if err := CheckFinite("model.w", bad); err == nil || !strings.Contains(err.Error(), "tensor model.w holds NaN at element 1 of 3") {
+		t.Fatalf("%v", err)
 	}
 }

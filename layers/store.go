@@ -212,6 +212,38 @@ func FromFloat64(dt tensor.Dtype, shape []int, vals []float64) *tensor.Dense {
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float64(nil), vals...)))
 }
 
+// FirstNonFinite returns the index of the first NaN or ±Inf in v, or -1.
+func FirstNonFinite[T float32 | float64](v []T) int {
+	for i, x := range v {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// CheckFinite returns an error naming the tensor when t, a float32 or
+// float64 tensor, holds a NaN or ±Inf: what a loader says of a corrupt or
+// diverged checkpoint instead of computing with it.
+func CheckFinite(name string, t *tensor.Dense) error {
+	i := -1
+	var x float64
+	switch d := t.Data().(type) {
+	case []float32:
+		if i = FirstNonFinite(d); i >= 0 {
+			x = float64(d[i])
+		}
+	case []float64:
+		if i = FirstNonFinite(d); i >= 0 {
+			x = d[i]
+		}
+	}
+	if i >= 0 {
+		return errors.Errorf("tensor %s holds %v at element %d of %d (a corrupt or diverged checkpoint)", name, x, i, t.Shape().TotalSize())
+	}
+	return nil
+}
+
 // Float64s copies a float32 or float64 tensor's elements into a new slice.
 func Float64s(t *tensor.Dense) []float64 {
 	switch d := t.Data().(type) {

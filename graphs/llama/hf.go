@@ -26,9 +26,9 @@ const (
 // model.safetensors.index.json. Tensors may be F32, F16, BF16 or F64 and
 // are converted to dt. The store holds every base weight under its Hugging
 // Face name, frozen, linears transposed to [in, out]; the config's layout
-// is Halves. Missing tensors, wrong shapes and unexpected tensors are
-// errors (rotary inv_freq buffers and a redundant lm_head of a tied model
-// are ignored).
+// is Halves. Missing tensors, wrong shapes, NaN or ±Inf values and
+// unexpected tensors are errors (rotary inv_freq buffers and a redundant
+// lm_head of a tied model are ignored).
 func LoadHF(dir string, dt tensor.Dtype) (Config, *layers.Store, error) {
 	dir = atomicfile.Resolve(dir)
 	c, err := LoadHFConfig(filepath.Join(dir, hfConfigFile))

@@ -135,7 +135,9 @@ func shards(dir string) (map[string]located, error) {
 //
 // Every problem is reported at once, and nothing is added to s unless the
 // checkpoint fits the config exactly: missing keys and unexpected keys by
-// name, shape mismatches naming the key and both shapes.
+// name, shape mismatches naming the key and both shapes, a NaN or ±Inf
+// (also one that a float64 value too large for a float32 store becomes)
+// naming the key.
 func LoadHF(dir string, s *layers.Store) (Config, error) {
 	if s == nil {
 		return Config{}, errors.New("mamba.LoadHF: nil store")
@@ -170,7 +172,12 @@ func LoadHF(dir string, s *layers.Store) (Config, error) {
 			mismatched = append(mismatched, err.Error())
 			continue
 		}
-		params = append(params, &layers.Param{Name: spec.Name, Value: layers.FromFloat64(s.Dtype(), spec.Shape, vals), Trainable: true, Torch: spec.Torch, TorchShape: spec.TorchShape})
+		value := layers.FromFloat64(s.Dtype(), spec.Shape, vals)
+		if err := layers.CheckFinite(at.key, value); err != nil {
+			mismatched = append(mismatched, err.Error())
+			continue
+		}
+		params = append(params, &layers.Param{Name: spec.Name, Value: value, Trainable: true, Torch: spec.Torch, TorchShape: spec.TorchShape})
 	}
 	if at, ok := keys[LMHeadName]; ok && cfg.TieWordEmbeddings {
 		delete(keys, LMHeadName)

@@ -109,7 +109,8 @@ func transpose[T any](m []T, rows, cols int) []T {
 // linear weights [out, in] are transposed into the store's [in, out];
 // F16/BF16/F32/F64 are converted to opts.Dtype). Every encoder parameter
 // must be present with the shape the config implies: missing keys are
-// reported together by name, and a shape mismatch names the key.
+// reported together by name, and a shape mismatch names the key, as does a
+// NaN or ±Inf.
 func Load(dir string, opts LoadOptions) (*Checkpoint, error) {
 	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(filepath.Join(dir, ConfigFile))
@@ -223,6 +224,9 @@ func loadParam(s *layers.Store, f *tensorfile.File, key string, spec layers.Para
 			data = transpose(data, want[0], want[1])
 		}
 		value = tensor.New(tensor.WithShape(spec.Shape.Clone()...), tensor.WithBacking(data))
+	}
+	if err := layers.CheckFinite(key, value); err != nil {
+		return err
 	}
 	return s.Add(&layers.Param{Name: spec.Name, Value: value, Trainable: true, Torch: spec.Torch})
 }
