@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/adapterfile"
-	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -140,7 +139,7 @@ func adapterConfig(a layers.Adapter) any {
 // tokenized text between runs.
 func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corpusCache) (*ftResult, error) {
 	start := time.Now()
-	if err := (outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}).Check(); err != nil {
+	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
 	su, err := prepare(c)
@@ -238,7 +237,7 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 		res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
 	}
 	res.AdapterDir = filepath.Join(c.Out, adapterDir)
-	err = atomicfile.WriteDir(c.Out, func(dir string) error {
+	err = c.folder().Write(!res.Interrupted, func(dir string) error {
 		if err := writeOutputs(dir, c, su, res); err != nil {
 			return err
 		}
@@ -252,10 +251,7 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 			return err
 		}
 		res.WallSeconds = time.Since(start).Seconds()
-		if err := train.WriteJSON(filepath.Join(dir, resultsFile), res); err != nil {
-			return err
-		}
-		return outdir.WriteRecord(dir, kindFinetune, !res.Interrupted)
+		return train.WriteJSON(filepath.Join(dir, resultsFile), res)
 	})
 	if err != nil {
 		return nil, err
@@ -267,6 +263,11 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 		res.Base.Perplexity, res.Final.Perplexity, res.Final.Step, res.Best.Perplexity, res.Best.Step)
 	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f training tokens/s)\n", resultsFile, plotFile, adapterDir, c.Out, res.WallSeconds, res.TokensPerSecond)
 	return res, nil
+}
+
+// folder is the run's output folder.
+func (c ftConfig) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}
 }
 
 // writeOutputs saves the adapter (for full fine-tuning: every weight) and

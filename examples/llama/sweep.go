@@ -189,7 +189,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Interrupted: r.Interrupted, WallSeconds: r.WallSeconds, TokensPerSecond: r.TokensPerSecond, evals: r.Evals})
 		res.Interrupted = r.Interrupted
 		res.WallSeconds = time.Since(start).Seconds()
-		if err := writeSweep(out, specs, res, !r.Interrupted && k == len(jobs)-1); err != nil {
+		if err := writeSweep(folder, specs, res, !r.Interrupted && k == len(jobs)-1); err != nil {
 			return err
 		}
 	}
@@ -203,9 +203,9 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // writeSweep aggregates the runs so far and replaces sweep.json, sweep.md,
-// sweep.png and the run record in out together, keeping the runs' folders;
-// finished says that the last run is done.
-func writeSweep(out string, specs []sweep.Spec, res *sweepResult, finished bool) error {
+// sweep.png and the run record in the sweep's folder together, keeping the
+// runs' folders; finished says that the last run is done.
+func writeSweep(folder outdir.Folder, specs []sweep.Spec, res *sweepResult, finished bool) error {
 	res.Variants = nil
 	var series []train.Series
 	for _, sp := range specs {
@@ -231,7 +231,7 @@ func writeSweep(out string, specs []sweep.Spec, res *sweepResult, finished bool)
 		series = append(series, meanCurve(sp.Name, runs))
 	}
 	res.Base = res.Runs[0].Base
-	return atomicfile.UpdateDir(out, func(dir string) error {
+	return folder.Update(finished, func(dir string) error {
 		if err := train.WriteJSON(filepath.Join(dir, sweepJSON), res); err != nil {
 			return err
 		}
@@ -239,10 +239,7 @@ func writeSweep(out string, specs []sweep.Spec, res *sweepResult, finished bool)
 			return errors.Wrap(err, "writing the sweep table")
 		}
 		title := fmt.Sprintf("held-out perplexity, mean over seeds (base model: %.2f)", res.Base)
-		if err := train.Plot(filepath.Join(dir, sweepPlot), title, "step", "perplexity", series...); err != nil {
-			return err
-		}
-		return outdir.WriteRecord(dir, kindSweep, finished)
+		return train.Plot(filepath.Join(dir, sweepPlot), title, "step", "perplexity", series...)
 	})
 }
 

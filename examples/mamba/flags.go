@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -168,6 +169,11 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, errors.Errorf("unexpected argument %q (every setting is a flag; see -h)", fs.Arg(0))
 	}
 	return c, c.validate()
+}
+
+// folder is the run's output folder.
+func (c config) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindRun, Overwrite: c.Overwrite}
 }
 
 // synthetic reports whether the run uses the built-in synthetic corpora.

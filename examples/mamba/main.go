@@ -30,7 +30,6 @@ import (
 
 	"github.com/lilygo/lily/graphs/mamba"
 	"github.com/lilygo/lily/internal/atomicfile"
-	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -55,11 +54,10 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	ms, _ := parseMethods(c.Methods) // validated by parseFlags
 	seeds, _ := sweep.ParseSeeds(c.Seeds)
 	res := &results{Note: resultsNote, Config: c, Seeds: seeds, BLAS: lilyop.BLAS}
-	folder := outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindRun, Overwrite: c.Overwrite}
-	if err := folder.Check(); err != nil {
+	if err := c.folder().Check(); err != nil {
 		return err
 	}
-	if err := folder.Claim(); err != nil {
+	if err := c.folder().Claim(); err != nil {
 		return err
 	}
 	corp, err := loadCorpus(c)

@@ -9,8 +9,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/lilygo/lily/graphs/mamba"
-	"github.com/lilygo/lily/internal/atomicfile"
-	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/train"
 )
@@ -116,7 +114,7 @@ func summarize(runs []runResult) []summaryRow {
 // that the last run is done.
 func writeOutputs(res *results, finished bool) error {
 	res.Summary = summarize(res.Runs)
-	return atomicfile.UpdateDir(res.Config.Out, func(dir string) error {
+	return res.Config.folder().Update(finished, func(dir string) error {
 		if err := train.WriteJSON(filepath.Join(dir, resultsFile), res); err != nil {
 			return err
 		}
@@ -124,11 +122,9 @@ func writeOutputs(res *results, finished bool) error {
 			return err
 		}
 		if res.Pretrain != nil && res.Pretrain.Steps > 0 {
-			if err := plotPretrain(filepath.Join(dir, pretrainPlotFile), res.Pretrain); err != nil {
-				return err
-			}
+			return plotPretrain(filepath.Join(dir, pretrainPlotFile), res.Pretrain)
 		}
-		return outdir.WriteRecord(dir, kindRun, finished)
+		return nil
 	})
 }
 

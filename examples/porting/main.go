@@ -24,7 +24,6 @@ import (
 
 	after "github.com/lilygo/lily/examples/porting/after/model"
 	before "github.com/lilygo/lily/examples/porting/before/model"
-	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
@@ -126,14 +125,13 @@ func run(c config, w io.Writer) (res result, err error) {
 	if err != nil {
 		return res, err
 	}
-	if err := (outdir.Folder{Flag: "-out", Path: c.Dir, Kind: kindPorting, Overwrite: c.Overwrite}).Check(); err != nil {
+	folder := outdir.Folder{Flag: "-out", Path: c.Dir, Kind: kindPorting, Overwrite: c.Overwrite}
+	if err := folder.Check(); err != nil {
 		return res, err
 	}
-	err = atomicfile.WriteDir(c.Dir, func(dir string) error {
-		if res, err = portIn(dir, c, a, w); err != nil {
-			return err
-		}
-		return outdir.WriteRecord(dir, kindPorting, true)
+	err = folder.Write(true, func(dir string) error {
+		res, err = portIn(dir, c, a, w)
+		return err
 	})
 	return res, err
 }

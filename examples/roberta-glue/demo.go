@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/graphs/roberta"
-	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
@@ -119,8 +118,7 @@ fine-tuning. Numbers from it say nothing about GLUE. Files go to %s.
 		}
 	}
 	if ctx.Err() == nil {
-		err := atomicfile.UpdateDir(out, func(dir string) error { return outdir.WriteRecord(dir, kindDemo, true) })
-		if err != nil {
+		if err := folder.Update(true, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/glue"
-	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/train"
@@ -177,7 +176,7 @@ func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := (outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}).Check(); err != nil {
+	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
 	ck, tok, err := loadEncoder(c.Model)
@@ -358,7 +357,7 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 		r.sm.restore(r.best)
 	}
 	res.AdapterDir = filepath.Join(r.c.Out, adapterDir)
-	err := atomicfile.WriteDir(r.c.Out, func(dir string) error {
+	err := r.c.folder().Write(!res.Interrupted, func(dir string) error {
 		if err := writeFinetuneOutputs(dir, r.c, r.sm, r.task, res); err != nil {
 			return err
 		}
@@ -372,10 +371,7 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 			return err
 		}
 		res.WallSeconds = time.Since(start).Seconds()
-		if err := train.WriteJSON(filepath.Join(dir, resultsFile), res); err != nil {
-			return err
-		}
-		return outdir.WriteRecord(dir, kindFinetune, !res.Interrupted)
+		return train.WriteJSON(filepath.Join(dir, resultsFile), res)
 	})
 	if err != nil {
 		return nil, err
@@ -390,6 +386,11 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	}
 	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, r.c.Out, res.WallSeconds, res.TokensPerSecond)
 	return res, nil
+}
+
+// folder is the run's output folder.
+func (c ftConfig) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}
 }
 
 // evaluate predicts every example and computes the task's metrics.

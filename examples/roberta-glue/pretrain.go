@@ -422,7 +422,7 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 // new or empty folder (or -overwrite) and takes it over; a resumed run
 // needs a pretraining run there, whose interrupted last write is finished.
 func claimPretrainOut(c ptConfig) error {
-	folder := outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindPretrain, Overwrite: c.Overwrite, Resumable: true}
+	folder := pretrainFolder(c)
 	if !c.Resume {
 		if err := folder.Check(); err != nil {
 			return err
@@ -440,6 +440,11 @@ func claimPretrainOut(c ptConfig) error {
 		return errors.Errorf("-resume: %s holds a %s run, not a pretraining run", c.Out, rec.Kind)
 	}
 	return nil
+}
+
+// pretrainFolder is the run's output folder.
+func pretrainFolder(c ptConfig) outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindPretrain, Overwrite: c.Overwrite, Resumable: true}
 }
 
 // loadState reads trainer_state.json of a checkpoint and applies the
@@ -737,7 +742,7 @@ func (p *pretrainer) checkpoint(eg *mlmGraph, trainTime time.Duration, final boo
 	// The checkpoint, the log and (at the end) the model and the record
 	// replace their namesakes in -out together; the older checkpoint goes
 	// after.
-	err = atomicfile.UpdateDir(p.c.Out, func(dir string) error {
+	err = pretrainFolder(p.c).Update(final && !p.st.Interrupted, func(dir string) error {
 		if err := p.writeModel(filepath.Join(dir, name)); err != nil {
 			return err
 		}
@@ -747,10 +752,7 @@ func (p *pretrainer) checkpoint(eg *mlmGraph, trainTime time.Duration, final boo
 		if !final {
 			return nil
 		}
-		if err := p.writeModel(dir); err != nil {
-			return err
-		}
-		return outdir.WriteRecord(dir, kindPretrain, !p.st.Interrupted)
+		return p.writeModel(dir)
 	})
 	if err != nil {
 		return err

@@ -221,7 +221,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		res.Runs = append(res.Runs, run)
 		res.Interrupted = r.Interrupted
 		res.WallSeconds = time.Since(start).Seconds()
-		if err := writeSweep(out, res, !r.Interrupted && k == len(jobs)-1); err != nil {
+		if err := writeSweep(folder, res, !r.Interrupted && k == len(jobs)-1); err != nil {
 			return err
 		}
 	}
@@ -290,21 +290,18 @@ func sweepRows(res *sweepResult) []sweepRow {
 }
 
 // writeSweep aggregates the runs so far and replaces sweep.json, sweep.md,
-// sweep.png and the run record in out together, keeping the runs' folders;
-// finished says that the last run is done.
-func writeSweep(out string, res *sweepResult, finished bool) error {
+// sweep.png and the run record in the sweep's folder together, keeping the
+// runs' folders; finished says that the last run is done.
+func writeSweep(folder outdir.Folder, res *sweepResult, finished bool) error {
 	res.Rows = sweepRows(res)
-	return atomicfile.UpdateDir(out, func(dir string) error {
+	return folder.Update(finished, func(dir string) error {
 		if err := train.WriteJSON(filepath.Join(dir, sweepJSON), res); err != nil {
 			return err
 		}
 		if err := atomicfile.WriteBytes(filepath.Join(dir, sweepMarkdown), []byte(sweepTable(res))); err != nil {
 			return errors.Wrap(err, "writing the sweep table")
 		}
-		if err := sweepBars(filepath.Join(dir, sweepPlot), res); err != nil {
-			return err
-		}
-		return outdir.WriteRecord(dir, kindSweep, finished)
+		return sweepBars(filepath.Join(dir, sweepPlot), res)
 	})
 }
 

@@ -159,10 +159,8 @@ func ReadRecord(dir string) (rec Record, ok bool, err error) {
 	return rec, true, nil
 }
 
-// WriteRecord writes the record of a run of kind into dir: the temporary
-// folder of the set (atomicfile.WriteDir or UpdateDir) that holds the run's
-// results, so that record and results change together.
-func WriteRecord(dir, kind string, finished bool) error {
+// writeRecord writes the record of a run of kind into dir.
+func writeRecord(dir, kind string, finished bool) error {
 	b, err := json.MarshalIndent(Record{Kind: kind, Finished: finished}, "", "  ")
 	if err != nil {
 		return errors.Wrap(err, "encoding the run record")
@@ -170,9 +168,33 @@ func WriteRecord(dir, kind string, finished bool) error {
 	return atomicfile.WriteBytes(filepath.Join(dir, RecordFile), append(b, '\n'))
 }
 
+// Write replaces the folder as a whole (atomicfile.WriteDir) with what fill
+// writes into the temporary folder it is given and the run's record, which
+// says whether the run finished: a run's results, all or nothing.
+func (f Folder) Write(finished bool, fill func(dir string) error) error {
+	return atomicfile.WriteDir(f.Path, f.withRecord(finished, fill))
+}
+
+// Update is Write that keeps the entries of the folder that fill does not
+// write (atomicfile.UpdateDir): for a run that adds to its folder as it
+// goes, such as a sweep's summary beside its runs' folders.
+func (f Folder) Update(finished bool, fill func(dir string) error) error {
+	return atomicfile.UpdateDir(f.Path, f.withRecord(finished, fill))
+}
+
+// withRecord returns fill followed by writing the record.
+func (f Folder) withRecord(finished bool, fill func(dir string) error) func(dir string) error {
+	return func(dir string) error {
+		if fill != nil {
+			if err := fill(dir); err != nil {
+				return err
+			}
+		}
+		return writeRecord(dir, f.Kind, finished)
+	}
+}
+
 // Claim replaces the folder with one that holds only the record of an
 // unfinished run of its kind: what a run that fills its folder as it goes
 // (pretraining, sweeps) writes first, after Check.
-func (f Folder) Claim() error {
-	return atomicfile.WriteDir(f.Path, func(dir string) error { return WriteRecord(dir, f.Kind, false) })
-}
+func (f Folder) Claim() error { return f.Write(false, nil) }

@@ -38,7 +38,7 @@ func TestCheck(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteRecord(dir, kind, finished); err != nil {
+		if err := writeRecord(dir, kind, finished); err != nil {
 			t.Fatal(err)
 		}
 		return dir
@@ -118,7 +118,7 @@ func TestCheckSeesAnInterruptedWrite(t *testing.T) {
 	if err := os.Mkdir(committed, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteRecord(committed, "train", true); err != nil {
+	if err := writeRecord(committed, "train", true); err != nil {
 		t.Fatal(err)
 	}
 	err := Folder{Flag: "-out", Path: filepath.Join(root, "out"), Kind: "train"}.Check()
@@ -132,7 +132,7 @@ func TestClaim(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteRecord(dir, "train", true); err != nil {
+	if err := writeRecord(dir, "train", true); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), nil, 0o644); err != nil {
@@ -152,5 +152,45 @@ func TestClaim(t *testing.T) {
 	rec, ok, err := ReadRecord(dir)
 	if err != nil || !ok || rec != (Record{Kind: "sweep"}) {
 		t.Fatalf("record %+v, %v, %v", rec, ok, err)
+	}
+}
+
+func TestWriteAndUpdate(t *testing.T) {
+	f := Folder{Flag: "-out", Path: filepath.Join(t.TempDir(), "out"), Kind: "train"}
+	write := func(name string) func(string) error {
+		return func(dir string) error { return os.WriteFile(filepath.Join(dir, name), nil, 0o644) }
+	}
+	entries := func() string {
+		es, _ := os.ReadDir(f.Path)
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return strings.Join(names, " ")
+	}
+	record := func() Record {
+		rec, ok, err := ReadRecord(f.Path)
+		if err != nil || !ok {
+			t.Fatalf("record: %v, %v", ok, err)
+		}
+		return rec
+	}
+	if err := f.Write(true, write("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); got != "a "+RecordFile || !record().Finished {
+		t.Fatalf("after Write: %s, %+v", got, record())
+	}
+	if err := f.Update(false, write("b")); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); got != "a b "+RecordFile || record().Finished {
+		t.Fatalf("after Update: %s, %+v", got, record())
+	}
+	if err := f.Write(true, write("c")); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); got != "c "+RecordFile {
+		t.Fatalf("after the second Write: %s", got)
 	}
 }
