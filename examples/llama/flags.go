@@ -87,9 +87,11 @@ lists are comma-separated module names; "all" means every linear of a block
 
 Writes results.json, perplexity.png and adapter/ (PEFT-style; for full
 fine-tuning every weight; the weights of the best held-out evaluation) to
--out; for Lily and LoRA also updates.png, the effective rank of each
-site's update (results.json's "analysis"). Load it with 'llama generate -adapter DIR'. Ctrl-C stops after the
-current step and still writes them.
+-out, replacing the folder as a whole; for Lily and LoRA also updates.png,
+the effective rank of each site's update (results.json's "analysis"). An
+-out that holds a finished run or another kind of run is refused unless
+-overwrite is given. Load it with 'llama generate -adapter DIR'. Ctrl-C
+stops after the current step, still writes them and exits with status 130.
 
 Flags:
 `

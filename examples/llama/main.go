@@ -32,7 +32,8 @@
 // process and writes each run's outputs, a summary (sweep.json, sweep.md)
 // and one chart of every configuration's mean held-out perplexity curve.
 //
-// Ctrl-C stops training after the current step; what was done is written.
+// Ctrl-C stops training after the current step; what was done is written
+// and the exit status is 130.
 // Build with -tags openblas for OpenBLAS (several times faster).
 package main
 

@@ -98,8 +98,9 @@ Outputs in -out: results.json (with every run's analysis of its adapter's
 updates), perplexity.png (held-out perplexity vs step per method),
 updates-<method>-seed<N>.png (the effective rank of each update),
 pretrain_loss.png, pretrained/ (mamba.SaveHF plus the tokenizer) and
-adapters/<method>-seed<N>/ (adapterfile). Ctrl-C stops after the current step
-and still writes every output.
+adapters/<method>-seed<N>/ (adapterfile); an -out that holds a finished run
+or another kind of run is refused unless -overwrite is given. Ctrl-C stops
+after the current step, still writes every output and exits with status 130.
 
 Flags:
 `

@@ -78,7 +78,9 @@ Four modes:
       on several tasks (default: sst2,rte,cola,qnli) over several seeds, with
       a table of mean ± std. See 'sweep -h'.
 
-Ctrl-C stops any mode after the current step and still writes what was done.
+Ctrl-C stops any mode after the current step, still writes what was done and
+exits with status 130. Every output folder is replaced as a whole; one that
+holds a finished run or another kind of run is refused unless -overwrite.
 The default build is pure Go; with OpenBLAS installed (libopenblas-dev),
 'go run -tags openblas ./examples/roberta-glue ...' runs 5–6 times faster
 (docs/performance.md).
