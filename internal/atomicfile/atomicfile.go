@@ -58,9 +58,7 @@ func Write(path string, fill func(w io.Writer) error) (err error) {
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return errors.Wrapf(err, "renaming into %s", path)
 	}
-	// Make the rename durable. The new file is in place already, so a
-	// failure here (some file systems cannot sync folders) is ignored.
-	syncPath(dir)
+	syncDir(dir) // make the rename durable
 	step("wrote " + filepath.Base(path))
 	return nil
 }

@@ -107,9 +107,7 @@ func writeDir(dest string, fill func(dir string) error, merge bool) error {
 		os.RemoveAll(tmp)
 		return errors.Wrapf(err, "writing %s", dest)
 	}
-	if err := syncPath(filepath.Dir(dest)); err != nil {
-		return errors.Wrapf(err, "writing %s", dest)
-	}
+	syncDir(filepath.Dir(dest))
 	step("committed")
 	return finish(dest, commit, merge)
 }
@@ -226,9 +224,7 @@ func finish(dest, commit string, merge bool) error {
 				}
 				step("kept " + e.Name())
 			}
-			if err := syncPath(commit); err != nil {
-				return wrap(err)
-			}
+			syncDir(commit)
 		}
 		if err := os.RemoveAll(old); err != nil {
 			return wrap(err)
@@ -241,9 +237,7 @@ func finish(dest, commit string, merge bool) error {
 	if err := os.Rename(commit, dest); err != nil {
 		return wrap(err)
 	}
-	if err := syncPath(filepath.Dir(dest)); err != nil {
-		return wrap(err)
-	}
+	syncDir(filepath.Dir(dest))
 	step("swapped")
 	if err := os.RemoveAll(old); err != nil {
 		return wrap(err)
@@ -325,15 +319,22 @@ func Resolve(dest string) string {
 // syncTree flushes every file and folder under root to disk.
 func syncTree(root string) error {
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
+		case d.IsDir():
+			syncDir(path)
+		case d.Type().IsRegular():
+			return syncPath(path)
 		}
-		if !d.IsDir() && !d.Type().IsRegular() {
-			return nil
-		}
-		return syncPath(path)
+		return nil
 	})
 }
+
+// syncDir flushes a folder's entries to disk where the file system can.
+// Some file systems cannot sync folders; the renames are in place already,
+// so that failure is ignored.
+func syncDir(dir string) { syncPath(dir) }
 
 // syncPath flushes a file, or a folder's entries, to disk.
 func syncPath(path string) error {
