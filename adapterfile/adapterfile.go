@@ -14,7 +14,6 @@ package adapterfile
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -50,7 +49,9 @@ type Options struct {
 }
 
 // Save writes adapter a (laid out over sites in store s) and the extra
-// modules to dir, creating it if needed. Each file is written atomically.
+// modules to dir, creating it if needed. The two files are replaced
+// together (atomicfile.UpdateDir): a process killed at any point leaves the
+// previous pair or the new one; other entries of dir are kept.
 func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, opt Options) error {
 	cfg, err := configOf(a)
 	if err != nil {
@@ -112,17 +113,16 @@ func Save(dir string, s *layers.Store, a layers.Adapter, sites []layers.Site, op
 		cfg.Ext.SharedOnce = true
 		cfg.Ext.Dtype = s.Dtype().String()
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "adapterfile.Save")
-	}
-	if err := tensorfile.Write(filepath.Join(dir, WeightsName), tensors, map[string]string{"format": "pt"}); err != nil {
-		return err
-	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return errors.Wrap(err, "adapterfile.Save: encoding config")
 	}
-	return atomicfile.WriteBytes(filepath.Join(dir, ConfigName), append(b, '\n'))
+	return atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := tensorfile.Write(filepath.Join(tmp, WeightsName), tensors, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		return atomicfile.WriteBytes(filepath.Join(tmp, ConfigName), append(b, '\n'))
+	})
 }
 
 // peftComputes reports, for a Lily adapter, the first option PEFT's Lily
@@ -183,11 +183,17 @@ func moduleOf(name string) string {
 
 // torchShape is the shape PyTorch uses for p.
 func torchShape(p *layers.Param) []int {
-	if p.TorchShape != nil {
-		return append([]int(nil), p.TorchShape...)
+	return layoutShape(p.Value.Shape(), p.Torch, p.TorchShape)
+}
+
+// layoutShape is the shape PyTorch uses for a parameter of the store shape
+// shape, layout torch and explicit PyTorch shape ts (nil: none).
+func layoutShape(shape []int, torch layers.Layout, ts []int) []int {
+	if ts != nil {
+		return append([]int(nil), ts...)
 	}
-	s := []int(p.Value.Shape().Clone())
-	if p.Torch == layers.Transposed {
+	s := append([]int(nil), shape...)
+	if torch == layers.Transposed {
 		s[0], s[1] = s[1], s[0]
 	}
 	return s

@@ -1,7 +1,10 @@
 package adapterfile
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -320,6 +323,18 @@ func TestLoadErrors(t *testing.T) {
 				tt.Shape = []int{tt.Shape[1], tt.Shape[0]}
 			}
 		}), key + " has shape"},
+		"NaN": {all("", func(tt *tensorfile.Tensor) {
+			if tt.Name == key {
+				tt.Data = append([]byte(nil), tt.Data...)
+				binary.LittleEndian.PutUint64(tt.Data[8:], math.Float64bits(math.NaN()))
+			}
+		}), key + " holds NaN at element 1"},
+		"-Inf": {all("", func(tt *tensorfile.Tensor) {
+			if tt.Name == key {
+				tt.Data = append([]byte(nil), tt.Data...)
+				binary.LittleEndian.PutUint64(tt.Data, math.Float64bits(math.Inf(-1)))
+			}
+		}), key + " holds -Inf at element 0"},
 		"inconsistent copy": {all("", func(tt *tensorfile.Tensor) {
 			if tt.Name == Prefix+"roberta.encoder.layer.1.attention.self.query.lily_A.weight" {
 				tt.Data = append([]byte(nil), tt.Data...)
@@ -356,6 +371,29 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir(), fresh(), sites); err == nil {
 		t.Error("an empty directory must fail")
+	}
+	// The good weights under a config with an absurd rank or scaling: the
+	// rank fails on the first shape, before anything of its size is
+	// allocated; the scalings are refused.
+	for field, v := range map[string]any{"r": 1 << 40, "scaling": 1e300, "num_B": 1 << 40} {
+		var cfg map[string]any
+		b, _ := os.ReadFile(filepath.Join(good, ConfigName))
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg[field] = v
+		b, _ = json.Marshal(cfg)
+		dir := all("", nil)
+		os.WriteFile(filepath.Join(dir, ConfigName), b, 0o644)
+		want := map[string]string{"r": "has shape", "num_B": "has shape", "scaling": "scaling 1e+300 is not a number within ±1e+06"}[field]
+		if _, err := Load(dir, fresh(), sites); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s %v: %v, want %q", field, v, err, want)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ConfigName), []byte(`{"peft_type":"LORA","r":1,"lora_alpha":1e9,"target_modules":["query"]}`), 0o644)
+	if _, err := Load(dir, fresh(), sites); err == nil || !strings.Contains(err.Error(), "scaling 1e+09") {
+		t.Errorf("LoRA alpha/r 1e9: %v", err)
 	}
 }
 

@@ -2,10 +2,12 @@ package adapterfile
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -83,7 +85,14 @@ func configOf(a layers.Adapter) (Config, error) {
 	return Config{}, errors.Errorf("adapterfile: cannot save a %s adapter (%T)", a.Method(), a)
 }
 
-// Adapter builds the adapter the configuration describes.
+// MaxScaling bounds the factor an adapter file may scale its update by:
+// trained adapters use about 1 (the Lily paper at most 2, LoRA's alpha/r
+// rarely more than 32), so a larger one is a corrupt or hostile file whose
+// output would swamp the model's, or overflow float32.
+const MaxScaling = 1e6
+
+// Adapter builds the adapter the configuration describes; it refuses a
+// scaling beyond ±MaxScaling.
 func (c Config) Adapter() (layers.Adapter, error) {
 	ext := Extension{}
 	if c.Ext != nil {
@@ -92,6 +101,9 @@ func (c Config) Adapter() (layers.Adapter, error) {
 	switch c.PEFTType {
 	case "LILY":
 		nonZero := c.InitWeights != nil && !*c.InitWeights
+		if err := checkScaling(c.Scaling); err != nil {
+			return nil, err
+		}
 		l, err := layers.NewLily(layers.LilyConfig{R: c.R, StrideA: c.StrideA, NumB: c.NumB, Scaling: c.Scaling,
 			TargetModules: c.TargetModules, NonZeroB: nonZero, Routing: ext.Routing, MaskBatch: ext.MaskBatch, Uniform: ext.Uniform})
 		return l, errors.Wrap(err, ConfigName)
@@ -102,16 +114,27 @@ func (c Config) Adapter() (layers.Adapter, error) {
 		nonZero := c.InitLoRAWeights != nil && !*c.InitLoRAWeights
 		l, err := layers.NewLoRA(layers.LoRAConfig{R: c.R, Alpha: c.Alpha, Dropout: c.Dropout, RSLoRA: c.RSLoRA,
 			TargetModules: c.TargetModules, NonZeroB: nonZero})
-		return l, errors.Wrap(err, ConfigName)
+		if err != nil {
+			return nil, errors.Wrap(err, ConfigName)
+		}
+		return l, checkScaling(l.Config().Scaling())
 	case "NONE":
 		return layers.None{}, nil
 	}
 	return nil, errors.Errorf("%s: peft_type %q is not supported; use LILY, LORA or NONE", ConfigName, c.PEFTType)
 }
 
+// checkScaling refuses a non-finite scaling or one beyond ±MaxScaling.
+func checkScaling(s float64) error {
+	if !(math.Abs(s) <= MaxScaling) {
+		return errors.Errorf("%s: scaling %v is not a number within ±%g; the file is corrupt", ConfigName, s, float64(MaxScaling))
+	}
+	return nil
+}
+
 // ReadConfig reads dir/adapter_config.json.
 func ReadConfig(dir string) (Config, error) {
-	path := filepath.Join(dir, ConfigName)
+	path := filepath.Join(atomicfile.Resolve(dir), ConfigName)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, errors.Wrap(err, "reading adapter config")

@@ -2,12 +2,12 @@ package adapterfile
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -21,6 +21,7 @@ import (
 // already exist in the store with matching shapes. Missing and unexpected
 // keys are reported by name.
 func Load(dir string, s *layers.Store, sites []layers.Site) (layers.Adapter, error) {
+	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -110,38 +111,38 @@ func Load(dir string, s *layers.Store, sites []layers.Site) (layers.Adapter, err
 }
 
 // readParam reads key and returns its values in the store layout of the
-// parameter target (an adapter spec, or an existing store parameter).
+// parameter target (an adapter spec, or an existing store parameter). The
+// shapes are compared before anything of the parameter's size is
+// allocated, so a config with an absurd rank fails here, not in an
+// allocation.
 func readParam(f *tensorfile.File, key string, s *layers.Store, target string, specs []layers.ParamSpec) ([]float64, error) {
-	var p *layers.Param
-	if existing, ok := s.Get(target); ok {
-		p = existing
-	} else {
-		for _, sp := range specs {
-			if sp.Name == target {
-				p = &layers.Param{Name: sp.Name, Value: layers.FromFloat64(s.Dtype(), sp.Shape, make([]float64, sp.Shape.TotalSize())), Torch: sp.Torch, TorchShape: sp.TorchShape}
-				break
-			}
+	var shape, ts []int
+	var torch layers.Layout
+	found := false
+	if p, ok := s.Get(target); ok {
+		shape, torch, ts, found = p.Value.Shape(), p.Torch, p.TorchShape, true
+	}
+	for _, sp := range specs {
+		if !found && sp.Name == target {
+			shape, torch, ts, found = sp.Shape, sp.Torch, sp.TorchShape, true
 		}
 	}
-	if p == nil {
+	if !found {
 		return nil, errors.Errorf("%s: no parameter %q for it", key, target)
 	}
-	vals, shape, err := f.Float64(key)
+	want := layoutShape(shape, torch, ts)
+	if got, _ := f.Shape(key); fmt.Sprint(got) != fmt.Sprint(want) {
+		return nil, errors.Errorf("%s has shape %v, the model needs %v", key, got, want)
+	}
+	vals, _, err := f.Float64(key)
 	if err != nil {
 		return nil, err
 	}
-	want := torchShape(p)
-	if fmt.Sprint(shape) != fmt.Sprint(want) {
-		return nil, errors.Errorf("%s has shape %v, the model needs %v", key, shape, want)
+	if i := layers.FirstNonFinite(vals); i >= 0 {
+		return nil, errors.Errorf("%s holds %v at element %d (a corrupt or diverged adapter)", key, vals[i], i)
 	}
-	for _, v := range vals {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, errors.Errorf("%s holds a non-finite value", key)
-		}
-	}
-	if p.Torch == layers.Transposed {
-		sh := p.Value.Shape()
-		vals = transpose(vals, sh[1], sh[0])
+	if torch == layers.Transposed {
+		vals = transpose(vals, shape[1], shape[0])
 	}
 	return vals, nil
 }

@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/lilygo/lily/lilyop"
@@ -48,11 +49,40 @@ func CountParams(a Adapter, sites []Site) (int, error) {
 	if err != nil {
 		return 0, errors.Wrapf(err, "counting %s adapter", a.Method())
 	}
+	n, err := CountSpecs(specs)
+	return n, errors.Wrapf(err, "counting %s adapter", a.Method())
+}
+
+// CountSpecs returns the number of elements of the parameters specs
+// describe, or an error when it overflows an int.
+func CountSpecs(specs []ParamSpec) (int, error) {
 	n := 0
 	for _, s := range specs {
-		n += s.Shape.TotalSize()
+		k, err := Elements(s.Shape)
+		if err == nil && n > math.MaxInt-k {
+			err = errors.Errorf("more than %d parameters", math.MaxInt)
+		}
+		if err != nil {
+			return 0, errors.Wrap(err, s.Name)
+		}
+		n += k
 	}
 	return n, nil
+}
+
+// SpecsSize is the number of elements of the parameters specs describe, in
+// float64 so that the shapes of absurd settings add up without overflow:
+// for memory estimates made before anything is allocated.
+func SpecsSize(specs []ParamSpec) float64 {
+	n := 0.0
+	for _, s := range specs {
+		k := 1.0
+		for _, d := range s.Shape {
+			k *= float64(d)
+		}
+		n += k
+	}
+	return n
 }
 
 // Summary formats parameter counts the way PEFT's print_trainable_parameters

@@ -2,7 +2,11 @@ package layers
 
 import (
 	"fmt"
+	"math"
+	"strings"
 	"testing"
+
+	"gorgonia.org/tensor"
 )
 
 // stack lists the sites of n layers with the given targets, named like a
@@ -79,5 +83,58 @@ func TestSummary(t *testing.T) {
 	}
 	if commas(1000) != "1,000" || commas(999) != "999" || commas(-1234567) != "-1,234,567" {
 		t.Error("thousands separators are wrong")
+	}
+}
+
+// Absurd sizes are errors, not wrapped counts or allocation panics.
+func TestElementsOverflow(t *testing.T) {
+	for _, c := range []struct {
+		shape []int
+		want  int
+		ok    bool
+	}{
+		{[]int{3, 4, 5}, 60, true},
+		{[]int{3, 0, 1 << 62}, 0, true},
+		{[]int{1 << 31, 1 << 31}, 1 << 62, true},
+		{[]int{1 << 32, 1 << 31}, 0, false},
+		{[]int{1 << 40, 1 << 30, 2}, 0, false},
+		{[]int{2, -3}, 0, false},
+	} {
+		got, err := Elements(c.shape)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("Elements(%v) = %d, %v", c.shape, got, err)
+		}
+	}
+	sites := stack(2, "layer", map[string][2]int{"q": {8, 8}}, "q")
+	lily, err := NewLily(LilyConfig{R: 1 << 40, StrideA: 1, NumB: 1 << 30, Scaling: 1, TargetModules: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountParams(lily, sites); err == nil {
+		t.Fatalf("an adapter of r 2^40 and 2^30 B's counted %d parameters", n)
+	}
+	s, err := NewStore(tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.New(ParamSpec{Name: "w", Shape: tensor.Shape{1 << 40, 1 << 40}}, true, nil); err == nil {
+		t.Fatal("a 2^80-element parameter was allocated")
+	}
+}
+
+func TestCheckFinite(t *testing.T) {
+	if i := FirstNonFinite([]float32{1, 2, float32(math.Inf(-1)), 3}); i != 2 {
+		t.Errorf("-Inf at 2 found at %d", i)
+	}
+	if i := FirstNonFinite([]float64{1, math.MaxFloat64, -0}); i != -1 {
+		t.Errorf("finite values: %d", i)
+	}
+	ok := tensor.New(tensor.WithShape(2), tensor.WithBacking([]float64{1, 2}))
+	if err := CheckFinite("w", ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := tensor.New(tensor.WithShape(3), tensor.WithBacking([]float32{1, float32(math.NaN()), 2}))
+	if err := CheckFinite("model.w", bad); err == nil || !strings.Contains(err.Error(), "tensor model.w holds NaN at element 1 of 3") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -71,7 +71,7 @@ func (s *Store) Add(p *Param) error {
 	if p.Value.Dtype() != s.dtype {
 		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v", p.Name, p.Value.Dtype(), s.dtype)
 	}
-	if p.TorchShape != nil && prod(p.TorchShape) != p.Value.Shape().TotalSize() {
+	if n, err := Elements(p.TorchShape); p.TorchShape != nil && (err != nil || n != p.Value.Shape().TotalSize()) {
 		return errors.Errorf("layers.Store.Add: parameter %q: torch shape %v does not hold %v", p.Name, p.TorchShape, p.Value.Shape())
 	}
 	if p.Torch == Transposed && p.Value.Dims() != 2 {
@@ -93,7 +93,11 @@ func (s *Store) New(spec ParamSpec, trainable bool, rng *rand.Rand) (*Param, err
 			return nil, errors.Errorf("layers.Store.New: parameter %q has shape %v", spec.Name, spec.Shape)
 		}
 	}
-	vals := make([]float64, prod(spec.Shape))
+	n, err := Elements(spec.Shape)
+	if err != nil {
+		return nil, errors.Wrapf(err, "layers.Store.New: parameter %q", spec.Name)
+	}
+	vals := make([]float64, n)
 	if spec.Init != nil {
 		spec.Init(rng, vals)
 	}
@@ -208,6 +212,38 @@ func FromFloat64(dt tensor.Dtype, shape []int, vals []float64) *tensor.Dense {
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float64(nil), vals...)))
 }
 
+// FirstNonFinite returns the index of the first NaN or ±Inf in v, or -1.
+func FirstNonFinite[T float32 | float64](v []T) int {
+	for i, x := range v {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// CheckFinite returns an error naming the tensor when t, a float32 or
+// float64 tensor, holds a NaN or ±Inf: what a loader says of a corrupt or
+// diverged checkpoint instead of computing with it.
+func CheckFinite(name string, t *tensor.Dense) error {
+	i := -1
+	var x float64
+	switch d := t.Data().(type) {
+	case []float32:
+		if i = FirstNonFinite(d); i >= 0 {
+			x = float64(d[i])
+		}
+	case []float64:
+		if i = FirstNonFinite(d); i >= 0 {
+			x = d[i]
+		}
+	}
+	if i >= 0 {
+		return errors.Errorf("tensor %s holds %v at element %d of %d (a corrupt or diverged checkpoint)", name, x, i, t.Shape().TotalSize())
+	}
+	return nil
+}
+
 // Float64s copies a float32 or float64 tensor's elements into a new slice.
 func Float64s(t *tensor.Dense) []float64 {
 	switch d := t.Data().(type) {
@@ -223,10 +259,19 @@ func Float64s(t *tensor.Dense) []float64 {
 	return nil
 }
 
-func prod(s []int) int {
+// Elements is the number of elements of a tensor of the given shape: the
+// product of its dimensions, or an error when a dimension is negative or
+// the product overflows an int (shapes computed from absurd settings).
+func Elements(shape []int) (int, error) {
 	n := 1
-	for _, d := range s {
+	for _, d := range shape {
+		if d < 0 {
+			return 0, errors.Errorf("shape %v has a negative dimension", shape)
+		}
+		if d != 0 && n > math.MaxInt/d {
+			return 0, errors.Errorf("shape %v has more than %d elements", shape, math.MaxInt)
+		}
 		n *= d
 	}
-	return n
+	return n, nil
 }

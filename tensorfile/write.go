@@ -3,12 +3,11 @@ package tensorfile
 import (
 	"encoding/binary"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/pkg/errors"
 )
 
@@ -57,12 +56,12 @@ func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 }
 
 // Write atomically writes tensors and metadata (which may be nil) to a
-// safetensors file at path, as [Encode] lays them out. It writes a
-// temporary file in the same directory, syncs it to disk and renames it over
-// path, so readers see either the old file or the complete new one. On any
-// error the temporary file is removed and an existing file at path is left
-// untouched. The file gets mode 0644.
-func Write(path string, tensors []Tensor, metadata map[string]string) (err error) {
+// safetensors file at path, as [Encode] lays them out, with
+// atomicfile.WriteBytes: a temporary file in the same directory, synced and
+// renamed over path, so readers see either the old file or the complete new
+// one. On any error an existing file at path is left untouched. The file
+// gets mode 0644.
+func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	order, err := checkTensors(tensors, metadata)
 	if err != nil {
 		return errors.Wrapf(err, "tensorfile: write %s", path)
@@ -71,41 +70,7 @@ func Write(path string, tensors []Tensor, metadata map[string]string) (err error
 	if err != nil {
 		return errors.Wrapf(err, "tensorfile: write %s", path)
 	}
-
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return errors.Wrapf(err, "tensorfile: write %s", path)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()           // may already be closed; error irrelevant
-			os.Remove(tmp.Name()) // best effort; the error above matters
-			err = errors.Wrapf(err, "tensorfile: write %s", path)
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename durable. The new file is already in place, so a
-	// failure here (some file systems cannot sync directories) is ignored.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return errors.Wrap(atomicfile.WriteBytes(path, data), "tensorfile")
 }
 
 // checkTensors validates tensors and metadata for writing and returns the

@@ -1,12 +1,9 @@
 package train
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -44,9 +41,3 @@ func (p *Progress) Step(desc string, loss, lr float64) {
 
 // Finish completes the bar.
 func (p *Progress) Finish() { p.bar.Finish() }
-
-// WithInterrupt returns a context cancelled by Ctrl-C or SIGTERM, so a
-// training loop can stop cleanly after its current step; call stop when done.
-func WithInterrupt(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
-	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-}

@@ -34,12 +34,15 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/lilygo/lily/bench"
 	"github.com/lilygo/lily/graphs/roberta"
+	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/outdir"
 )
 
 type row struct {
@@ -62,6 +65,12 @@ func main() {
 	bigRounds := flag.Int("big-rounds", 3, "interleaved rounds of the whole-model experiments (step, build, glue)")
 	out := flag.String("o", "", "also write the Markdown report to this file")
 	flag.Parse()
+	if *out != "" {
+		if err := outdir.CheckFile("-o", *out); err != nil {
+			fmt.Fprintln(os.Stderr, "lilybench:", err)
+			os.Exit(1)
+		}
+	}
 	r := &runner{rounds: *rounds, bigRounds: *bigRounds, log: os.Stderr}
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -78,7 +87,7 @@ func main() {
 		}
 		fmt.Fprintf(r.log, "== %s (load %s)\n", e.name, loadavg())
 		if err := e.f(); err != nil {
-			fmt.Fprintf(os.Stderr, "lilybench: %s: %+v\n", e.name, err)
+			fmt.Fprintf(os.Stderr, "lilybench: %s: %v\n", e.name, err)
 			os.Exit(1)
 		}
 	}
@@ -86,7 +95,11 @@ func main() {
 	r.report(&sb, start, load0)
 	fmt.Print(sb.String())
 	if *out != "" {
-		if err := os.WriteFile(*out, []byte(sb.String()), 0o644); err != nil {
+		err := os.MkdirAll(filepath.Dir(*out), 0o755)
+		if err == nil {
+			err = atomicfile.WriteBytes(*out, []byte(sb.String()))
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "lilybench:", err)
 			os.Exit(1)
 		}

@@ -10,11 +10,19 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/train"
 	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
+)
+
+// Kinds of run, as their output folders' records (internal/outdir) name
+// them.
+const (
+	kindFinetune = "llama finetune"
+	kindSweep    = "llama sweep"
 )
 
 // Output names inside -out.
@@ -91,6 +99,15 @@ func prepare(c ftConfig) (*setup, error) {
 	if err != nil {
 		return nil, err
 	}
+	trained := 0
+	if c.Adapter == "full" {
+		_, trained = b.store.Count()
+	} else if trained, err = layers.CountParams(a, b.cfg.Sites()); err != nil {
+		return nil, err
+	}
+	if err := finetuneNeed(b.cfg, float64(trained), c.Adapter == "full", c.BatchSize, c.MaxLen).Check(); err != nil {
+		return nil, errors.Wrapf(err, "fine-tuning with %s", describeAdapter(c))
+	}
 	if c.Adapter == "full" {
 		for _, p := range b.store.Params() {
 			p.Trainable = true
@@ -116,11 +133,15 @@ func adapterConfig(a layers.Adapter) any {
 }
 
 // finetune runs one fine-tuning job as c describes and writes results.json,
-// the plot and the adapter to c.Out. A cancelled ctx stops it after the
-// current step; what was done is still written. Progress bars go to
-// progress; cache (may be nil) shares tokenized text between runs.
+// the plot and the adapter to c.Out, replacing the folder as a whole. A
+// cancelled ctx stops it after the current step; what was done is still
+// written. Progress bars go to progress; cache (may be nil) shares
+// tokenized text between runs.
 func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corpusCache) (*ftResult, error) {
 	start := time.Now()
+	if err := c.folder().Check(); err != nil {
+		return nil, err
+	}
 	su, err := prepare(c)
 	if err != nil {
 		return nil, err
@@ -215,23 +236,28 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	if trainTime > 0 {
 		res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
 	}
-	if err := writeOutputs(c, su, res); err != nil {
-		return nil, err
-	}
-	observe := func(cal *layers.MixingCalibrator) error {
-		_, err := su.lm.evaluateObserving(data.eval, evalIdx, c.MaxLen, cal.Observe)
-		return err
-	}
-	title := fmt.Sprintf("%s on %s", describeShort(c), c.dataName())
-	if res.Analysis, err = updatestats.Measure(su.base.store, su.adapter, cfg.Sites(), observe, filepath.Join(c.Out, updatesPlotFile), title); err != nil {
+	res.AdapterDir = filepath.Join(c.Out, adapterDir)
+	err = c.folder().Write(!res.Interrupted, func(dir string) error {
+		if err := writeOutputs(dir, c, su, res); err != nil {
+			return err
+		}
+		observe := func(cal *layers.MixingCalibrator) error {
+			_, err := su.lm.evaluateObserving(data.eval, evalIdx, c.MaxLen, cal.Observe)
+			return err
+		}
+		title := fmt.Sprintf("%s on %s", describeShort(c), c.dataName())
+		var err error
+		if res.Analysis, err = updatestats.Measure(su.base.store, su.adapter, cfg.Sites(), observe, filepath.Join(dir, updatesPlotFile), title); err != nil {
+			return err
+		}
+		res.WallSeconds = time.Since(start).Seconds()
+		return train.WriteJSON(filepath.Join(dir, resultsFile), res)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if res.Analysis != nil {
 		fmt.Fprintln(w, res.Analysis.Describe())
-	}
-	res.WallSeconds = time.Since(start).Seconds()
-	if err := train.WriteJSON(filepath.Join(c.Out, resultsFile), res); err != nil {
-		return nil, err
 	}
 	fmt.Fprintf(w, "held-out perplexity: base %.3f, final %.3f (step %d), best %.3f (step %d, saved)\n",
 		res.Base.Perplexity, res.Final.Perplexity, res.Final.Step, res.Best.Perplexity, res.Best.Step)
@@ -239,17 +265,21 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	return res, nil
 }
 
+// folder is the run's output folder.
+func (c ftConfig) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}
+}
+
 // writeOutputs saves the adapter (for full fine-tuning: every weight) and
-// the perplexity plot.
-func writeOutputs(c ftConfig, su *setup, res *ftResult) error {
-	res.AdapterDir = filepath.Join(c.Out, adapterDir)
-	err := adapterfile.Save(res.AdapterDir, su.base.store, su.adapter, su.base.cfg.Sites(),
+// the perplexity plot to dir.
+func writeOutputs(dir string, c ftConfig, su *setup, res *ftResult) error {
+	err := adapterfile.Save(filepath.Join(dir, adapterDir), su.base.store, su.adapter, su.base.cfg.Sites(),
 		adapterfile.Options{BaseModel: c.Checkpoint, TaskType: "CAUSAL_LM"})
 	if err != nil {
 		return errors.Wrap(err, "saving the adapter")
 	}
 	title := fmt.Sprintf("%s on %s: held-out perplexity", describeShort(c), c.dataName())
-	return train.Plot(filepath.Join(c.Out, plotFile), title, "step", "perplexity", curves(res)...)
+	return train.Plot(filepath.Join(dir, plotFile), title, "step", "perplexity", curves(res)...)
 }
 
 // curves returns the held-out perplexity and, from the first evaluation

@@ -56,6 +56,7 @@ type ftConfig struct {
 	EvalEvery   int     `json:"eval_every"`
 	Seed        uint64  `json:"seed"`
 	Out         string  `json:"out"`
+	Overwrite   bool    `json:"-"`
 }
 
 // defaultConfig is what finetune runs with no flags: the protocol of
@@ -86,9 +87,11 @@ lists are comma-separated module names; "all" means every linear of a block
 
 Writes results.json, perplexity.png and adapter/ (PEFT-style; for full
 fine-tuning every weight; the weights of the best held-out evaluation) to
--out; for Lily and LoRA also updates.png, the effective rank of each
-site's update (results.json's "analysis"). Load it with 'llama generate -adapter DIR'. Ctrl-C stops after the
-current step and still writes them.
+-out, replacing the folder as a whole; for Lily and LoRA also updates.png,
+the effective rank of each site's update (results.json's "analysis"). An
+-out that holds a finished run or another kind of run is refused unless
+-overwrite is given. Load it with 'llama generate -adapter DIR'. Ctrl-C
+stops after the current step, still writes them and exits with status 130.
 
 Flags:
 `
@@ -124,6 +127,7 @@ func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
 	fs.IntVar(&c.EvalEvery, "eval_every", c.EvalEvery, "held-out evaluation every N steps (also before training and at the end)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (adapter initialisation, batch order)")
 	fs.StringVar(&c.Out, "out", "", "results folder (default runs/llama-<adapter>)")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 }
 
 // parseFinetune parses finetune arguments into a resolved, validated

@@ -32,7 +32,8 @@
 // process and writes each run's outputs, a summary (sweep.json, sweep.md)
 // and one chart of every configuration's mean held-out perplexity curve.
 //
-// Ctrl-C stops training after the current step; what was done is written.
+// Ctrl-C stops training after the current step; what was done is written
+// and the exit status is 130.
 // Build with -tags openblas for OpenBLAS (several times faster).
 package main
 
@@ -41,22 +42,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
 )
 
 func main() {
-	ctx, stop := train.WithInterrupt(context.Background())
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "llama:", err)
-		os.Exit(1)
-	}
+	train.Main("llama", run)
 }
 
 // usage lists the subcommands.

@@ -5,13 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/train"
@@ -133,7 +133,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "out"}, map[string]string{"seed": "sweep takes -seeds (a list), not -seed"})
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "out", "overwrite"}, map[string]string{"seed": "sweep takes -seeds (a list), not -seed"})
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,11 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			jobs = append(jobs, sweepJob{spec: i, cfg: c})
 		}
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindSweep, Overwrite: common.Overwrite}
+	if err := folder.Check(); err != nil {
+		return errors.Wrap(err, "sweep")
+	}
+	if err := folder.Claim(); err != nil {
 		return errors.Wrap(err, "sweep")
 	}
 	start := time.Now()
@@ -185,7 +189,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Interrupted: r.Interrupted, WallSeconds: r.WallSeconds, TokensPerSecond: r.TokensPerSecond, evals: r.Evals})
 		res.Interrupted = r.Interrupted
 		res.WallSeconds = time.Since(start).Seconds()
-		if err := writeSweep(out, specs, res); err != nil {
+		if err := writeSweep(folder, specs, res, !r.Interrupted && k == len(jobs)-1); err != nil {
 			return err
 		}
 	}
@@ -198,9 +202,10 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// writeSweep aggregates the runs so far and writes sweep.json, sweep.md and
-// sweep.png.
-func writeSweep(out string, specs []sweep.Spec, res *sweepResult) error {
+// writeSweep aggregates the runs so far and replaces sweep.json, sweep.md,
+// sweep.png and the run record in the sweep's folder together, keeping the
+// runs' folders; finished says that the last run is done.
+func writeSweep(folder outdir.Folder, specs []sweep.Spec, res *sweepResult, finished bool) error {
 	res.Variants = nil
 	var series []train.Series
 	for _, sp := range specs {
@@ -226,14 +231,16 @@ func writeSweep(out string, specs []sweep.Spec, res *sweepResult) error {
 		series = append(series, meanCurve(sp.Name, runs))
 	}
 	res.Base = res.Runs[0].Base
-	if err := train.WriteJSON(filepath.Join(out, sweepJSON), res); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteBytes(filepath.Join(out, sweepMarkdown), []byte(sweepTable(res))); err != nil {
-		return errors.Wrap(err, "writing the sweep table")
-	}
-	title := fmt.Sprintf("held-out perplexity, mean over seeds (base model: %.2f)", res.Base)
-	return train.Plot(filepath.Join(out, sweepPlot), title, "step", "perplexity", series...)
+	return folder.Update(finished, func(dir string) error {
+		if err := train.WriteJSON(filepath.Join(dir, sweepJSON), res); err != nil {
+			return err
+		}
+		if err := atomicfile.WriteBytes(filepath.Join(dir, sweepMarkdown), []byte(sweepTable(res))); err != nil {
+			return errors.Wrap(err, "writing the sweep table")
+		}
+		title := fmt.Sprintf("held-out perplexity, mean over seeds (base model: %.2f)", res.Base)
+		return train.Plot(filepath.Join(dir, sweepPlot), title, "step", "perplexity", series...)
+	})
 }
 
 // meanCurve averages the held-out perplexity of runs at the steps after 0

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -14,7 +15,8 @@ import (
 
 // config is every setting of one run; its JSON form goes into results.json.
 type config struct {
-	Out string `json:"out"`
+	Out       string `json:"out"`
+	Overwrite bool   `json:"-"`
 
 	// Text.
 	Source        string  `json:"source,omitempty"`
@@ -96,8 +98,9 @@ Outputs in -out: results.json (with every run's analysis of its adapter's
 updates), perplexity.png (held-out perplexity vs step per method),
 updates-<method>-seed<N>.png (the effective rank of each update),
 pretrain_loss.png, pretrained/ (mamba.SaveHF plus the tokenizer) and
-adapters/<method>-seed<N>/ (adapterfile). Ctrl-C stops after the current step
-and still writes every output.
+adapters/<method>-seed<N>/ (adapterfile); an -out that holds a finished run
+or another kind of run is refused unless -overwrite is given. Ctrl-C stops
+after the current step, still writes every output and exits with status 130.
 
 Flags:
 `
@@ -108,6 +111,7 @@ func newFlags(c *config, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("mamba", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.Out, "out", c.Out, "output folder")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 
 	fs.StringVar(&c.Source, "source", "", "pretraining text: a file with one document per line")
 	fs.StringVar(&c.Target, "target", "", "adaptation text: a file with one document per line")
@@ -166,6 +170,11 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, errors.Errorf("unexpected argument %q (every setting is a flag; see -h)", fs.Arg(0))
 	}
 	return c, c.validate()
+}
+
+// folder is the run's output folder.
+func (c config) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindRun, Overwrite: c.Overwrite}
 }
 
 // synthetic reports whether the run uses the built-in synthetic corpora.

@@ -23,14 +23,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/lilygo/lily/graphs/mamba"
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -41,15 +40,7 @@ import (
 )
 
 func main() {
-	ctx, stop := train.WithInterrupt(context.Background())
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "mamba:", err)
-		os.Exit(1)
-	}
+	train.Main("mamba", run)
 }
 
 // run parses the flags and runs the whole experiment; the report goes to w,
@@ -63,8 +54,11 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	ms, _ := parseMethods(c.Methods) // validated by parseFlags
 	seeds, _ := sweep.ParseSeeds(c.Seeds)
 	res := &results{Note: resultsNote, Config: c, Seeds: seeds, BLAS: lilyop.BLAS}
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return errors.Wrap(err, "creating -out")
+	if err := c.folder().Check(); err != nil {
+		return err
+	}
+	if err := c.folder().Claim(); err != nil {
+		return err
 	}
 	corp, err := loadCorpus(c)
 	if err != nil {
@@ -76,7 +70,7 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "source: %s\ntarget: %s\n\n", corp.SourceName, corp.TargetName)
 	}
-	base, tok, err := baseModel(c, corp, res, w)
+	base, tok, err := baseModel(c, ms, corp, res, w)
 	if err != nil {
 		return err
 	}
@@ -126,7 +120,7 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	ev.close()
 	res.Interrupted = ctx.Err() != nil
 	res.Seconds = time.Since(start).Seconds()
-	if err := writeOutputs(res); err != nil {
+	if err := writeOutputs(res, false); err != nil {
 		return err
 	}
 	if res.Interrupted {
@@ -153,7 +147,7 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 			res.Runs = append(res.Runs, r)
 			res.Interrupted = r.Interrupted
 			res.Seconds = time.Since(start).Seconds()
-			if err := writeOutputs(res); err != nil {
+			if err := writeOutputs(res, !r.Interrupted && len(res.Runs) == len(seeds)*len(ms)); err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "%s seed %d: held-out perplexity %.3f after %d steps (%.0f s); adapter in %s\n",
@@ -171,8 +165,9 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 }
 
 // baseModel returns the model to adapt — loaded from -model, or freshly
-// initialised for pretraining — and its tokenizer, filling res.Model.
-func baseModel(c config, corp corpus, res *results, w io.Writer) (*layers.Store, *bytebpe.Tokenizer, error) {
+// initialised for pretraining — and its tokenizer, filling res.Model. It
+// refuses a run that cannot fit in memory before the model is allocated.
+func baseModel(c config, ms []method, corp corpus, res *results, w io.Writer) (*layers.Store, *bytebpe.Tokenizer, error) {
 	store, err := layers.NewStore(tensor.Float32)
 	if err != nil {
 		return nil, nil, err
@@ -190,6 +185,9 @@ func baseModel(c config, corp corpus, res *results, w io.Writer) (*layers.Store,
 		if tok, err = bytebpe.Load(dir); err != nil {
 			return nil, nil, errors.Wrap(err, "loading the tokenizer of -model (vocab.json and merges.txt)")
 		}
+		if err := checkMemory(c, ms, mc, false); err != nil {
+			return nil, nil, err
+		}
 		res.Model.Dir = c.Model
 	} else {
 		t0 := time.Now()
@@ -198,6 +196,9 @@ func baseModel(c config, corp corpus, res *results, w io.Writer) (*layers.Store,
 		}
 		fmt.Fprintf(w, "tokenizer: byte-level BPE learnt on the source, %d merges, %d ids (%.1f s)\n", tok.NumMerges(), tok.VocabSize(), time.Since(t0).Seconds())
 		if mc, err = modelConfig(c, tok); err != nil {
+			return nil, nil, err
+		}
+		if err := checkMemory(c, ms, mc, true); err != nil {
 			return nil, nil, err
 		}
 		if err := mamba.InitStore(store, mc, c.Seed); err != nil {
@@ -233,17 +234,17 @@ func pretrainAndSave(ctx context.Context, c config, corp corpus, tok *bytebpe.To
 	}
 	res.Pretrain = &p
 	fmt.Fprintf(w, "pretrained %d steps in %.0f s (%.0f tokens/s)\n", p.Steps, p.Seconds, p.TokensPerSec)
-	if err := mamba.SaveHF(res.Model.Dir, store, res.Model.Config); err != nil {
-		return err
-	}
-	if err := tok.Save(res.Model.Dir); err != nil {
+	err = atomicfile.WriteDir(res.Model.Dir, func(dir string) error {
+		if err := mamba.SaveHF(dir, store, res.Model.Config); err != nil {
+			return err
+		}
+		return tok.Save(dir)
+	})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "saved the pretrained model and its tokenizer to %s\n", res.Model.Dir)
-	if p.Steps == 0 {
-		return nil
-	}
-	return plotPretrain(filepath.Join(c.Out, pretrainPlotFile), &p)
+	return nil
 }
 
 // describe summarises an adapter's settings in one line.

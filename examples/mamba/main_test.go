@@ -153,6 +153,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("summary row %+v", row)
 		}
 	}
+	// The finished run is replaced only with -overwrite.
+	if err := run(context.Background(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "finished mamba run") {
+		t.Errorf("a second run into the finished one: %v", err)
+	}
 }
 
 // checkAnalysis checks a run's update analysis: one entry per adapted site

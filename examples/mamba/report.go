@@ -13,6 +13,10 @@ import (
 	"github.com/lilygo/lily/train"
 )
 
+// kindRun names this command's runs in their output folders' records
+// (internal/outdir).
+const kindRun = "mamba"
+
 // Files the run writes into -out.
 const (
 	resultsFile      = "results.json"
@@ -105,13 +109,23 @@ func summarize(runs []runResult) []summaryRow {
 	return out
 }
 
-// writeOutputs writes results.json and the perplexity plot.
-func writeOutputs(res *results) error {
+// writeOutputs replaces results.json, the plots and the run record in -out
+// together, keeping the pretrained model and the adapters; finished says
+// that the last run is done.
+func writeOutputs(res *results, finished bool) error {
 	res.Summary = summarize(res.Runs)
-	if err := train.WriteJSON(filepath.Join(res.Config.Out, resultsFile), res); err != nil {
-		return err
-	}
-	return plotPerplexity(filepath.Join(res.Config.Out, plotFile), res)
+	return res.Config.folder().Update(finished, func(dir string) error {
+		if err := train.WriteJSON(filepath.Join(dir, resultsFile), res); err != nil {
+			return err
+		}
+		if err := plotPerplexity(filepath.Join(dir, plotFile), res); err != nil {
+			return err
+		}
+		if res.Pretrain != nil && res.Pretrain.Steps > 0 {
+			return plotPretrain(filepath.Join(dir, pretrainPlotFile), res.Pretrain)
+		}
+		return nil
+	})
 }
 
 // plotPerplexity draws each method's held-out perplexity against the

@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -25,10 +24,15 @@ import (
 
 	after "github.com/lilygo/lily/examples/porting/after/model"
 	before "github.com/lilygo/lily/examples/porting/before/model"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 	"gorgonia.org/tensor"
 )
+
+// kindPorting names this command's runs in their output folders' records
+// (internal/outdir).
+const kindPorting = "porting"
 
 // config is what the flags set.
 type config struct {
@@ -37,6 +41,7 @@ type config struct {
 	Adapter        string  // "lily" or "lora"
 	Rotate         float64 // task B's rotation, in degrees
 	Dir            string  // where base.gob and adapter/ go
+	Overwrite      bool    // replace a finished run or another kind of run in Dir
 	Seed           uint64
 }
 
@@ -50,24 +55,54 @@ type result struct {
 }
 
 func main() {
+	c, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err == nil {
+		_, err = run(c, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "porting:", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags reads the flags into a validated configuration; without -out
+// it makes a new temporary folder.
+func parseFlags(args []string, usage io.Writer) (config, error) {
 	c := config{Batch: 64}
-	flag.IntVar(&c.StepsA, "steps-a", 1500, "training steps of the whole model on task A")
-	flag.IntVar(&c.StepsB, "steps-b", 300, "training steps of the adapter on task B")
-	flag.StringVar(&c.Adapter, "adapter", "lily", "the method the model is ported to: lily or lora")
-	flag.Float64Var(&c.Rotate, "rotate", 60, "how far task B's spirals are rotated, in degrees")
-	flag.StringVar(&c.Dir, "out", "", "directory for the model (base.gob) and the adapter (adapter/); default: a new temporary directory")
-	flag.Uint64Var(&c.Seed, "seed", 1, "seed of the data and of the model's initial weights")
-	flag.Parse()
+	fs := flag.NewFlagSet("porting", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.IntVar(&c.StepsA, "steps-a", 1500, "training steps of the whole model on task A")
+	fs.IntVar(&c.StepsB, "steps-b", 300, "training steps of the adapter on task B")
+	fs.StringVar(&c.Adapter, "adapter", "lily", "the method the model is ported to: lily or lora")
+	fs.Float64Var(&c.Rotate, "rotate", 60, "how far task B's spirals are rotated, in degrees")
+	fs.StringVar(&c.Dir, "out", "", "directory for the model (base.gob) and the adapter (adapter/); default: a new temporary directory")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the data and of the model's initial weights")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, errors.Errorf("unexpected argument %q (every setting is a flag; see -h)", fs.Arg(0))
+	case c.StepsA < 1 || c.StepsB < 1:
+		return c, errors.Errorf("-steps-a %d and -steps-b %d must be positive", c.StepsA, c.StepsB)
+	case math.IsNaN(c.Rotate) || math.IsInf(c.Rotate, 0):
+		return c, errors.Errorf("-rotate %v must be a finite angle in degrees", c.Rotate)
+	}
+	if _, err := adapter(c.Adapter); err != nil {
+		return c, err
+	}
 	if c.Dir == "" {
 		dir, err := os.MkdirTemp("", "porting")
 		if err != nil {
-			log.Fatal(err)
+			return c, errors.Wrap(err, "creating the output folder")
 		}
 		c.Dir = dir
 	}
-	if _, err := run(c, os.Stdout); err != nil {
-		log.Fatalf("%+v", err)
-	}
+	return c, nil
 }
 
 // adapter returns the method the model is ported to. Both adapt the two
@@ -83,24 +118,36 @@ func adapter(method string) (layers.Adapter, error) {
 	return nil, errors.Errorf("-adapter %q: use lily or lora", method)
 }
 
-// run trains on task A, ports, adapts to task B and reports to w.
-func run(c config, w io.Writer) (result, error) {
-	var res result
+// run trains on task A, ports, adapts to task B and reports to w. The
+// model and the adapter replace c.Dir as a whole at the end.
+func run(c config, w io.Writer) (res result, err error) {
 	a, err := adapter(c.Adapter)
 	if err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return res, errors.Wrap(err, "creating the output directory")
+	folder := outdir.Folder{Flag: "-out", Path: c.Dir, Kind: kindPorting, Overwrite: c.Overwrite}
+	if err := folder.Check(); err != nil {
+		return res, err
 	}
+	err = folder.Write(true, func(dir string) error {
+		res, err = portIn(dir, c, a, w)
+		return err
+	})
+	return res, err
+}
+
+// portIn is run with its files in dir.
+func portIn(dir string, c config, a layers.Adapter, w io.Writer) (result, error) {
+	var res result
+	var err error
 	rng := rand.New(rand.NewPCG(c.Seed, 2))
 	rot := c.Rotate * math.Pi / 180
 	trainA, trainAY := spirals(2000, 0, rng)
 	testA, testAY := spirals(1000, 0, rng)
 	trainB, trainBY := spirals(2000, rot, rng)
 	testB, testBY := spirals(1000, rot, rng)
-	ckpt := filepath.Join(c.Dir, "base.gob")
-	adapterDir := filepath.Join(c.Dir, "adapter")
+	ckpt := filepath.Join(dir, "base.gob")
+	adapterDir := filepath.Join(dir, "adapter")
 
 	fmt.Fprintf(w, "task A: three interleaved spirals; task B: the same spirals rotated by %g°\n", c.Rotate)
 	if err := before.Init(ckpt, rng); err != nil {
@@ -133,7 +180,7 @@ func run(c config, w io.Writer) (result, error) {
 	fmt.Fprintf(w, "ported to %s (target_modules [fc]): %s trainable parameters (%.1f%% of %s), trained on task B for %d steps\n",
 		c.Adapter, commas(res.AdapterParams), 100*float64(res.AdapterParams)/float64(res.FullParams), commas(res.FullParams), c.StepsB)
 	fmt.Fprintf(w, "  test accuracy on B: %.3f → %.3f\n", res.BeforeB, res.AfterB)
-	fmt.Fprintf(w, "  the adapter is saved apart, in %s\n", adapterDir)
+	fmt.Fprintf(w, "  the adapter is saved apart, in %s\n", filepath.Join(c.Dir, "adapter"))
 	fmt.Fprintf(w, "  test accuracy on A: %.3f with the adapter, %.3f without (the model itself is untouched)\n", res.AdaptedA, res.StillA)
 	return res, nil
 }

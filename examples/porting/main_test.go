@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,4 +104,40 @@ func firstLines(s string, n int) string {
 		lines = append(lines[:n], "…\n")
 	}
 	return strings.Join(lines, "")
+}
+
+// Unusable flags are refused before any training, with one line naming the
+// flag.
+func TestFlags(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-steps-a", "0"}, "-steps-a 0"},
+		{[]string{"-steps-b", "-5"}, "-steps-b -5"},
+		{[]string{"-rotate", "NaN"}, "-rotate NaN"},
+		{[]string{"-rotate", "+Inf"}, "-rotate +Inf"},
+		{[]string{"-adapter", "dora"}, `-adapter "dora"`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-steps-a", "x"}, "invalid value"},
+	} {
+		_, err := parseFlags(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+	c, err := parseFlags([]string{"-out", file}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(c, io.Discard); err == nil || !strings.Contains(err.Error(), "is a file") {
+		t.Errorf("-out a file: %v", err)
+	}
+	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/graphs/roberta"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 )
@@ -50,14 +51,22 @@ type demoRow struct {
 }
 
 // demo runs the synthetic comparison in out (a new temporary folder when
-// empty) and prints the table.
-func demo(ctx context.Context, out string, s demoSettings, w io.Writer, hooks runHooks) ([]demoRow, error) {
+// empty; overwrite replaces a finished demo or another run there) and
+// prints the table.
+func demo(ctx context.Context, out string, overwrite bool, s demoSettings, w io.Writer, hooks runHooks) ([]demoRow, error) {
 	start := time.Now()
 	if out == "" {
 		var err error
 		if out, err = os.MkdirTemp("", "roberta-glue-demo-"); err != nil {
 			return nil, errors.Wrap(err, "creating the demo folder")
 		}
+	}
+	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindDemo, Overwrite: overwrite}
+	if err := folder.Check(); err != nil {
+		return nil, err
+	}
+	if err := folder.Claim(); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(w, `== roberta-glue demo on SYNTHETIC data ==
 This default run uses no real data and no real checkpoint. It writes a made-up
@@ -106,6 +115,11 @@ fine-tuning. Numbers from it say nothing about GLUE. Files go to %s.
 		rows = append(rows, row)
 		if res.Interrupted {
 			break
+		}
+	}
+	if ctx.Err() == nil {
+		if err := folder.Update(true, nil); err != nil {
+			return nil, err
 		}
 	}
 	fmt.Fprintf(w, "\n== results on the SYNTHETIC dev set (%d sentences), %d steps each ==\n", s.devN, fc.MaxSteps)

@@ -425,7 +425,7 @@ func TestDemoSmall(t *testing.T) {
 	s.pretrain.Layers = 4
 	s.finetune.MaxSteps, s.finetune.EvalEvery, s.finetune.MaxLen, s.finetune.BatchSize = 4, 2, 16, 8
 	var out strings.Builder
-	rows, err := demo(context.Background(), t.TempDir(), s, &out, runHooks{progress: io.Discard})
+	rows, err := demo(context.Background(), t.TempDir(), false, s, &out, runHooks{progress: io.Discard})
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}

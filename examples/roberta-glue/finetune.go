@@ -13,10 +13,20 @@ import (
 
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/glue"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/train"
 	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
+)
+
+// Kinds of run, as their output folders' records (internal/outdir) name
+// them.
+const (
+	kindFinetune = "roberta-glue finetune"
+	kindPretrain = "roberta-glue pretrain"
+	kindSweep    = "roberta-glue sweep"
+	kindDemo     = "roberta-glue demo"
 )
 
 // Output names inside -out.
@@ -143,8 +153,9 @@ type ftRun struct {
 }
 
 // finetune runs one fine-tuning job as c describes and writes results.json,
-// the plot and the adapter to c.Out. A cancelled ctx stops it after the
-// current step; what was done is still written.
+// the plot and the adapter to c.Out, replacing the folder as a whole. A
+// cancelled ctx stops it after the current step; what was done is still
+// written.
 func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ftResult, error) {
 	start := time.Now()
 	r, err := newFTRun(c, w)
@@ -163,6 +174,9 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	task, err := glue.Lookup(c.Task)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
 	ck, tok, err := loadEncoder(c.Model)
@@ -197,6 +211,15 @@ func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	ad, err := newAdapter(c)
 	if err != nil {
 		return nil, err
+	}
+	adapterN, err := layers.CountParams(ad, ck.Config.Sites())
+	if err != nil {
+		return nil, err
+	}
+	h := ck.Config.HiddenSize
+	trained := adapterN + h*h + h + h*task.NumLabels + task.NumLabels // the classification head
+	if err := finetuneNeed(ck.Config, trained, c.BatchSize, c.MaxLen).Check(); err != nil {
+		return nil, errors.Wrapf(err, "fine-tuning with %s", describeAdapter(c))
 	}
 	if r.sm, err = newSeqModel(ck, ad, task.NumLabels, c.Seed, c.HeadLR, c.AdapterLR, c.WeightDecay, c.BatchSize, c.MaxLen); err != nil {
 		return nil, err
@@ -333,24 +356,28 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	if r.best != nil {
 		r.sm.restore(r.best)
 	}
-	if err := writeFinetuneOutputs(r.c, r.sm, r.task, res); err != nil {
-		return nil, err
-	}
-	observe := func(cal *layers.MixingCalibrator) error {
-		_, err := r.sm.predictObserving(r.evalEx, r.c.BatchSize, r.c.MaxLen, cal.Observe)
-		return err
-	}
-	title := fmt.Sprintf("%s, %s", r.task.Name, r.c.Adapter)
-	var err error
-	if res.Analysis, err = updatestats.Measure(r.sm.store, r.sm.adapter, r.sm.cfg.Sites(), observe, filepath.Join(r.c.Out, updatesPlotFile), title); err != nil {
+	res.AdapterDir = filepath.Join(r.c.Out, adapterDir)
+	err := r.c.folder().Write(!res.Interrupted, func(dir string) error {
+		if err := writeFinetuneOutputs(dir, r.c, r.sm, r.task, res); err != nil {
+			return err
+		}
+		observe := func(cal *layers.MixingCalibrator) error {
+			_, err := r.sm.predictObserving(r.evalEx, r.c.BatchSize, r.c.MaxLen, cal.Observe)
+			return err
+		}
+		title := fmt.Sprintf("%s, %s", r.task.Name, r.c.Adapter)
+		var err error
+		if res.Analysis, err = updatestats.Measure(r.sm.store, r.sm.adapter, r.sm.cfg.Sites(), observe, filepath.Join(dir, updatesPlotFile), title); err != nil {
+			return err
+		}
+		res.WallSeconds = time.Since(start).Seconds()
+		return train.WriteJSON(filepath.Join(dir, resultsFile), res)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if res.Analysis != nil {
 		fmt.Fprintln(w, res.Analysis.Describe())
-	}
-	res.WallSeconds = time.Since(start).Seconds()
-	if err := train.WriteJSON(filepath.Join(r.c.Out, resultsFile), res); err != nil {
-		return nil, err
 	}
 	if res.Best != nil {
 		fmt.Fprintf(w, "best %s %.4f at step %d (epoch %.2f); %s\n", res.Best.Metric, res.Best.Value, res.Best.Step, res.Best.Epoch, formatMetrics(res.Best.evalRecord))
@@ -359,6 +386,11 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	}
 	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, r.c.Out, res.WallSeconds, res.TokensPerSecond)
 	return res, nil
+}
+
+// folder is the run's output folder.
+func (c ftConfig) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}
 }
 
 // evaluate predicts every example and computes the task's metrics.
@@ -374,10 +406,9 @@ func evaluate(sm *seqModel, task glue.Task, exs []example, c ftConfig) (map[stri
 	return glue.Evaluate(task.Name, preds, golds)
 }
 
-// writeFinetuneOutputs saves the adapter with the head and the plot.
-func writeFinetuneOutputs(c ftConfig, sm *seqModel, task glue.Task, res *ftResult) error {
-	res.AdapterDir = filepath.Join(c.Out, adapterDir)
-	err := adapterfile.Save(res.AdapterDir, sm.store, sm.adapter, sm.cfg.Sites(), adapterfile.Options{BaseModel: c.Model, TaskType: "SEQ_CLS"})
+// writeFinetuneOutputs saves the adapter with the head and the plot to dir.
+func writeFinetuneOutputs(dir string, c ftConfig, sm *seqModel, task glue.Task, res *ftResult) error {
+	err := adapterfile.Save(filepath.Join(dir, adapterDir), sm.store, sm.adapter, sm.cfg.Sites(), adapterfile.Options{BaseModel: c.Model, TaskType: "SEQ_CLS"})
 	if err != nil {
 		return errors.Wrap(err, "saving the adapter")
 	}
@@ -392,7 +423,7 @@ func writeFinetuneOutputs(c ftConfig, sm *seqModel, task glue.Task, res *ftResul
 		evalY = append(evalY, e.Metrics[task.Primary])
 	}
 	title := fmt.Sprintf("%s, %s: training loss and %s %s", task.Name, c.Adapter, res.EvalSplit, task.Primary)
-	return train.Plot(filepath.Join(c.Out, plotFile), title, "step", "loss / metric",
+	return train.Plot(filepath.Join(dir, plotFile), title, "step", "loss / metric",
 		train.Series{Name: fmt.Sprintf("training loss (mean of %d steps)", lossWindow), X: lossX, Y: smoothed},
 		train.Series{Name: res.EvalSplit + " " + task.Primary, X: evalX, Y: evalY})
 }

@@ -41,6 +41,7 @@ type ftConfig struct {
 	WeightDecay float64 `json:"weight_decay"`
 	Seed        uint64  `json:"seed"`
 	Out         string  `json:"out"`
+	Overwrite   bool    `json:"-"`
 	EvalEvery   int     `json:"eval_every"`
 
 	// FromRecipe lists the settings taken from the task's recipe because
@@ -77,7 +78,9 @@ Four modes:
       on several tasks (default: sst2,rte,cola,qnli) over several seeds, with
       a table of mean ± std. See 'sweep -h'.
 
-Ctrl-C stops any mode after the current step and still writes what was done.
+Ctrl-C stops any mode after the current step, still writes what was done and
+exits with status 130. Every output folder is replaced as a whole; one that
+holds a finished run or another kind of run is refused unless -overwrite.
 The default build is pure Go; with OpenBLAS installed (libopenblas-dev),
 'go run -tags openblas ./examples/roberta-glue ...' runs 5–6 times faster
 (docs/performance.md).
@@ -134,6 +137,7 @@ func newFinetuneFlags(c *ftConfig, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&c.WeightDecay, "weight_decay", c.WeightDecay, "AdamW decoupled weight decay, for head and adapter (default 0, as the Lily paper)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (head and adapter initialisation, shuffling, dropout)")
 	fs.StringVar(&c.Out, "out", "", "results folder (default: runs/<task>-<adapter>; for the demo a new temporary folder)")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 	fs.IntVar(&c.EvalEvery, "eval_every", 0, "evaluate on dev every N steps (default: once per epoch, and at the end)")
 	fs.Usage = func() {
 		fmt.Fprint(out, usageHeader)

@@ -34,8 +34,6 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -57,15 +55,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	ctx, stop := train.WithInterrupt(context.Background())
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "roberta-glue:", err)
-		os.Exit(1)
-	}
+	train.Main("roberta-glue", run)
 }
 
 // run dispatches to the modes (demo, fine-tuning, pretrain, sweep); progress bars and usage go to stderr.
@@ -91,14 +81,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var other []string
 	for name := range set {
-		if name != "out" && name != "seed" {
+		if name != "out" && name != "seed" && name != "overwrite" {
 			other = append(other, "-"+name)
 		}
 	}
 	if len(other) > 0 {
 		sort.Strings(other)
-		return errors.Errorf("%s only apply to fine-tuning, which needs -task (without -task the synthetic demo runs; it takes only -out and -seed)", strings.Join(other, ", "))
+		return errors.Errorf("%s only apply to fine-tuning, which needs -task (without -task the synthetic demo runs; it takes only -out, -overwrite and -seed)", strings.Join(other, ", "))
 	}
-	_, err = demo(ctx, c.Out, defaultDemo(c.Seed), stdout, runHooks{progress: stderr})
+	_, err = demo(ctx, c.Out, c.Overwrite, defaultDemo(c.Seed), stdout, runHooks{progress: stderr})
 	return err
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/lilygo/lily/gorgoniafix"
 	"github.com/lilygo/lily/graphs/roberta"
+	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tokenizers/bytebpe"
@@ -33,7 +35,6 @@ const (
 	pretrainLogFile  = "pretrain_log.json"
 	pretrainPlotFile = "pretrain_loss.png"
 	checkpointPrefix = "checkpoint-"
-	checkpointTmp    = ".checkpoint-tmp"
 )
 
 // calibSteps is how many steps -minutes times before fixing the step budget.
@@ -65,6 +66,7 @@ type ptConfig struct {
 	SaveEvery    int     `json:"save_every"`
 	Seed         uint64  `json:"seed"`
 	Resume       bool    `json:"-"`
+	Overwrite    bool    `json:"-"`
 }
 
 // defaultPretrain holds the defaults of the pretrain flags: a 2-layer,
@@ -87,9 +89,11 @@ output bias starts at the log unigram frequencies of the text.
 with the MLM head, vocab.json, merges.txt, trainer_state.json) that
 fine-tuning reads with -model; it also gets pretrain_log.json (losses,
 held-out loss and accuracy, tokens/s) and pretrain_loss.png. Checkpoints go to
--out/checkpoint-N every -save_every steps (written to a temporary folder and
-renamed, so they are always complete; only the latest is kept); -resume
-continues from the latest. The step, the random generator and the weights are
+-out/checkpoint-N every -save_every steps, with the log (every write of -out
+is swapped in whole, so a killed run leaves complete files; only the latest
+checkpoint is kept); -resume continues from the latest. An -out that holds a
+finished run, an unfinished one or another kind of run is refused unless
+-overwrite replaces it. The step, the random generator and the weights are
 restored; AdamW's moments are not saved and restart from zero.
 
 The defaults train a 2-layer encoder (hidden 128, 4 heads, intermediate 512,
@@ -135,6 +139,7 @@ func newPretrainFlags(c *ptConfig, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.SaveEvery, "save_every", c.SaveEvery, "write a checkpoint every N steps")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed")
 	fs.BoolVar(&c.Resume, "resume", false, "continue from the latest checkpoint in -out (its settings are used)")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a run (finished or not) or another kind of run")
 	fs.Usage = func() {
 		fmt.Fprint(out, pretrainHeader)
 		fs.PrintDefaults()
@@ -158,6 +163,9 @@ func parsePretrain(args []string, out io.Writer) (ptConfig, map[string]bool, err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.Resume && c.Overwrite {
+		return c, set, errors.New("pretrain: -resume continues the run in -out and -overwrite replaces it; give one of them")
+	}
 	if c.Resume {
 		for name := range set {
 			if !resumeOverrides[name] {
@@ -376,6 +384,9 @@ type pretrainer struct {
 func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer, hooks runHooks) (*ptState, error) {
 	p := &pretrainer{c: c, perms: map[int][]int{}}
 	var ckDir string
+	if err := claimPretrainOut(c); err != nil {
+		return nil, err
+	}
 	if c.Resume {
 		dir, err := latestCheckpoint(c.Out)
 		if err != nil {
@@ -405,6 +416,35 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 		return nil, err
 	}
 	return &p.st, nil
+}
+
+// claimPretrainOut checks -out before anything is done: a new run needs a
+// new or empty folder (or -overwrite) and takes it over; a resumed run
+// needs a pretraining run there, whose interrupted last write is finished.
+func claimPretrainOut(c ptConfig) error {
+	folder := pretrainFolder(c)
+	if !c.Resume {
+		if err := folder.Check(); err != nil {
+			return err
+		}
+		return folder.Claim()
+	}
+	if err := atomicfile.Recover(c.Out); err != nil {
+		return errors.Wrap(err, "-resume")
+	}
+	rec, ok, err := outdir.ReadRecord(c.Out)
+	if err != nil {
+		return errors.Wrap(err, "-resume")
+	}
+	if ok && rec.Kind != kindPretrain {
+		return errors.Errorf("-resume: %s holds a %s run, not a pretraining run", c.Out, rec.Kind)
+	}
+	return nil
+}
+
+// pretrainFolder is the run's output folder.
+func pretrainFolder(c ptConfig) outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindPretrain, Overwrite: c.Overwrite, Resumable: true}
 }
 
 // loadState reads trainer_state.json of a checkpoint and applies the
@@ -494,6 +534,9 @@ func (p *pretrainer) setup(docs []string, ckDir string, w io.Writer) error {
 	} else {
 		if p.cfg, err = p.c.modelConfig(p.tok); err != nil {
 			return err
+		}
+		if err := pretrainNeed(p.cfg, p.c.BatchSize, p.c.MaxLen, nHeld).Check(); err != nil {
+			return errors.Wrap(err, "pretraining")
 		}
 		if p.store, err = layers.NewStore(tensor.Float32); err != nil {
 			return err
@@ -695,30 +738,29 @@ func (p *pretrainer) checkpoint(eg *mlmGraph, trainTime time.Duration, final boo
 		return errors.Wrap(err, "saving the random generator")
 	}
 	fmt.Fprintf(w, "\nstep %d: held-out MLM loss %.4f, masked-token accuracy %.3f, %.0f tokens/s\n", rec.Step, rec.Loss, rec.Accuracy, p.st.TokensPerSec)
-	tmp := filepath.Join(p.c.Out, checkpointTmp)
-	if err := os.RemoveAll(tmp); err != nil {
-		return errors.Wrap(err, "clearing the temporary checkpoint")
-	}
-	if err := p.writeModel(tmp); err != nil {
+	name := fmt.Sprintf("%s%d", checkpointPrefix, p.st.Step)
+	// The checkpoint, the log and (at the end) the model and the record
+	// replace their namesakes in -out together; the older checkpoint goes
+	// after.
+	err = pretrainFolder(p.c).Update(final && !p.st.Interrupted, func(dir string) error {
+		if err := p.writeModel(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+		if err := p.writeLog(dir); err != nil {
+			return err
+		}
+		if !final {
+			return nil
+		}
+		return p.writeModel(dir)
+	})
+	if err != nil {
 		return err
 	}
-	dst := filepath.Join(p.c.Out, fmt.Sprintf("%s%d", checkpointPrefix, p.st.Step))
-	if err := os.RemoveAll(dst); err != nil {
-		return errors.Wrap(err, "replacing a checkpoint")
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return errors.Wrap(err, "publishing the checkpoint")
-	}
-	if err := pruneCheckpoints(p.c.Out, dst); err != nil {
-		return err
-	}
-	if err := p.writeLog(); err != nil {
+	if err := pruneCheckpoints(p.c.Out, filepath.Join(p.c.Out, name)); err != nil {
 		return err
 	}
 	if final {
-		if err := p.writeModel(p.c.Out); err != nil {
-			return err
-		}
 		fmt.Fprintf(w, "wrote the model to %s (use it with -model %s)\n", p.c.Out, p.c.Out)
 	}
 	return nil
@@ -735,9 +777,9 @@ func (p *pretrainer) writeModel(dir string) error {
 	return train.WriteJSON(filepath.Join(dir, stateFile), &p.st)
 }
 
-// writeLog writes the JSON log and the loss plot to -out.
-func (p *pretrainer) writeLog() error {
-	if err := train.WriteJSON(filepath.Join(p.c.Out, pretrainLogFile), &p.st); err != nil {
+// writeLog writes the JSON log and the loss plot to dir.
+func (p *pretrainer) writeLog(dir string) error {
+	if err := train.WriteJSON(filepath.Join(dir, pretrainLogFile), &p.st); err != nil {
 		return err
 	}
 	var x, y []float64
@@ -750,7 +792,7 @@ func (p *pretrainer) writeLog() error {
 		ex = append(ex, float64(e.Step))
 		ey = append(ey, e.Loss)
 	}
-	return train.Plot(filepath.Join(p.c.Out, pretrainPlotFile), "MLM pretraining", "step", "cross-entropy",
+	return train.Plot(filepath.Join(dir, pretrainPlotFile), "MLM pretraining", "step", "cross-entropy",
 		train.Series{Name: fmt.Sprintf("training loss (mean of %d steps)", lossWindow), X: x, Y: y},
 		train.Series{Name: "held-out loss", X: ex, Y: ey})
 }
@@ -792,6 +834,9 @@ func (p *pretrainer) heldOut(eg *mlmGraph) (heldOutRecord, error) {
 // under out.
 func latestCheckpoint(out string) (string, error) {
 	entries, err := os.ReadDir(out)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", errors.Errorf("-resume: %s does not exist; there is no run to continue", out)
+	}
 	if err != nil {
 		return "", errors.Wrap(err, "-resume: reading the output directory")
 	}

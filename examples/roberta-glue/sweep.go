@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/train"
@@ -140,7 +140,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return errors.Wrap(err, "sweep")
 	}
-	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "task_steps", "out"}, map[string]string{
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "task_steps", "out", "overwrite"}, map[string]string{
 		"seed": "sweep takes -seeds (a list), not -seed", "task": "sweep takes -tasks (a list), not -task"})
 	if err != nil {
 		return err
@@ -192,7 +192,11 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindSweep, Overwrite: common.Overwrite}
+	if err := folder.Check(); err != nil {
+		return errors.Wrap(err, "sweep")
+	}
+	if err := folder.Claim(); err != nil {
 		return errors.Wrap(err, "sweep")
 	}
 	start := time.Now()
@@ -217,7 +221,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		res.Runs = append(res.Runs, run)
 		res.Interrupted = r.Interrupted
 		res.WallSeconds = time.Since(start).Seconds()
-		if err := writeSweep(out, res); err != nil {
+		if err := writeSweep(folder, res, !r.Interrupted && k == len(jobs)-1); err != nil {
 			return err
 		}
 	}
@@ -285,17 +289,20 @@ func sweepRows(res *sweepResult) []sweepRow {
 	return rows
 }
 
-// writeSweep aggregates the runs so far and writes sweep.json, sweep.md and
-// sweep.png.
-func writeSweep(out string, res *sweepResult) error {
+// writeSweep aggregates the runs so far and replaces sweep.json, sweep.md,
+// sweep.png and the run record in the sweep's folder together, keeping the
+// runs' folders; finished says that the last run is done.
+func writeSweep(folder outdir.Folder, res *sweepResult, finished bool) error {
 	res.Rows = sweepRows(res)
-	if err := train.WriteJSON(filepath.Join(out, sweepJSON), res); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteBytes(filepath.Join(out, sweepMarkdown), []byte(sweepTable(res))); err != nil {
-		return errors.Wrap(err, "writing the sweep table")
-	}
-	return sweepBars(filepath.Join(out, sweepPlot), res)
+	return folder.Update(finished, func(dir string) error {
+		if err := train.WriteJSON(filepath.Join(dir, sweepJSON), res); err != nil {
+			return err
+		}
+		if err := atomicfile.WriteBytes(filepath.Join(dir, sweepMarkdown), []byte(sweepTable(res))); err != nil {
+			return errors.Wrap(err, "writing the sweep table")
+		}
+		return sweepBars(filepath.Join(dir, sweepPlot), res)
+	})
 }
 
 // sweepTable renders the rows as a Markdown table.

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -103,23 +102,22 @@ func synthSentence(rng *rand.Rand) (string, int) {
 // "sentence\tlabel") to dir/SST-2/train.tsv and dev.tsv.
 func writeSynthGLUE(dir string, nTrain, nDev int, seed uint64) error {
 	rng := rand.New(rand.NewPCG(seed, 11))
-	task := filepath.Join(dir, "SST-2")
-	if err := os.MkdirAll(task, 0o755); err != nil {
-		return errors.Wrap(err, "writing the synthetic task")
-	}
-	for _, split := range []struct {
-		name string
-		n    int
-	}{{"train", nTrain}, {"dev", nDev}} {
-		var b strings.Builder
-		b.WriteString("sentence\tlabel\n")
-		for i := 0; i < split.n; i++ {
-			s, l := synthSentence(rng)
-			fmt.Fprintf(&b, "%s\t%d\n", s, l)
+	err := atomicfile.WriteDir(filepath.Join(dir, "SST-2"), func(task string) error {
+		for _, split := range []struct {
+			name string
+			n    int
+		}{{"train", nTrain}, {"dev", nDev}} {
+			var b strings.Builder
+			b.WriteString("sentence\tlabel\n")
+			for i := 0; i < split.n; i++ {
+				s, l := synthSentence(rng)
+				fmt.Fprintf(&b, "%s\t%d\n", s, l)
+			}
+			if err := atomicfile.WriteBytes(filepath.Join(task, split.name+".tsv"), []byte(b.String())); err != nil {
+				return err
+			}
 		}
-		if err := atomicfile.WriteBytes(filepath.Join(task, split.name+".tsv"), []byte(b.String())); err != nil {
-			return errors.Wrap(err, "writing the synthetic task")
-		}
-	}
-	return nil
+		return nil
+	})
+	return errors.Wrap(err, "writing the synthetic task")
 }

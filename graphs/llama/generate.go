@@ -155,11 +155,16 @@ func (gen *Generator) forward(tokens []int, start int) ([]float64, error) {
 	case []float64:
 		copy(out, x[len(x)-v:])
 	}
+	if i := layers.FirstNonFinite(out); i >= 0 {
+		return nil, errors.Errorf("llama: the logits at position %d are not finite (%v for token %d): the weights or the adapter overflow; generation stopped", start+len(tokens)-1, out[i], i)
+	}
 	return out, nil
 }
 
 // GenerateTokens continues the prompt ids (at least one, usually starting
-// with BOS) until Steps positions have run or a Stop token is drawn.
+// with BOS) until Steps positions have run or a Stop token is drawn. Logits
+// that are not finite (NaN or ±Inf) stop it with an error: no token can be
+// drawn from them.
 func (gen *Generator) GenerateTokens(prompt []int, opt SampleOptions) (*Generation, error) {
 	c := gen.cfg
 	steps := opt.Steps

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -25,10 +26,11 @@ const (
 // model.safetensors.index.json. Tensors may be F32, F16, BF16 or F64 and
 // are converted to dt. The store holds every base weight under its Hugging
 // Face name, frozen, linears transposed to [in, out]; the config's layout
-// is Halves. Missing tensors, wrong shapes and unexpected tensors are
-// errors (rotary inv_freq buffers and a redundant lm_head of a tied model
-// are ignored).
+// is Halves. Missing tensors, wrong shapes, NaN or ±Inf values and
+// unexpected tensors are errors (rotary inv_freq buffers and a redundant
+// lm_head of a tied model are ignored).
 func LoadHF(dir string, dt tensor.Dtype) (Config, *layers.Store, error) {
+	dir = atomicfile.Resolve(dir)
 	c, err := LoadHFConfig(filepath.Join(dir, hfConfigFile))
 	if err != nil {
 		return Config{}, nil, err
@@ -130,7 +132,9 @@ func openWeights(dir string) ([]*tensorfile.File, error) {
 // (F32 or F64). Weights of an Interleaved model are permuted into the
 // Halves layout on the way, as Hugging Face's conversion script does, so
 // transformers' LlamaForCausalLM computes the same model. Adapter
-// parameters are not written. Both files are replaced atomically.
+// parameters are not written. The two files are replaced together
+// (atomicfile.UpdateDir): a process killed at any point leaves the previous
+// pair or the new one; other entries of dir are kept.
 func SaveHF(dir string, c Config, s *layers.Store) error {
 	if err := checkStore(c, s); err != nil {
 		return err
@@ -138,9 +142,6 @@ func SaveHF(dir string, c Config, s *layers.Store) error {
 	cfgJSON, err := c.HFConfigJSON()
 	if err != nil {
 		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "llama.SaveHF")
 	}
 	var ts []tensorfile.Tensor
 	for _, spec := range paramSpecs(c) {
@@ -164,37 +165,13 @@ func SaveHF(dir string, c Config, s *layers.Store) error {
 		}
 		ts = append(ts, tensorfile.FromFloat32(spec.Name, shape, f))
 	}
-	if err := tensorfile.Write(filepath.Join(dir, hfWeights), ts, map[string]string{"format": "pt"}); err != nil {
-		return errors.Wrap(err, "llama.SaveHF")
-	}
-	return errors.Wrap(writeAtomic(filepath.Join(dir, hfConfigFile), cfgJSON), "llama.SaveHF")
-}
-
-// writeAtomic writes data to a temporary file beside path and renames it.
-func writeAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	err = atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := tensorfile.Write(filepath.Join(tmp, hfWeights), ts, map[string]string{"format": "pt"}); err != nil {
+			return err
 		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+		return atomicfile.WriteBytes(filepath.Join(tmp, hfConfigFile), cfgJSON)
+	})
+	return errors.Wrap(err, "llama.SaveHF")
 }
 
 // ToHFLayout converts an Interleaved model in s to the Halves layout in

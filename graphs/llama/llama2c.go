@@ -29,7 +29,7 @@ const llama2cMagic = 0x616b3432
 // checked against the header before the weights are read. The store (of
 // dtype dt) holds the weights under Hugging Face names, frozen, with the
 // Interleaved rotary layout; norm eps is 1e-5 and rope theta 10000, as in
-// llama2.c.
+// llama2.c. A NaN or ±Inf weight is an error naming the tensor.
 func LoadLlama2C(path string, dt tensor.Dtype) (Config, *layers.Store, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -202,7 +202,8 @@ func transpose(v []float64, rows, cols int) []float64 {
 }
 
 // storeFrom builds a frozen store from every base parameter's values in
-// store layout.
+// store layout; a NaN or ±Inf (also one that a value too large for a
+// float32 store becomes) is an error naming the tensor.
 func storeFrom(c Config, dt tensor.Dtype, vals map[string][]float64) (*layers.Store, error) {
 	s, err := layers.NewStore(dt)
 	if err != nil {
@@ -214,6 +215,9 @@ func storeFrom(c Config, dt tensor.Dtype, vals map[string][]float64) (*layers.St
 			return nil, errors.Errorf("llama: %s is missing or has %d values for shape %v", spec.Name, len(v), spec.Shape)
 		}
 		p := &layers.Param{Name: spec.Name, Value: layers.FromFloat64(dt, spec.Shape, v), Torch: spec.Torch}
+		if err := layers.CheckFinite(spec.Name, p.Value); err != nil {
+			return nil, errors.Wrap(err, "llama")
+		}
 		if err := s.Add(p); err != nil {
 			return nil, errors.Wrap(err, "llama")
 		}

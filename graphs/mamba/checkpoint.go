@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -134,11 +135,14 @@ func shards(dir string) (map[string]located, error) {
 //
 // Every problem is reported at once, and nothing is added to s unless the
 // checkpoint fits the config exactly: missing keys and unexpected keys by
-// name, shape mismatches naming the key and both shapes.
+// name, shape mismatches naming the key and both shapes, a NaN or ±Inf
+// (also one that a float64 value too large for a float32 store becomes)
+// naming the key.
 func LoadHF(dir string, s *layers.Store) (Config, error) {
 	if s == nil {
 		return Config{}, errors.New("mamba.LoadHF: nil store")
 	}
+	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return Config{}, errors.Wrap(err, "mamba.LoadHF")
@@ -168,7 +172,12 @@ func LoadHF(dir string, s *layers.Store) (Config, error) {
 			mismatched = append(mismatched, err.Error())
 			continue
 		}
-		params = append(params, &layers.Param{Name: spec.Name, Value: layers.FromFloat64(s.Dtype(), spec.Shape, vals), Trainable: true, Torch: spec.Torch, TorchShape: spec.TorchShape})
+		value := layers.FromFloat64(s.Dtype(), spec.Shape, vals)
+		if err := layers.CheckFinite(at.key, value); err != nil {
+			mismatched = append(mismatched, err.Error())
+			continue
+		}
+		params = append(params, &layers.Param{Name: spec.Name, Value: value, Trainable: true, Torch: spec.Torch, TorchShape: spec.TorchShape})
 	}
 	if at, ok := keys[LMHeadName]; ok && cfg.TieWordEmbeddings {
 		delete(keys, LMHeadName)
@@ -246,8 +255,9 @@ func checkTiedHead(f *tensorfile.File, cfg Config, params []*layers.Param) error
 // and the store's dtype (F32 or F64), without lm_head.weight when the
 // embeddings are tied, as transformers saves tied models. Adapter
 // parameters are not written (merge an adapter into the weights first to
-// include it). dir is created if needed; both files are replaced
-// atomically.
+// include it). dir is created if needed; the two files are replaced
+// together (atomicfile.UpdateDir): a process killed at any point leaves the
+// previous pair or the new one; other entries of dir are kept.
 func SaveHF(dir string, s *layers.Store, cfg Config) error {
 	if s == nil {
 		return errors.New("mamba.SaveHF: nil store")
@@ -279,12 +289,11 @@ func SaveHF(dir string, s *layers.Store, cfg Config) error {
 			tensors = append(tensors, tensorfile.FromFloat64(spec.Name, shape, vals))
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "mamba.SaveHF")
-	}
-	if err := WriteConfig(filepath.Join(dir, ConfigFile), cfg); err != nil {
-		return errors.Wrap(err, "mamba.SaveHF")
-	}
-	err := tensorfile.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"})
+	err := atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := WriteConfig(filepath.Join(tmp, ConfigFile), cfg); err != nil {
+			return err
+		}
+		return tensorfile.Write(filepath.Join(tmp, WeightsFile), tensors, map[string]string{"format": "pt"})
+	})
 	return errors.Wrap(err, "mamba.SaveHF")
 }

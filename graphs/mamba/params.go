@@ -108,6 +108,15 @@ func (c Config) ParamSpecs() []layers.ParamSpec {
 	return specs
 }
 
+// NumParams is the number of parameters of the model c describes, from the
+// sizes alone and in float64, so that a memory estimate can refuse absurd
+// sizes before anything (not even the list of parameters) is allocated.
+func (c Config) NumParams() float64 {
+	none := c
+	none.NumHiddenLayers = 0
+	return layers.SpecsSize(none.ParamSpecs()) + float64(c.NumHiddenLayers)*layers.SpecsSize(c.blockSpecs(0))
+}
+
 // InitStore adds a freshly initialised Mamba language model to s (see
 // ParamSpecs), drawing from a generator seeded by seed. The parameters are
 // trainable (a fresh model is meant to be trained); call s.Freeze() before

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
@@ -108,8 +109,10 @@ func transpose[T any](m []T, rows, cols int) []T {
 // linear weights [out, in] are transposed into the store's [in, out];
 // F16/BF16/F32/F64 are converted to opts.Dtype). Every encoder parameter
 // must be present with the shape the config implies: missing keys are
-// reported together by name, and a shape mismatch names the key.
+// reported together by name, and a shape mismatch names the key, as does a
+// NaN or ±Inf.
 func Load(dir string, opts LoadOptions) (*Checkpoint, error) {
+	dir = atomicfile.Resolve(dir)
 	cfg, err := ReadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, errors.Wrap(err, "roberta.Load")
@@ -222,6 +225,9 @@ func loadParam(s *layers.Store, f *tensorfile.File, key string, spec layers.Para
 		}
 		value = tensor.New(tensor.WithShape(spec.Shape.Clone()...), tensor.WithBacking(data))
 	}
+	if err := layers.CheckFinite(key, value); err != nil {
+		return err
+	}
 	return s.Add(&layers.Param{Name: spec.Name, Value: value, Trainable: true, Torch: spec.Torch})
 }
 
@@ -248,7 +254,9 @@ func headSpecs(s *layers.Store, what string, specs []layers.ParamSpec) ([]layers
 // Save writes the RoBERTa model held in s as a Hugging Face directory that
 // Load and transformers' from_pretrained read: config.json and
 // model.safetensors with Hugging Face key names, linear weights as [out, in],
-// in the store's dtype, each file replaced atomically. The encoder must be
+// in the store's dtype. The two files are replaced together
+// (atomicfile.UpdateDir): a process killed at any point leaves the previous
+// pair or the new one; other entries of dir are kept. The encoder must be
 // complete; the MLM and classification heads are saved when present. Other
 // parameters (adapters) are not saved. With a classification head and no
 // id2label in cfg, generic labels LABEL_0 … are written, as Hugging Face
@@ -305,13 +313,13 @@ func Save(dir string, s *layers.Store, cfg Config) error {
 			return errors.Errorf("roberta.Save: %s has dtype %v", spec.Name, p.Value.Dtype())
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "roberta.Save")
-	}
-	if err := tensorfile.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
-		return errors.Wrap(err, "roberta.Save")
-	}
-	return errors.Wrap(WriteConfig(filepath.Join(dir, ConfigFile), cfg), "roberta.Save")
+	err = atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := tensorfile.Write(filepath.Join(tmp, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		return WriteConfig(filepath.Join(tmp, ConfigFile), cfg)
+	})
+	return errors.Wrap(err, "roberta.Save")
 }
 
 // withLabels returns cfg with id2label and label2id for n labels: kept when

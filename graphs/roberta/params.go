@@ -76,6 +76,21 @@ func (c Config) encoderSpecs() []layers.ParamSpec {
 	return specs
 }
 
+// NumParams is the number of parameters of the encoder c describes, with
+// its MLM head when lmHead is set, from the sizes alone and in float64, so
+// that a memory estimate can refuse absurd sizes before anything (not even
+// the list of parameters) is allocated.
+func (c Config) NumParams(lmHead bool) float64 {
+	one, none := c, c
+	one.NumHiddenLayers, none.NumHiddenLayers = 1, 0
+	n := layers.SpecsSize(none.encoderSpecs())
+	n += float64(c.NumHiddenLayers) * (layers.SpecsSize(one.encoderSpecs()) - n)
+	if lmHead {
+		n += layers.SpecsSize(c.lmHeadSpecs())
+	}
+	return n
+}
+
 // lmHeadSpecs lists RobertaLMHead's parameters; its decoder weight is the
 // word-embedding table.
 func (c Config) lmHeadSpecs() []layers.ParamSpec {

@@ -1,6 +1,15 @@
-// Package atomicfile writes files so that readers never see a partial one:
-// the content goes to a temporary file in the same directory, is synced, and
-// is renamed over the destination only when everything succeeded.
+// Package atomicfile writes files and folders so that what is on disk is
+// always one complete version, the previous or the new one, even when the
+// process is killed at any instant.
+//
+// A file (Write) goes to a temporary file in the same folder, is synced, and
+// is renamed over the destination only when everything succeeded. A folder
+// (WriteDir, UpdateDir) is a set of files written together: it is filled in
+// a temporary sibling folder, synced, and swapped in with renames; a write
+// killed half-way is finished or undone by the next write of the same
+// destination (Recover), and readers find the complete version meanwhile
+// (Resolve). Temporary files and folders that killed writes left behind are
+// removed by the next write of the same destination.
 package atomicfile
 
 import (
@@ -13,9 +22,13 @@ import (
 )
 
 // Write creates or replaces path with what fill writes. On any error the
-// temporary file is removed and an existing file at path is left untouched.
+// temporary file is removed and an existing file at path is left untouched;
+// temporary files of earlier writes of path that were killed are removed.
 func Write(path string, fill func(w io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
+	if err := removeTemps(path); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return errors.Wrapf(err, "writing %s", path)
@@ -45,6 +58,8 @@ func Write(path string, fill func(w io.Writer) error) (err error) {
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return errors.Wrapf(err, "renaming into %s", path)
 	}
+	syncDir(dir) // make the rename durable
+	step("wrote " + filepath.Base(path))
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/pkg/errors"
 )
 
@@ -34,6 +35,7 @@ const (
 // there too. With none of the three it returns an error wrapping
 // os.ErrNotExist.
 func Load(dir string) (*Tokenizer, error) {
+	dir = atomicfile.Resolve(dir)
 	hf := filepath.Join(dir, VocabFile)
 	if _, err := os.Stat(hf); err == nil {
 		return LoadFiles(hf, filepath.Join(dir, MergesFile))

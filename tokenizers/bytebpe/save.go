@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -15,17 +14,16 @@ import (
 
 // Save writes the tokenizer to dir (created if missing) as vocab.json and
 // merges.txt, the Hugging Face layout, which Load reads back to an identical
-// tokenizer. Each file is written to a temporary file and renamed into
-// place, so a reader sees the old file or the new one, never a partial one.
+// tokenizer. The two files are replaced together (atomicfile.UpdateDir): a
+// process killed at any point leaves the previous pair or the new one; other
+// entries of dir are kept.
 func (t *Tokenizer) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Wrap(err, "bytebpe: saving")
-	}
-	err := atomicfile.Write(filepath.Join(dir, VocabFile), t.writeVocab)
-	if err != nil {
-		return errors.Wrap(err, "bytebpe: saving")
-	}
-	err = atomicfile.Write(filepath.Join(dir, MergesFile), t.writeMerges)
+	err := atomicfile.UpdateDir(dir, func(tmp string) error {
+		if err := atomicfile.Write(filepath.Join(tmp, VocabFile), t.writeVocab); err != nil {
+			return err
+		}
+		return atomicfile.Write(filepath.Join(tmp, MergesFile), t.writeMerges)
+	})
 	return errors.Wrap(err, "bytebpe: saving")
 }
 

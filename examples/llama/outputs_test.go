@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/outdir"
+)
+
+// An unusable -out is refused before anything is loaded or trained; a
+// finished run is replaced only with -overwrite.
+func TestOutChecked(t *testing.T) {
+	data := sharedData(t)
+	root := t.TempDir()
+	file := filepath.Join(root, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"finetune", "sweep"} {
+		for out, want := range map[string]string{file: "is a file", filepath.Join(file, "x"): "is a file, not a folder"} {
+			// A missing checkpoint would fail later: the -out check comes first.
+			err := run(context.Background(), []string{cmd, "-out", out, "-checkpoint", filepath.Join(root, "missing.bin")}, &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s -out %s: %v, want %q", cmd, out, err, want)
+			}
+		}
+	}
+	out := filepath.Join(root, "run")
+	args := append([]string{"finetune", "-adapter", "lora", "-out", out}, tinyArgs(data)...)
+	if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "finished llama finetune run") {
+		t.Fatalf("a second run into a finished one: %v", err)
+	}
+	err = run(context.Background(), append([]string{"sweep", "-out", out}, tinyArgs(data)...), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "llama finetune run, not of llama sweep") {
+		t.Fatalf("a sweep into a fine-tuning run: %v", err)
+	}
+	if err := run(context.Background(), append(args, "-overwrite"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("-overwrite: %+v", err)
+	}
+	checkRun(t, out)
+}
+
+// Adapter sizes no machine has are refused with the memory they need.
+func TestAbsurdAdapterRefused(t *testing.T) {
+	data := sharedData(t)
+	for _, extra := range [][]string{
+		{"-adapter", "lily", "-lily_r", "1073741824"},
+		{"-adapter", "lily", "-lily_num_B", "1099511627776"},
+		{"-adapter", "lora", "-lora_r", "1099511627776"},
+		{"-adapter", "lily", "-lily_r", "1099511627776", "-lily_num_B", "1099511627776"},
+		{"-adapter", "full", "-batch_size", "1099511627776"},
+	} {
+		args := append(append([]string{"finetune", "-out", filepath.Join(t.TempDir(), "run")}, tinyArgs(data)...), extra...)
+		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "this machine has") && !strings.Contains(err.Error(), "more than") {
+			t.Errorf("%v: %v", extra, err)
+		}
+	}
+}
+
+// The activation estimate for stories260K at length 128: 68 KB per token
+// position, below the 80 KB maxTrainGraphs' comment reports.
+func TestLMActivations(t *testing.T) {
+	c := llama.Config{Dim: 64, HiddenDim: 172, NLayers: 5, NHeads: 8, NKVHeads: 4, VocabSize: 512, MaxSeqLen: 512}
+	perToken := 5*(10*64+3*172+2*8*128) + 2*512
+	if got := lmActivations(c, 1, 128) / 128; got != float64(perToken) {
+		t.Fatalf("%v values per token, want %d", got, perToken)
+	}
+	if kb := 4 * float64(perToken) / 1000; kb < 60 || kb > 80 {
+		t.Fatalf("%v KB per token", kb)
+	}
+}
+
+// mainArgsEnv carries the arguments of the command that
+// TestCtrlCSavesThenExits130 runs in a child process, separated by \x1f.
+const mainArgsEnv = "LLAMA_TEST_MAIN_ARGS"
+
+// Ctrl-C during training stops the run after the current step, saves what
+// was done, and exits with status 130 (as the real program, in a child
+// process that gets SIGINT).
+func TestCtrlCSavesThenExits130(t *testing.T) {
+	if args := os.Getenv(mainArgsEnv); args != "" {
+		os.Args = append([]string{"llama"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	data := sharedData(t)
+	out := filepath.Join(t.TempDir(), "run")
+	args := append(append([]string{"finetune", "-adapter", "lora", "-out", out}, tinyArgs(data)...), "-max_steps", "1000000", "-eval_every", "0")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCtrlCSavesThenExits130$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), "held-out perplexity before training") {
+	}
+	time.Sleep(200 * time.Millisecond) // into the training loop
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Fatalf("exit %v, want status 130; stderr:\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, resultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res ftResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Steps < 1 || res.Steps >= 1000000 {
+		t.Fatalf("results: interrupted %v after %d steps", res.Interrupted, res.Steps)
+	}
+	checkRunFiles(t, out)
+}
+
+// checkRunFiles checks that a finetune folder holds every output.
+func checkRunFiles(t *testing.T, out string) {
+	t.Helper()
+	for _, f := range []string{resultsFile, plotFile, filepath.Join(adapterDir, adapterfile.ConfigName), filepath.Join(adapterDir, adapterfile.WeightsName), outdir.RecordFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
