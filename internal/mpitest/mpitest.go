@@ -1,0 +1,84 @@
+//go:build mpi
+
+// Package mpitest runs a package's tests under mpirun: TestMain calls Main,
+// and a test calls Launch to re-execute the test binary as the processes of
+// an MPI job, in which World returns the job's World.
+package mpitest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lilygo/lily/mpi"
+)
+
+// childEnv marks a test binary started by Launch; its value is the mode
+// that Mode returns.
+const childEnv = "LILY_MPITEST_CHILD"
+
+var world *mpi.World
+
+// Main is a TestMain. In a process started by Launch it initialises MPI,
+// runs the tests and finalizes, or aborts the job when a test failed (so
+// that no process waits for ever for a failed one); otherwise it just runs
+// the tests.
+func Main(m *testing.M) {
+	if _, child := os.LookupEnv(childEnv); !child {
+		os.Exit(m.Run())
+	}
+	w, err := mpi.Init()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	world = w
+	if code := m.Run(); code != 0 {
+		w.Abort(code, fmt.Errorf("tests failed on rank %d", w.Rank()))
+	}
+	if err := w.Finalize(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// World returns the MPI world of a process started by Launch, or nil in an
+// ordinary test process.
+func World() *mpi.World { return world }
+
+// Mode returns the mode passed to Launch, in a process it started.
+func Mode() string { return os.Getenv(childEnv) }
+
+// Launch runs the tests matching pattern in np processes under mpirun (with
+// --oversubscribe, and --allow-run-as-root when root), with Mode() = mode in
+// each, and returns mpirun's combined output and error (nil when every
+// process passed). It gives up after timeout, so a hung job fails the test
+// instead of hanging it.
+func Launch(t *testing.T, np int, pattern, mode string, timeout time.Duration) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Fatalf("mpirun is not installed (Debian: apt-get install openmpi-bin libopenmpi-dev): %v", err)
+	}
+	args := []string{"-np", strconv.Itoa(np), "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	args = append(args, "-x", childEnv+"="+mode, os.Args[0], "-test.run", pattern, "-test.v")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "mpirun", args...)
+	// SIGTERM lets mpirun end its processes; SIGKILL would orphan them.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun %v did not finish within %v (a hang):\n%s", args, timeout, out)
+	}
+	return string(out), err
+}
