@@ -32,20 +32,7 @@ var rankTests = []string{"TestAllreduce", "TestBroadcast", "TestBarrier", "TestG
 
 // TestMpirun runs rankTests in a two-process job and checks that both
 // processes ran and passed every one of them.
-func TestMpirun(t *testing.T) {
-	if mpitest.World() != nil {
-		t.Skip("already inside the job")
-	}
-	out, err := mpitest.Launch(t, 2, "^("+strings.Join(rankTests, "|")+")$", "", 2*time.Minute)
-	if err != nil {
-		t.Fatalf("mpirun: %v\n%s", err, out)
-	}
-	for _, name := range rankTests {
-		if n := strings.Count(out, "--- PASS: "+name+" "); n != 2 {
-			t.Errorf("%s passed in %d processes, want 2:\n%s", name, n, out)
-		}
-	}
-}
+func TestMpirun(t *testing.T) { mpitest.RunRanks(t, 2, rankTests...) }
 
 // TestPieces sends buffers in pieces of 3 elements, so that a buffer of 10
 // takes four MPI calls and an empty one still takes one.

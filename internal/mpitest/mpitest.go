@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,4 +82,23 @@ func Launch(t *testing.T, np int, pattern, mode string, timeout time.Duration) (
 		t.Fatalf("mpirun %v did not finish within %v (a hang):\n%s", args, timeout, out)
 	}
 	return string(out), err
+}
+
+// RunRanks runs the tests named names in an MPI job of np processes and
+// fails t unless the job succeeded and every process passed every one of
+// them (a test that skipped or did not run fails it too).
+func RunRanks(t *testing.T, np int, names ...string) {
+	t.Helper()
+	if World() != nil {
+		t.Skip("already inside the job")
+	}
+	out, err := Launch(t, np, "^("+strings.Join(names, "|")+")$", "", 5*time.Minute)
+	if err != nil {
+		t.Fatalf("mpirun: %v\n%s", err, out)
+	}
+	for _, name := range names {
+		if n := strings.Count(out, "--- PASS: "+name+" "); n != np {
+			t.Errorf("%s passed in %d processes, want %d:\n%s", name, n, np, out)
+		}
+	}
 }
