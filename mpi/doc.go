@@ -41,7 +41,9 @@
 // replace handlers that are already installed; Init also sets Open MPI's
 // opal_signal parameter to the empty list (unless the user set it), so Go
 // keeps turning a nil dereference into a panic and os/signal keeps working.
-// mpirun turns Ctrl-C into SIGTERM for every process (docs/scale.md); a
-// program that stops gracefully on it must agree on the stop with the other
-// processes (package dataparallel's AnyRank) before skipping a collective.
+// Open MPI's mpirun turns Ctrl-C into SIGTERM for every process and kills
+// them one second later (docs/scale.md), so outputs must be written
+// atomically. A program that stops gracefully on a signal must agree on
+// the stop with the other processes (package dataparallel's AnyRank) before
+// it skips a collective call.
 package mpi
