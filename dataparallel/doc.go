@@ -36,6 +36,7 @@
 // process accumulating the same two micro-batches computes, so losses and
 // weights stay bit-identical (tested under mpirun). With more ranks or more
 // micro-batches per rank the MPI library chooses the order of the sum, and
-// the results match a single process only to rounding; they are still the
-// same on every rank, which Replicated checks.
+// the results match a single process only to rounding. MPI does not
+// promise every rank the same bits either (Open MPI's algorithms give them
+// in practice); Replicated checks it for the price of one broadcast.
 package dataparallel

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 
 	"github.com/lilygo/lily/dataparallel"
 	"github.com/lilygo/lily/gorgoniafix"
@@ -76,12 +77,20 @@ func newTiny(dt tensor.Dtype, seed uint64) (*tiny, error) {
 	return m, nil
 }
 
+// buildMu serialises graph construction across the in-process ranks of
+// TestDataParallelStepMatchesAccumulation: Gorgonia's Grad caches hash codes
+// in package-level constant nodes that every graph shares, a data race when
+// two goroutines build graphs at once (running them concurrently is safe).
+var buildMu sync.Mutex
+
 // graph returns the training graph for batch size n, building it on first
 // use.
 func (m *tiny) graph(n int) (*tinyGraph, error) {
 	if tg, ok := m.graphs[n]; ok {
 		return tg, nil
 	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
 	g := m.store.NewGraph(true)
 	tg := &tinyGraph{g: g, x: g.Input("x", n, tinyWidth), y: g.Input("y", n, 2)}
 	h, err := layers.Linear(g, m.lily, m.sites[0], tg.x)
