@@ -69,6 +69,9 @@ func (r *Reducer) reduceGradients(op string, grads []G.ValueGrad, div int) error
 		if !ok {
 			return errors.Errorf("dataparallel.%s: the gradient of %s is a %T, want *tensor.Dense", op, names[i], g)
 		}
+		if d == nil {
+			return errors.Errorf("dataparallel.%s: the gradient of %s is a nil tensor", op, names[i])
+		}
 		ts[i] = d
 	}
 	return errors.Wrapf(r.allreduce(ts, names, div), "dataparallel.%s", op)

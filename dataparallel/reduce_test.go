@@ -170,6 +170,9 @@ func TestReducerRejects(t *testing.T) {
 	if err := red.BroadcastParams([]*layers.Param{p64}, 1); err == nil || !strings.Contains(err.Error(), "not a rank") {
 		t.Errorf("root 1 of 1: error %v", err)
 	}
+	if err := red.SumGradients([]G.ValueGrad{dataparallel.Gradient{Param: p64}}); err == nil || !strings.Contains(err.Error(), "nil tensor") {
+		t.Errorf("a Gradient without a sum: error %v", err)
+	}
 	if err := red.SumGradients([]G.ValueGrad{nil}); err == nil || !strings.Contains(err.Error(), "nil") {
 		t.Errorf("nil gradient: error %v", err)
 	}
