@@ -2,6 +2,7 @@ package glue_test
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/lilygo/lily/glue"
@@ -46,4 +47,18 @@ func ExampleSplit() {
 	train, eval, _ := glue.Split(exs, 0.8, 1)
 	fmt.Println(len(train), len(eval))
 	// Output: 8 2
+}
+
+// Writing predictions as a GLUE submission file: RTE's labels are strings.
+func ExampleWriteSubmission() {
+	task, _ := glue.Lookup("rte")
+	test, _ := glue.Parse(strings.NewReader("index\tsentence1\tsentence2\n0\tIt rains.\tIt is wet.\n1\tA cat.\tA dog.\n"), "rte", "test.tsv")
+	name, _ := task.SubmissionFile("test")
+	fmt.Println(name)
+	_ = glue.WriteSubmission(os.Stdout, task, test, []float64{0, 1})
+	// Output:
+	// RTE.tsv
+	// index	prediction
+	// 0	entailment
+	// 1	not_entailment
 }
