@@ -24,17 +24,27 @@ type example struct {
 	gold float64 // class index, or the STS-B score
 }
 
-// encodeExamples tokenizes GLUE examples as RoBERTa does, truncating to
-// maxLen ids (longest first for pairs).
+// encodeExamples tokenizes labeled GLUE examples as RoBERTa does,
+// truncating to maxLen ids (longest first for pairs).
 func encodeExamples(tok *bytebpe.Tokenizer, task glue.Task, exs []glue.Example, maxLen int) ([]example, error) {
 	golds, err := glue.Golds(task.Name, exs)
 	if err != nil {
 		return nil, err
 	}
+	out, err := encodeTexts(tok, task, exs, maxLen)
+	for i := range out {
+		out[i].gold = golds[i]
+	}
+	return out, err
+}
+
+// encodeTexts tokenizes GLUE examples, labeled or not, leaving gold 0.
+func encodeTexts(tok *bytebpe.Tokenizer, task glue.Task, exs []glue.Example, maxLen int) ([]example, error) {
 	out := make([]example, len(exs))
 	opts := bytebpe.EncodeOptions{MaxLength: maxLen}
 	for i, e := range exs {
 		var enc bytebpe.Encoding
+		var err error
 		if task.Pair {
 			enc, err = tok.EncodePair(e.TextA, e.TextB, opts)
 		} else {
@@ -43,7 +53,7 @@ func encodeExamples(tok *bytebpe.Tokenizer, task glue.Task, exs []glue.Example, 
 		if err != nil {
 			return nil, errors.Wrapf(err, "tokenizing %s example %q (line %d)", task.Name, e.ID, e.Line)
 		}
-		out[i] = example{ids: enc.IDs, gold: golds[i]}
+		out[i] = example{ids: enc.IDs}
 	}
 	return out, nil
 }

@@ -159,7 +159,7 @@ func TestPretrainInterruptAndResume(t *testing.T) {
 func reloadAndEvaluate(t *testing.T, c ftConfig, res *ftResult) map[string]float64 {
 	t.Helper()
 	task, _ := glue.Lookup(c.Task)
-	ck, tok, err := loadEncoder(c.Model)
+	ck, tok, err := loadEncoder(c.Model, false)
 	if err != nil {
 		t.Fatal(err)
 	}

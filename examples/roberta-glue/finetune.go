@@ -179,7 +179,7 @@ func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
-	ck, tok, err := loadEncoder(c.Model)
+	ck, tok, err := loadEncoder(c.Model, false)
 	if err != nil {
 		return nil, err
 	}
@@ -406,11 +406,18 @@ func evaluate(sm *seqModel, task glue.Task, exs []example, c ftConfig) (map[stri
 	return glue.Evaluate(task.Name, preds, golds)
 }
 
-// writeFinetuneOutputs saves the adapter with the head and the plot to dir.
+// writeFinetuneOutputs saves the adapter with the head and its task record,
+// and the plot, to dir.
 func writeFinetuneOutputs(dir string, c ftConfig, sm *seqModel, task glue.Task, res *ftResult) error {
-	err := adapterfile.Save(filepath.Join(dir, adapterDir), sm.store, sm.adapter, sm.cfg.Sites(), adapterfile.Options{BaseModel: c.Model, TaskType: "SEQ_CLS"})
+	err := adapterfile.Save(filepath.Join(dir, adapterDir), sm.store, sm.adapter, sm.cfg.Sites(),
+		adapterfile.Options{BaseModel: c.Model, TaskType: "SEQ_CLS", PEFTLayout: c.PEFTLayout})
 	if err != nil {
 		return errors.Wrap(err, "saving the adapter")
+	}
+	rec := taskRecord{Task: task.Name, Labels: task.Labels, NumLabels: task.NumLabels, MaxLen: c.MaxLen, BatchSize: c.BatchSize,
+		Seed: c.Seed, EvalSplit: res.EvalSplit, Model: c.Model}
+	if err := rec.write(filepath.Join(dir, adapterDir)); err != nil {
+		return err
 	}
 	var lossX []float64
 	smoothed := smooth(res.Losses, lossWindow)

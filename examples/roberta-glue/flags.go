@@ -43,6 +43,7 @@ type ftConfig struct {
 	Out         string  `json:"out"`
 	Overwrite   bool    `json:"-"`
 	EvalEvery   int     `json:"eval_every"`
+	PEFTLayout  bool    `json:"peft_layout"`
 
 	// FromRecipe lists the settings taken from the task's recipe because
 	// no flag set them.
@@ -77,6 +78,15 @@ Four modes:
       Fine-tuning of several configurations (default: Lily, LoRA, head only)
       on several tasks (default: sst2,rte,cola,qnli) over several seeds, with
       a table of mean ± std. See 'sweep -h'.
+
+After fine-tuning (each has its own -h):
+
+  go run ./examples/roberta-glue eval -model DIR -adapter RUN/adapter -glue_dir G
+      The run's dev metrics again, exactly.
+  go run ./examples/roberta-glue predict -model DIR -adapter RUN/adapter -glue_dir G -out SUBMIT
+      GLUE submission files for the test split (or -input FILE: your own text).
+  go run ./examples/roberta-glue export -model DIR -adapter RUN/adapter -glue_dir G -out MERGED
+      A Hugging Face model with the adapter merged (Lily needs -calibrate).
 
 Ctrl-C stops any mode after the current step, still writes what was done and
 exits with status 130. Every output folder is replaced as a whole; one that
@@ -139,6 +149,7 @@ func newFinetuneFlags(c *ftConfig, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Out, "out", "", "results folder (default: runs/<task>-<adapter>; for the demo a new temporary folder)")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 	fs.IntVar(&c.EvalEvery, "eval_every", 0, "evaluate on dev every N steps (default: once per epoch, and at the end)")
+	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning; Lily needs -lily_routing batch")
 	fs.Usage = func() {
 		fmt.Fprint(out, usageHeader)
 		fs.PrintDefaults()

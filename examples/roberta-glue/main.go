@@ -3,12 +3,18 @@
 // RoBERTa-base GLUE experiments do, and pretrains small RoBERTa encoders from
 // scratch with masked-language modelling.
 //
-// Four modes (run with -h for every flag and the per-task recipe):
+// Four training modes (run with -h for every flag and the per-task recipe):
 //
 //	go run ./examples/roberta-glue                      # synthetic demo, a few minutes
 //	go run -tags openblas ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
 //	go run ./examples/roberta-glue -task rte -glue_dir ../shared/data/glue -model runs/pretrain -adapter lily
 //	go run -tags openblas ./examples/roberta-glue sweep -glue_dir ../shared/data/glue -model runs/pretrain
+//
+// and, for a fine-tuned adapter (the adapter/ folder of a run), three more:
+//
+//	go run ./examples/roberta-glue eval -model runs/pretrain -adapter runs/rte-lily/adapter -glue_dir ../shared/data/glue
+//	go run ./examples/roberta-glue predict -model runs/pretrain -adapter runs/rte-lily/adapter -glue_dir ../shared/data/glue -out submit
+//	go run ./examples/roberta-glue export -model runs/pretrain -adapter runs/rte-lily/adapter -glue_dir ../shared/data/glue -calibrate -out runs/rte-merged
 //
 // Fine-tuning freezes the encoder, attaches the adapter to the target
 // modules, adds a fresh classification head (one output and an MSE loss for
@@ -58,10 +64,27 @@ func main() {
 	train.Main("roberta-glue", run)
 }
 
-// run dispatches to the modes (demo, fine-tuning, pretrain, sweep); progress bars and usage go to stderr.
+// run dispatches to the modes (demo, fine-tuning, pretrain, sweep, and eval,
+// predict and export of a fine-tuned model); progress bars and usage go to
+// stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "sweep" {
 		return runSweep(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && (args[0] == "eval" || args[0] == "predict" || args[0] == "export") {
+		c, err := parseUse(args[0], args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		switch c.Mode {
+		case "eval":
+			_, err = runEval(c, stdout)
+		case "predict":
+			err = runPredict(c, os.Stdin, stdout)
+		case "export":
+			_, err = runExport(c, stdout)
+		}
+		return err
 	}
 	if len(args) > 0 && args[0] == "pretrain" {
 		c, set, err := parsePretrain(args[1:], stderr)

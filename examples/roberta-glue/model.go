@@ -18,10 +18,11 @@ import (
 // headPrefix starts the names of the classification head's parameters.
 const headPrefix = "classifier."
 
-// loadEncoder reads a Hugging Face RoBERTa directory (weights and tokenizer)
-// and checks that the tokenizer fits the model.
-func loadEncoder(dir string) (*roberta.Checkpoint, *bytebpe.Tokenizer, error) {
-	ck, err := roberta.Load(dir, roberta.LoadOptions{})
+// loadEncoder reads a Hugging Face RoBERTa directory (weights and tokenizer,
+// with the classification head when classifier is true) and checks that the
+// tokenizer fits the model.
+func loadEncoder(dir string, classifier bool) (*roberta.Checkpoint, *bytebpe.Tokenizer, error) {
+	ck, err := roberta.Load(dir, roberta.LoadOptions{Classifier: classifier})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -316,7 +317,32 @@ func (s *seqModel) predict(exs []example, batch, maxLen int) ([]float64, error) 
 // predictObserving is predict calling observe (when not nil) with the graph
 // after every batch, e.g. to read Lily's mixing weights.
 func (s *seqModel) predictObserving(exs []example, batch, maxLen int, observe func(*layers.Graph) error) ([]float64, error) {
-	preds := make([]float64, len(exs))
+	logits, err := s.logits(exs, batch, maxLen, observe)
+	if err != nil {
+		return nil, err
+	}
+	return s.decide(logits), nil
+}
+
+// decide turns every example's logits into its prediction: the class index
+// of the largest, or the regression output.
+func (s *seqModel) decide(logits [][]float64) []float64 {
+	preds := make([]float64, len(logits))
+	for i, row := range logits {
+		if s.regression {
+			preds[i] = row[0]
+		} else {
+			preds[i] = float64(argmax(row))
+		}
+	}
+	return preds
+}
+
+// logits returns the head's outputs for every example (numLabels each),
+// evaluating the fixed evalBatches and calling observe (when not nil) with
+// the graph after every batch.
+func (s *seqModel) logits(exs []example, batch, maxLen int, observe func(*layers.Graph) error) ([][]float64, error) {
+	out := make([][]float64, len(exs))
 	for _, idx := range evalBatches(lengths(exs), batch) {
 		ids, mask, t := padBatch(exs, idx, s.pad, maxLen)
 		sg, err := s.graph(false, len(idx), t)
@@ -338,15 +364,10 @@ func (s *seqModel) predictObserving(exs []example, batch, maxLen int, observe fu
 		logits := layers.Float64s(sg.m.Logits.Value().(*tensor.Dense))
 		n := len(logits) / len(idx)
 		for r, i := range idx {
-			row := logits[r*n : (r+1)*n]
-			if s.regression {
-				preds[i] = row[0]
-			} else {
-				preds[i] = float64(argmax(row))
-			}
+			out[i] = logits[r*n : (r+1)*n]
 		}
 	}
-	return preds, nil
+	return out, nil
 }
 
 // close releases every compiled graph.
