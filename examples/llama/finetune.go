@@ -274,7 +274,7 @@ func (c ftConfig) folder() outdir.Folder {
 // the perplexity plot to dir.
 func writeOutputs(dir string, c ftConfig, su *setup, res *ftResult) error {
 	err := adapterfile.Save(filepath.Join(dir, adapterDir), su.base.store, su.adapter, su.base.cfg.Sites(),
-		adapterfile.Options{BaseModel: c.Checkpoint, TaskType: "CAUSAL_LM"})
+		adapterfile.Options{BaseModel: c.Checkpoint, TaskType: "CAUSAL_LM", PEFTLayout: c.PEFTLayout})
 	if err != nil {
 		return errors.Wrap(err, "saving the adapter")
 	}

@@ -57,6 +57,7 @@ type ftConfig struct {
 	Seed        uint64  `json:"seed"`
 	Out         string  `json:"out"`
 	Overwrite   bool    `json:"-"`
+	PEFTLayout  bool    `json:"peft_layout"`
 }
 
 // defaultConfig is what finetune runs with no flags: the protocol of
@@ -128,6 +129,7 @@ func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (adapter initialisation, batch order)")
 	fs.StringVar(&c.Out, "out", "", "results folder (default runs/llama-<adapter>)")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
+	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning; Lily needs batch routing")
 }
 
 // parseFinetune parses finetune arguments into a resolved, validated

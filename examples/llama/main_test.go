@@ -143,12 +143,12 @@ func checkRun(t *testing.T, dir string) {
 }
 
 // TestFinetuneEndToEnd fine-tunes Lily on a tiny budget through the command
-// and reloads the adapter.
+// and reloads the adapter, saved in PEFT's layout (-peft_layout).
 func TestFinetuneEndToEnd(t *testing.T) {
 	data := sharedData(t)
 	out := t.TempDir()
 	var stdout bytes.Buffer
-	args := append([]string{"finetune", "-adapter", "lily", "-out", out}, tinyArgs(data)...)
+	args := append([]string{"finetune", "-adapter", "lily", "-peft_layout", "-out", out}, tinyArgs(data)...)
 	if err := run(context.Background(), args, &stdout, &bytes.Buffer{}); err != nil {
 		t.Fatalf("%+v", err)
 	}
@@ -157,7 +157,7 @@ func TestFinetuneEndToEnd(t *testing.T) {
 	}
 	checkRun(t, out)
 	cfg, err := adapterfile.ReadConfig(filepath.Join(out, adapterDir))
-	if err != nil || cfg.PEFTType != "LILY" || cfg.R != 4 || cfg.TaskType != "CAUSAL_LM" {
+	if err != nil || cfg.PEFTType != "LILY" || cfg.R != 4 || cfg.TaskType != "CAUSAL_LM" || cfg.Ext != nil {
 		t.Errorf("adapter config %+v, %v", cfg, err)
 	}
 }

@@ -248,6 +248,6 @@ func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, err
 		return res, wrap(err)
 	}
 	res.AdapterDir = filepath.Join(c.Out, "adapters", fmt.Sprintf("%s-seed%d", j.m.Name, j.seed))
-	err = adapterfile.Save(res.AdapterDir, store, ad, sites, adapterfile.Options{BaseModel: j.baseDir, TaskType: "CAUSAL_LM"})
+	err = adapterfile.Save(res.AdapterDir, store, ad, sites, adapterfile.Options{BaseModel: j.baseDir, TaskType: "CAUSAL_LM", PEFTLayout: c.PEFTLayout})
 	return res, wrap(err)
 }

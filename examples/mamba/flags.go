@@ -15,8 +15,9 @@ import (
 
 // config is every setting of one run; its JSON form goes into results.json.
 type config struct {
-	Out       string `json:"out"`
-	Overwrite bool   `json:"-"`
+	Out        string `json:"out"`
+	Overwrite  bool   `json:"-"`
+	PEFTLayout bool   `json:"peft_layout"`
 
 	// Text.
 	Source        string  `json:"source,omitempty"`
@@ -112,6 +113,7 @@ func newFlags(c *config, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&c.Out, "out", c.Out, "output folder")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
+	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapters exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads them without a warning; Lily needs batch routing")
 
 	fs.StringVar(&c.Source, "source", "", "pretraining text: a file with one document per line")
 	fs.StringVar(&c.Target, "target", "", "adaptation text: a file with one document per line")

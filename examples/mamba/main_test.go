@@ -95,7 +95,7 @@ func perplexityOf(t *testing.T, s *layers.Store, mc mamba.Config, a layers.Adapt
 // adapterfile.Load to the identical final perplexity of its run.
 func TestEndToEnd(t *testing.T) {
 	out := t.TempDir()
-	args := tinyArgs(out)
+	args := tinyArgs(out, "-peft_layout")
 	var report bytes.Buffer
 	if err := run(context.Background(), args, &report, io.Discard); err != nil {
 		t.Fatalf("%+v", err)
@@ -137,6 +137,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s seed %d: adaptation left the perplexity at %v", r.Method, r.Seed, r.Final)
 		}
 		checkAnalysis(t, out, r, mc.NumHiddenLayers)
+		// -peft_layout: saved as PEFT saves it, and it still loads back.
+		if ac, err := adapterfile.ReadConfig(r.AdapterDir); err != nil || ac.Ext != nil {
+			t.Errorf("%s: adapter config %+v, %v; want PEFT's layout without lily_go", r.AdapterDir, ac, err)
+		}
 		s, _ := loadPretrained(t, filepath.Join(out, pretrainedDir))
 		s.Freeze()
 		a, err := adapterfile.Load(r.AdapterDir, s, mc.Sites())
