@@ -202,6 +202,14 @@ func ToHFLayout(c Config, s *layers.Store) (Config, error) {
 // name is a q_proj or k_proj weight ([in, out] in the store), else v: the
 // output feature 2j+s of each head (s = 0, 1) moves to s·headDim/2 + j.
 func toHalves(c Config, name string, v []float64) []float64 {
+	return permuteRotary(c, name, v, true)
+}
+
+// permuteRotary moves the output features of a q_proj or k_proj weight
+// between the Interleaved (2j+s) and Halves (s·headDim/2 + j) positions of
+// each head, towards Halves when halves is true; other weights come back
+// unchanged.
+func permuteRotary(c Config, name string, v []float64, halves bool) []float64 {
 	var heads int
 	switch {
 	case strings.HasSuffix(name, ".self_attn.q_proj.weight"):
@@ -218,7 +226,12 @@ func toHalves(c Config, name string, v []float64) []float64 {
 		for h := 0; h < heads; h++ {
 			for j := 0; j < hd/2; j++ {
 				for s := 0; s < 2; s++ {
-					res[r*out+h*hd+s*hd/2+j] = v[r*out+h*hd+2*j+s]
+					inter, half := r*out+h*hd+2*j+s, r*out+h*hd+s*hd/2+j
+					if halves {
+						res[half] = v[inter]
+					} else {
+						res[inter] = v[half]
+					}
 				}
 			}
 		}

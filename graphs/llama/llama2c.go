@@ -1,12 +1,14 @@
 package llama
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"math"
 	"math/bits"
 	"os"
 
+	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 	"gorgonia.org/tensor"
@@ -223,4 +225,119 @@ func storeFrom(c Config, dt tensor.Dtype, vals map[string][]float64) (*layers.St
 		}
 	}
 	return s, nil
+}
+
+// SaveLlama2C writes the model in s as a version-0 llama2.c checkpoint, the
+// format llama2.c's run.c loads: the seven int32 header fields (vocab_size
+// negative for untied embeddings), then float32 weights in llama2.c's order
+// and [out, in] layout, with the rotary tables freq_cis_real and
+// freq_cis_imag (cos and sin of position × theta^(−2i/head_dim)) that
+// llama2.c's export writes and run.c skips. A Halves model is permuted back
+// into llama2.c's Interleaved layout on the way. run.c hard-codes norm eps
+// 1e-5 and rope theta 10000, so a model with other values is refused.
+// Adapter parameters are not written; the file is replaced atomically.
+func SaveLlama2C(path string, c Config, s *layers.Store) error {
+	if err := checkStore(c, s); err != nil {
+		return err
+	}
+	if c.NormEps != 1e-5 || c.RopeTheta != 10000 {
+		return errors.Errorf("llama.SaveLlama2C: llama2.c's run.c computes with norm eps 1e-5 and rope theta 10000, this model has %g and %g; save it with SaveHF instead", c.NormEps, c.RopeTheta)
+	}
+	vocab := int32(c.VocabSize)
+	if !c.TiedEmbeddings {
+		vocab = -vocab
+	}
+	header := [7]int32{int32(c.Dim), int32(c.HiddenDim), int32(c.NLayers), int32(c.NHeads), int32(c.NKVHeads), vocab, int32(c.MaxSeqLen)}
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		if err := binary.Write(bw, binary.LittleEndian, header); err != nil {
+			return err
+		}
+		put := func(v []float64) error {
+			var b [4]byte
+			for _, x := range v {
+				binary.LittleEndian.PutUint32(b[:], math.Float32bits(float32(x)))
+				if _, err := bw.Write(b[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		// get returns a parameter in llama2.c's layout: [out, in] for linear
+		// weights, Interleaved rotary order for q_proj and k_proj.
+		get := func(name string) []float64 {
+			p, _ := s.Get(name)
+			v := layers.Float64s(p.Value)
+			if c.Rope == Halves {
+				v = toInterleaved(c, name, v)
+			}
+			if p.Torch == layers.Transposed {
+				sh := p.Value.Shape()
+				v = transpose(v, sh[0], sh[1])
+			}
+			return v
+		}
+		sites := c.Sites()
+		var names []string
+		perLayer := func(name func(l int) string) {
+			for l := 0; l < c.NLayers; l++ {
+				names = append(names, name(l))
+			}
+		}
+		site := func(target string) func(int) string {
+			i := targetIndex[target]
+			return func(l int) string { return sites[7*l+i].Weight }
+		}
+		names = append(names, EmbedName)
+		perLayer(inputNormName)
+		for _, t := range []string{"q_proj", "k_proj", "v_proj", "o_proj"} {
+			perLayer(site(t))
+		}
+		perLayer(postNormName)
+		for _, t := range []string{"gate_proj", "down_proj", "up_proj"} {
+			perLayer(site(t))
+		}
+		names = append(names, FinalNormName)
+		for _, n := range names {
+			if err := put(get(n)); err != nil {
+				return err
+			}
+		}
+		re, im := ropeTables(c)
+		if err := put(re); err != nil {
+			return err
+		}
+		if err := put(im); err != nil {
+			return err
+		}
+		if !c.TiedEmbeddings {
+			if err := put(get(HeadName)); err != nil {
+				return err
+			}
+		}
+		return bw.Flush()
+	})
+	return errors.Wrap(err, "llama.SaveLlama2C")
+}
+
+// ropeTables returns llama2.c's freq_cis_real and freq_cis_imag: for every
+// position t < MaxSeqLen and pair i < head_dim/2, cos and sin of
+// t·theta^(−2i/head_dim), computed in float32 as llama2.c's PyTorch export
+// does.
+func ropeTables(c Config) (re, im []float64) {
+	hd := c.HeadDim()
+	for t := 0; t < c.MaxSeqLen; t++ {
+		for i := 0; i < hd/2; i++ {
+			freq := float32(1 / math.Pow(c.RopeTheta, float64(float32(2*i)/float32(hd))))
+			a := float64(float32(t) * freq)
+			re, im = append(re, math.Cos(a)), append(im, math.Sin(a))
+		}
+	}
+	return re, im
+}
+
+// toInterleaved undoes toHalves: the output feature s·headDim/2 + j of each
+// head of a q_proj or k_proj weight ([in, out]) moves back to 2j+s.
+func toInterleaved(c Config, name string, v []float64) []float64 {
+	return permuteRotary(c, name, v, false)
 }

@@ -202,3 +202,106 @@ func FuzzParseLlama2C(f *testing.F) {
 		}
 	})
 }
+
+// freqStart returns the byte offset of the rotary tables in a llama2.c file
+// of config c, and their length in bytes.
+func freqStart(c Config) (start, n int) {
+	d, kv, h, L := c.Dim, c.KVDim(), c.HiddenDim, c.NLayers
+	floats := c.VocabSize*d + L*d + L*d*d + 2*L*kv*d + L*d*d + L*d + 3*L*h*d + d
+	return llama2cHeaderSize + 4*floats, 4 * c.MaxSeqLen * c.HeadDim()
+}
+
+// TestSaveLlama2CRoundTrip writes back a loaded checkpoint, also after
+// converting it to the Halves layout: every byte but the rotary tables (which
+// the writer computes) equals the original, and the tables are cos and sin
+// of t·10000^(−2i/head_dim).
+func TestSaveLlama2CRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tied := range []bool{true, false} {
+		c := Config{Dim: 16, HiddenDim: 24, NLayers: 2, NHeads: 4, NKVHeads: 2, VocabSize: 11, MaxSeqLen: 6, TiedEmbeddings: tied}
+		orig := newL2CFile(c, rng).bytes()
+		for _, halves := range []bool{false, true} {
+			cfg, s, err := ParseLlama2C(orig, tensor.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if halves {
+				if cfg, err = ToHFLayout(cfg, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(t.TempDir(), "model.bin")
+			if err := SaveLlama2C(path, cfg, s); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start, n := freqStart(cfg)
+			if len(got) != len(orig) || !bytes.Equal(got[:start], orig[:start]) || !bytes.Equal(got[start+n:], orig[start+n:]) {
+				t.Fatalf("tied %t, halves %t: the written file differs from the original outside the rotary tables", tied, halves)
+			}
+			hd := cfg.HeadDim()
+			for pos := 0; pos < cfg.MaxSeqLen; pos++ {
+				for i := 0; i < hd/2; i++ {
+					a := float64(pos) / math.Pow(10000, float64(2*i)/float64(hd))
+					k := pos*hd/2 + i
+					re := math.Float32frombits(binary.LittleEndian.Uint32(got[start+4*k:]))
+					im := math.Float32frombits(binary.LittleEndian.Uint32(got[start+n/2+4*k:]))
+					if math.Abs(float64(re)-math.Cos(a)) > 1e-6 || math.Abs(float64(im)-math.Sin(a)) > 1e-6 {
+						t.Fatalf("rotary table at t=%d, i=%d: %v, %v; want cos, sin of %v", pos, i, re, im, a)
+					}
+				}
+			}
+		}
+	}
+	c, s, err := ParseLlama2C(newL2CFile(Config{Dim: 8, HiddenDim: 8, NLayers: 1, NHeads: 2, NKVHeads: 2, VocabSize: 5, MaxSeqLen: 4, TiedEmbeddings: true}, rng).bytes(), tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RopeTheta = 500000
+	if err := SaveLlama2C(filepath.Join(t.TempDir(), "x.bin"), c, s); err == nil || !strings.Contains(err.Error(), "rope theta") {
+		t.Errorf("rope theta 500000 written as llama2.c: %v", err)
+	}
+}
+
+// TestSaveLlama2CStories writes stories260K back: the file equals the
+// original byte for byte outside the rotary tables, and the tables, which
+// llama2.c's PyTorch export computed, agree with ours to float32 rounding.
+func TestSaveLlama2CStories(t *testing.T) {
+	path := sharedData(t, "llama2c/stories260K.bin")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, s, err := LoadLlama2C(path, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = ToHFLayout(c, s); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "stories.bin")
+	if err := SaveLlama2C(out, c, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, n := freqStart(c)
+	if len(got) != len(orig) || !bytes.Equal(got[:start], orig[:start]) || !bytes.Equal(got[start+n:], orig[start+n:]) {
+		t.Fatal("the written stories260K differs from the original outside the rotary tables")
+	}
+	var worst float64
+	for k := 0; k < n/4; k++ {
+		a := math.Float32frombits(binary.LittleEndian.Uint32(got[start+4*k:]))
+		b := math.Float32frombits(binary.LittleEndian.Uint32(orig[start+4*k:]))
+		worst = math.Max(worst, math.Abs(float64(a-b)))
+	}
+	t.Logf("rotary tables: largest difference from llama2.c's %g", worst)
+	if worst > 1e-6 {
+		t.Errorf("rotary tables differ from llama2.c's by up to %g", worst)
+	}
+}
