@@ -58,6 +58,8 @@ of a llama2.c model, by default stories260K from ../shared/data/llama2c.
   llama generate [flags]   decode text (greedy with -temperature 0)
   llama finetune [flags]   adapt the model to SST-2 sentences (the default)
   llama sweep [flags]      several finetune configurations and seeds, one chart
+  llama eval [flags]       held-out perplexity with and without an adapter
+  llama export [flags]     the adapter merged: llama2.c model.bin and a Hugging Face folder
 
 Run 'llama <subcommand> -h' for the flags.
 `
@@ -81,10 +83,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	case "sweep":
 		return sweepCmd(ctx, args, stdout, stderr)
+	case "eval", "export":
+		c, err := parseUse(cmd, args, stderr)
+		if err != nil {
+			return err
+		}
+		if cmd == "eval" {
+			_, err = runUseEval(c, stdout)
+		} else {
+			_, err = runExport(c, stdout)
+		}
+		return err
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
 	}
 	fmt.Fprint(stderr, usage)
-	return errors.Errorf("unknown subcommand %q (use generate, finetune or sweep)", cmd)
+	return errors.Errorf("unknown subcommand %q (use generate, finetune, sweep, eval or export)", cmd)
 }

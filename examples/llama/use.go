@@ -1,0 +1,292 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/layers"
+	"github.com/pkg/errors"
+)
+
+// Output names of export inside -out.
+const (
+	exportBin       = "model.bin"     // llama2.c checkpoint
+	exportTokenizer = "tokenizer.bin" // a copy of the llama2.c tokenizer, for run.c and generate
+	exportHF        = "hf"            // Hugging Face LlamaForCausalLM directory
+)
+
+// useUsage explains eval and export; -h prints it above the flags.
+var useUsage = map[string]string{
+	"eval": `llama eval: held-out perplexity of a text, with and without an adapter.
+
+  llama eval -adapter runs/llama-lily/adapter               # SST-2 dev sentences, as finetune holds out
+  llama eval -adapter DIR -eval_file notes.txt              # one text per line
+
+The text flags mean what they mean for finetune; with the run's -eval_examples,
+-batch_size and -max_len the adapter's perplexity is the run's best exactly.
+
+`,
+	"export": `llama export: the model with an adapter merged into its weights, as a
+llama2.c checkpoint (model.bin, what run.c loads, with tokenizer.bin) and a
+Hugging Face LlamaForCausalLM directory (hf/), with greedy text from the
+merged model checked against the adapter's.
+
+  llama export -adapter runs/llama-lora/adapter -out runs/llama-merged
+  llama generate -checkpoint runs/llama-merged/model.bin -tokenizer runs/llama-merged/tokenizer.bin -temperature 0
+
+LoRA merges exactly. A Lily adapter routes every input to its own mixture of
+experts, which no single weight matrix reproduces: -calibrate freezes each
+site's mixing at its mean over the training text (-train_file or the GLUE
+task's train split, first -calibrate_examples) and merges that.
+
+`,
+}
+
+// useConfig is the configuration of eval and export.
+type useConfig struct {
+	ftConfig                 // checkpoint, tokenizer and text flags, as finetune reads them
+	Mode              string // eval or export
+	AdapterDir        string
+	Calibrate         bool
+	CalibrateExamples int
+	Steps             int // export: positions of the greedy check
+}
+
+// parseUse parses the flags of eval or export.
+func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error) {
+	c := useConfig{ftConfig: defaultConfig(), Mode: mode, CalibrateExamples: 2000, Steps: 64}
+	fs := flag.NewFlagSet("llama "+mode, flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	fs.StringVar(&c.Checkpoint, "checkpoint", "", "llama2.c checkpoint the adapter was trained on (default ../shared/data/"+defaultCheckpoint+")")
+	fs.StringVar(&c.Tokenizer, "tokenizer", "", "llama2.c tokenizer (default ../shared/data/"+defaultTokenizer+")")
+	fs.StringVar(&c.AdapterDir, "adapter", "", "adapter directory (a finetune run's adapter/ folder, or PEFT's)")
+	fs.StringVar(&c.GlueDir, "glue_dir", "", "GLUE directory for -glue_task (default ../shared/data/"+defaultGlueDir+")")
+	fs.StringVar(&c.GlueTask, "glue_task", c.GlueTask, "GLUE task whose dev sentences are held out (train sentences calibrate)")
+	fs.StringVar(&c.EvalFile, "eval_file", "", "held-out text instead of GLUE, one text per line")
+	fs.IntVar(&c.EvalExamples, "eval_examples", 0, "keep only the first N held-out texts (0: all)")
+	fs.IntVar(&c.BatchSize, "batch_size", c.BatchSize, "texts per evaluation batch (Lily's batch routing depends on it)")
+	fs.IntVar(&c.MaxLen, "max_len", c.MaxLen, "longest sequence in ids, BOS included; longer texts are truncated")
+	switch mode {
+	case "eval":
+	case "export":
+		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (required)")
+		fs.StringVar(&c.TrainFile, "train_file", "", "calibration text instead of GLUE's train split, one text per line")
+		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over the training text, so that it can be merged")
+		fs.IntVar(&c.CalibrateExamples, "calibrate_examples", c.CalibrateExamples, "with -calibrate: the first N training texts (0: all)")
+		fs.IntVar(&c.Steps, "steps", c.Steps, "positions of the greedy text compared before and after merging")
+	}
+	fs.Usage = func() {
+		fmt.Fprint(usageOut, useUsage[mode])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, errors.Errorf("%s: unexpected argument %q (flags start with -)", mode, fs.Arg(0))
+	}
+	c.Checkpoint = orShared(c.Checkpoint, defaultCheckpoint)
+	c.Tokenizer = orShared(c.Tokenizer, defaultTokenizer)
+	if c.EvalFile == "" || (mode == "export" && c.TrainFile == "") {
+		c.GlueDir = orShared(c.GlueDir, defaultGlueDir)
+	}
+	switch {
+	case mode == "export" && c.AdapterDir == "":
+		return c, errors.New("export: -adapter is required: the adapter to merge")
+	case mode == "export" && c.Out == "":
+		return c, errors.New("export: -out is required: the folder for the merged model")
+	case c.BatchSize < 1 || c.MaxLen < 2:
+		return c, errors.Errorf("%s: -batch_size %d must be positive and -max_len %d at least 2", mode, c.BatchSize, c.MaxLen)
+	case c.EvalExamples < 0 || c.CalibrateExamples < 0 || c.Steps < 0:
+		return c, errors.Errorf("%s: -eval_examples %d, -calibrate_examples %d and -steps %d must not be negative", mode, c.EvalExamples, c.CalibrateExamples, c.Steps)
+	}
+	return c, nil
+}
+
+// texts reads the held-out text (split "dev") or the calibration text
+// ("train") c names, keeping the first limit texts (0: all).
+func (c useConfig) texts(split string, limit int) ([]string, error) {
+	file := c.EvalFile
+	if split == "train" {
+		file = c.TrainFile
+	}
+	var texts []string
+	var err error
+	if file != "" {
+		texts, err = readLines(file)
+	} else {
+		texts, err = glueTexts(c.GlueDir, c.GlueTask, split)
+	}
+	if limit > 0 && limit < len(texts) {
+		texts = texts[:limit]
+	}
+	return texts, err
+}
+
+// perplexity evaluates the model in b with adapter a (layers.None for the
+// plain model) on seqs in the fixed evaluation batches.
+func perplexity(b *base, a layers.Adapter, seqs [][]int, batchSize, maxLen int) (evalResult, error) {
+	l := newLM(b.cfg, b.store, a, 0, 0)
+	defer l.close()
+	return l.evaluate(seqs, evalBatches(lengths(seqs), batchSize), maxLen)
+}
+
+// heldOut tokenizes the held-out text.
+func (c useConfig) heldOut(b *base) ([][]int, error) {
+	texts, err := c.texts("dev", c.EvalExamples)
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := encodeTexts(b.tok, texts, c.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	if len(seqs) == 0 {
+		return nil, errors.New("no held-out text")
+	}
+	return seqs, nil
+}
+
+// useResult is what eval and export report.
+type useResult struct {
+	Base    evalResult  `json:"base"`              // the model without adapter
+	Adapted *evalResult `json:"adapted,omitempty"` // with the adapter (eval), or merged (export)
+	// Export only: the greedy texts of the adapter (with its frozen mixing,
+	// for a calibrated Lily), of the merged model, and of a calibrated
+	// Lily's adapter as trained.
+	AdapterText, MergedText, RoutedText string
+	Calibrated                          int // Lily: training texts the mixing was averaged over
+}
+
+// runUseEval prints the held-out perplexity without and with the adapter.
+func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
+	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := c.heldOut(b)
+	if err != nil {
+		return nil, err
+	}
+	res := &useResult{}
+	if res.Base, err = perplexity(b, layers.None{}, seqs, c.BatchSize, c.MaxLen); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(w, "held-out perplexity over %d texts (%d predicted tokens): %.4f without adapter", len(seqs), res.Base.Tokens, res.Base.Perplexity)
+	if c.AdapterDir != "" {
+		a, err := b.loadAdapter(c.AdapterDir)
+		if err != nil {
+			return nil, err
+		}
+		r, err := perplexity(b, a, seqs, c.BatchSize, c.MaxLen)
+		if err != nil {
+			return nil, err
+		}
+		res.Adapted = &r
+		fmt.Fprintf(w, ", %.4f with the %s adapter of %s", r.Perplexity, a.Method(), c.AdapterDir)
+	}
+	fmt.Fprintln(w)
+	return res, nil
+}
+
+// runExport merges the adapter and writes model.bin, tokenizer.bin and hf/.
+func runExport(c useConfig, w io.Writer) (*useResult, error) {
+	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	a, err := b.loadAdapter(c.AdapterDir)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := a.(layers.Merger); !ok {
+		return nil, errors.Errorf("the %s adapter in %s cannot be merged (only LoRA and Lily can)", a.Method(), c.AdapterDir)
+	}
+	res := &useResult{}
+	greedy := llama.SampleOptions{Steps: c.Steps}
+	lily, isLily := a.(*layers.Lily)
+	if isLily && !lily.Config().Uniform && len(lily.FrozenMixing()) == 0 {
+		if !c.Calibrate {
+			return nil, errors.Errorf("the Lily adapter in %s routes every input to its own mixture of experts (%s routing), which no single merged weight reproduces; "+
+				"add -calibrate to freeze each site's mixing at its mean over the training text and merge that", c.AdapterDir, lily.Config().Routing)
+		}
+		routed, err := llama.Generate(b.cfg, b.store, a, b.tok, "", greedy)
+		if err != nil {
+			return nil, errors.Wrap(err, "greedy text with the routed adapter")
+		}
+		res.RoutedText = routed.Text
+		if res.Calibrated, err = c.calibrate(b, lily); err != nil {
+			return nil, err
+		}
+	}
+	before, err := llama.Generate(b.cfg, b.store, a, b.tok, "", greedy)
+	if err != nil {
+		return nil, errors.Wrap(err, "greedy text with the adapter")
+	}
+	if err := layers.Merge(b.store, a, b.cfg.Sites()); err != nil {
+		return nil, errors.Wrapf(err, "merging %s", c.AdapterDir)
+	}
+	after, err := llama.Generate(b.cfg, b.store, nil, b.tok, "", greedy)
+	if err != nil {
+		return nil, errors.Wrap(err, "greedy text of the merged model")
+	}
+	res.AdapterText, res.MergedText = before.Text, after.Text
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return nil, errors.Wrap(err, "export")
+	}
+	if err := llama.SaveLlama2C(filepath.Join(c.Out, exportBin), b.cfg, b.store); err != nil {
+		return nil, err
+	}
+	tok, err := os.ReadFile(c.Tokenizer)
+	if err != nil {
+		return nil, errors.Wrap(err, "export: copying the tokenizer")
+	}
+	if err := atomicfile.WriteBytes(filepath.Join(c.Out, exportTokenizer), tok); err != nil {
+		return nil, errors.Wrap(err, "export: copying the tokenizer")
+	}
+	if err := llama.SaveHF(filepath.Join(c.Out, exportHF), b.cfg, b.store); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s, %s and %s/ to %s\n", a.Method(), c.AdapterDir, c.Checkpoint, exportBin, exportTokenizer, exportHF, c.Out)
+	if res.Calibrated > 0 {
+		fmt.Fprintf(w, "Lily's mixing frozen at its mean over %d training texts\n", res.Calibrated)
+	}
+	same := "equals"
+	if before.Text != after.Text {
+		same = "DIFFERS from"
+	}
+	fmt.Fprintf(w, "greedy text (%d positions) of the merged model %s the adapter's:\n%s\n", c.Steps, same, after.Text)
+	if res.Calibrated > 0 && res.RoutedText != after.Text {
+		fmt.Fprintf(w, "the adapter as trained (routed) decodes instead:\n%s\n", res.RoutedText)
+	}
+	return res, nil
+}
+
+// calibrate freezes every Lily site's mixing at its mean over the training
+// text, run in evaluation batches as the adapter routes them, and returns
+// how many texts it used.
+func (c useConfig) calibrate(b *base, lily *layers.Lily) (int, error) {
+	texts, err := c.texts("train", c.CalibrateExamples)
+	if err != nil {
+		return 0, err
+	}
+	seqs, err := encodeTexts(b.tok, texts, c.MaxLen)
+	if err != nil {
+		return 0, err
+	}
+	if len(seqs) == 0 {
+		return 0, errors.New("calibration: no training text")
+	}
+	l := newLM(b.cfg, b.store, lily, 0, 0)
+	defer l.close()
+	var cal layers.MixingCalibrator
+	if _, err := l.evaluateObserving(seqs, evalBatches(lengths(seqs), c.BatchSize), c.MaxLen, cal.Observe); err != nil {
+		return 0, err
+	}
+	return len(seqs), lily.FreezeMixing(cal.Mean())
+}
