@@ -103,6 +103,9 @@ adapters/<method>-seed<N>/ (adapterfile); an -out that holds a finished run
 or another kind of run is refused unless -overwrite is given. Ctrl-C stops
 after the current step, still writes every output and exits with status 130.
 
+'mamba eval -h' and 'mamba export -h': the perplexity of a text with a saved
+adapter, and the adapter merged into a Hugging Face Mamba directory.
+
 Flags:
 `
 

@@ -18,7 +18,9 @@
 // it on random windows of the target text, evaluates the held-out target
 // text during training, and saves the adapter (adapterfile). LoRA's rank is
 // the one whose parameter count is nearest to Lily's on the same sites.
-// Run with -h for every flag and its default.
+// Run with -h for every flag and its default. Two more subcommands use a
+// saved adapter: 'mamba eval' measures the perplexity of a text file with and
+// without it, 'mamba export' merges it into a Hugging Face Mamba directory.
 package main
 
 import (
@@ -46,6 +48,18 @@ func main() {
 // run parses the flags and runs the whole experiment; the report goes to w,
 // progress bars and usage to progressW.
 func run(ctx context.Context, args []string, w, progressW io.Writer) error {
+	if len(args) > 0 && (args[0] == "eval" || args[0] == "export") {
+		c, err := parseUse(args[0], args[1:], progressW)
+		if err != nil {
+			return err
+		}
+		if args[0] == "eval" {
+			_, err = runUseEval(c, w)
+		} else {
+			_, err = runExport(c, w)
+		}
+		return err
+	}
 	c, err := parseFlags(args, progressW)
 	if err != nil {
 		return err
