@@ -416,6 +416,9 @@ func writeFinetuneOutputs(dir string, c ftConfig, sm *seqModel, task glue.Task, 
 	}
 	rec := taskRecord{Task: task.Name, Labels: task.Labels, NumLabels: task.NumLabels, MaxLen: c.MaxLen, BatchSize: c.BatchSize,
 		Seed: c.Seed, EvalSplit: res.EvalSplit, Model: c.Model}
+	if rec.ModelSHA256, err = weightsHash(c.Model); err != nil {
+		return err
+	}
 	if err := rec.write(filepath.Join(dir, adapterDir)); err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -39,6 +41,23 @@ type taskRecord struct {
 	Seed      uint64   `json:"seed"`       // the seed of the dev split of a task without train.tsv
 	EvalSplit string   `json:"eval_split"`
 	Model     string   `json:"base_model"`
+	// ModelSHA256 is the SHA-256 of the base model's model.safetensors, so
+	// that an adapter given another model of the same shapes is refused.
+	ModelSHA256 string `json:"base_model_sha256,omitempty"`
+}
+
+// weightsHash returns the hex SHA-256 of the model.safetensors in dir.
+func weightsHash(dir string) (string, error) {
+	f, err := os.Open(filepath.Join(dir, roberta.WeightsFile))
+	if err != nil {
+		return "", errors.Wrap(err, "hashing the model's weights")
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", errors.Wrapf(err, "hashing %s", f.Name())
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // write saves the record to dir/taskFile atomically.
@@ -225,6 +244,16 @@ func loadTrained(c useConfig) (*trained, error) {
 		return nil, errors.Errorf("%s was fine-tuned on %s, not %s: give the adapter of a %s run, or -task %s", recDir, rec.Task, task.Name, task.Name, rec.Task)
 	}
 	c.Task = task.Name
+	if hasRec && rec.ModelSHA256 != "" && c.Adapter != noAdapter {
+		sum, err := weightsHash(c.Model)
+		if err != nil {
+			return nil, err
+		}
+		if sum != rec.ModelSHA256 {
+			return nil, errors.Errorf("the adapter in %s was fine-tuned on another model than %s (its %s has SHA-256 %.12s…, the adapter's base %s had %.12s…): give the -model it was trained on",
+				c.Adapter, c.Model, roberta.WeightsFile, sum, rec.Model, rec.ModelSHA256)
+		}
+	}
 	if c.BatchSize == 0 {
 		c.BatchSize = max(rec.BatchSize, 0)
 		if c.BatchSize == 0 {

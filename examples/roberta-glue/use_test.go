@@ -325,23 +325,38 @@ func TestExportThenNoAdapter(t *testing.T) {
 func TestUseRejectsBadInput(t *testing.T) {
 	glueDir, model := fixture(t)
 	res := finetuned(t, "lora", false)
-	// A model of another width: the adapter's shapes do not fit.
+	// Models of the same shapes (other weights) and of another width.
 	ck, tok, err := loadEncoder(model, false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	other := func(name string, cfg roberta.Config) string {
+		store, _ := layers.NewStore(ck.Store.Dtype())
+		if err := roberta.InitStore(store, cfg, 99); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), name)
+		if err := roberta.Save(dir, store, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := tok.Save(dir); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
 	wide := ck.Config
 	wide.HiddenSize, wide.IntermediateSize = 24, 48
-	store, _ := layers.NewStore(ck.Store.Dtype())
-	if err := roberta.InitStore(store, wide, 1); err != nil {
-		t.Fatal(err)
-	}
-	other := filepath.Join(t.TempDir(), "other")
-	if err := roberta.Save(other, store, wide); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(other); err != nil {
-		t.Fatal(err)
+	same, wider := other("same", ck.Config), other("wide", wide)
+	// The adapter as PEFT would hand it over: no glue_task.json.
+	peftDir := t.TempDir()
+	for _, f := range []string{adapterfile.ConfigName, adapterfile.WeightsName} {
+		b, err := os.ReadFile(filepath.Join(res.AdapterDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(peftDir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	badGlue := t.TempDir()
 	writeTSV(t, badGlue, "SST-2/test.tsv", []string{"index\tquestion", "0\twhat ?"})
@@ -356,7 +371,11 @@ func TestUseRejectsBadInput(t *testing.T) {
 			return err
 		}, "fine-tuned on sst2, not rte"},
 		{"other model", func() error {
-			_, err := runEval(useCfg("eval", other, res.AdapterDir, glueDir, ""), io.Discard)
+			_, err := runEval(useCfg("eval", same, res.AdapterDir, glueDir, ""), io.Discard)
+			return err
+		}, "fine-tuned on another model"},
+		{"other width", func() error {
+			_, err := runEval(withTask(useCfg("eval", wider, peftDir, glueDir, ""), "sst2"), io.Discard)
 			return err
 		}, "does not fit"},
 		{"no head", func() error {
@@ -372,6 +391,7 @@ func TestUseRejectsBadInput(t *testing.T) {
 		}, "give -task"},
 	} {
 		err := c.run()
+		t.Logf("%s: %v", c.name, err)
 		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line with %q", c.name, err, c.msg)
 		}
