@@ -49,6 +49,12 @@ func readResults(t *testing.T, out string) results {
 // flags, with tok.
 func heldOutTokens(t *testing.T, args []string, tok *bytebpe.Tokenizer, eos int) []int {
 	t.Helper()
+	return tokenStream(tok, corpusOf(t, args).TargetEval, eos)
+}
+
+// corpusOf reads the corpus the arguments of a run name.
+func corpusOf(t *testing.T, args []string) corpus {
+	t.Helper()
 	c, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +63,7 @@ func heldOutTokens(t *testing.T, args []string, tok *bytebpe.Tokenizer, eos int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tokenStream(tok, corp.TargetEval, eos)
+	return corp
 }
 
 // loadPretrained reads the saved pretrained model into a new store.

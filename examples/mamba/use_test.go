@@ -35,10 +35,7 @@ func TestEvalAndExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	corp, err := loadCorpus(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	corp := corpusOf(t, args)
 	held, train := writeDocs(t, corp.TargetEval), writeDocs(t, corp.Target)
 	model := filepath.Join(out, pretrainedDir)
 	for _, r := range res.Runs {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilygo/lily/layers"
 	"gorgonia.org/tensor"
 )
 
@@ -211,6 +212,26 @@ func freqStart(c Config) (start, n int) {
 	return llama2cHeaderSize + 4*floats, 4 * c.MaxSeqLen * c.HeadDim()
 }
 
+// writeBack saves the model with SaveLlama2C and checks that the file equals
+// orig outside the rotary tables; it returns the file and where the tables
+// start and how many bytes they take.
+func writeBack(t *testing.T, orig []byte, c Config, s *layers.Store) (got []byte, start, n int) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "model.bin")
+	if err := SaveLlama2C(path, c, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, n = freqStart(c)
+	if len(got) != len(orig) || !bytes.Equal(got[:start], orig[:start]) || !bytes.Equal(got[start+n:], orig[start+n:]) {
+		t.Fatalf("the written file differs from the original outside the rotary tables (rope %v, tied %t)", c.Rope, c.TiedEmbeddings)
+	}
+	return got, start, n
+}
+
 // TestSaveLlama2CRoundTrip writes back a loaded checkpoint, also after
 // converting it to the Halves layout: every byte but the rotary tables (which
 // the writer computes) equals the original, and the tables are cos and sin
@@ -230,18 +251,7 @@ func TestSaveLlama2CRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			path := filepath.Join(t.TempDir(), "model.bin")
-			if err := SaveLlama2C(path, cfg, s); err != nil {
-				t.Fatal(err)
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			start, n := freqStart(cfg)
-			if len(got) != len(orig) || !bytes.Equal(got[:start], orig[:start]) || !bytes.Equal(got[start+n:], orig[start+n:]) {
-				t.Fatalf("tied %t, halves %t: the written file differs from the original outside the rotary tables", tied, halves)
-			}
+			got, start, n := writeBack(t, orig, cfg, s)
 			hd := cfg.HeadDim()
 			for pos := 0; pos < cfg.MaxSeqLen; pos++ {
 				for i := 0; i < hd/2; i++ {
@@ -282,18 +292,7 @@ func TestSaveLlama2CStories(t *testing.T) {
 	if c, err = ToHFLayout(c, s); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "stories.bin")
-	if err := SaveLlama2C(out, c, s); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start, n := freqStart(c)
-	if len(got) != len(orig) || !bytes.Equal(got[:start], orig[:start]) || !bytes.Equal(got[start+n:], orig[start+n:]) {
-		t.Fatal("the written stories260K differs from the original outside the rotary tables")
-	}
+	got, start, n := writeBack(t, orig, c, s)
 	var worst float64
 	for k := 0; k < n/4; k++ {
 		a := math.Float32frombits(binary.LittleEndian.Uint32(got[start+4*k:]))
