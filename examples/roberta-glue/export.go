@@ -99,7 +99,7 @@ func runExport(c useConfig, w io.Writer) (*exportResult, error) {
 			return nil, err
 		}
 	}
-	if err := t.writeMerged(c.Out); err != nil {
+	if err := t.c.folder().Write(true, t.writeMerged); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s\n", res.Method, c.Adapter, c.Model, c.Out)

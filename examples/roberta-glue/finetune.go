@@ -27,6 +27,8 @@ const (
 	kindPretrain = "roberta-glue pretrain"
 	kindSweep    = "roberta-glue sweep"
 	kindDemo     = "roberta-glue demo"
+	kindPredict  = "roberta-glue predict" // the submission files
+	kindExport   = "roberta-glue export"
 )
 
 // Output names inside -out.

@@ -69,23 +69,30 @@ func (t *trained) predictTest(w io.Writer) error {
 			fmt.Fprintf(w, "NOTE: no %s, so no %s (the GLUE server wants it with the MNLI files)\n", diag, glue.DiagnosticSubmission)
 		}
 	}
-	if err := os.MkdirAll(t.c.Out, 0o755); err != nil {
-		return errors.Wrap(err, "predict")
-	}
-	for _, s := range subs {
+	preds := make([][]float64, len(subs))
+	for i, s := range subs {
 		enc, err := t.texts(s.exs)
 		if err != nil {
 			return err
 		}
-		preds, err := t.sm.predict(enc, t.c.BatchSize, t.c.MaxLen)
-		if err != nil {
+		if preds[i], err = t.sm.predict(enc, t.c.BatchSize, t.c.MaxLen); err != nil {
 			return err
 		}
-		path := filepath.Join(t.c.Out, s.file)
-		if err := atomicfile.Write(path, func(f io.Writer) error { return glue.WriteSubmission(f, t.task, s.exs, preds) }); err != nil {
-			return errors.Wrapf(err, "writing %s", path)
+	}
+	err := t.c.folder().Write(true, func(dir string) error {
+		for i, s := range subs {
+			path := filepath.Join(dir, s.file)
+			if err := atomicfile.Write(path, func(f io.Writer) error { return glue.WriteSubmission(f, t.task, s.exs, preds[i]) }); err != nil {
+				return errors.Wrapf(err, "writing %s", s.file)
+			}
 		}
-		fmt.Fprintf(w, "wrote %s: %d predictions for %s %s\n", path, len(preds), t.task.Name, s.split)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, s := range subs {
+		fmt.Fprintf(w, "wrote %s: %d predictions for %s %s\n", filepath.Join(t.c.Out, s.file), len(preds[i]), t.task.Name, s.split)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/graphs/roberta"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/lilygo/lily/tokenizers/bytebpe"
@@ -97,6 +98,7 @@ type useConfig struct {
 
 	Calibrate         bool `json:"calibrate,omitempty"`
 	CalibrateExamples int  `json:"calibrate_examples,omitempty"`
+	Overwrite         bool `json:"-"`
 
 	seedSet bool // -seed was given; otherwise the task record's applies
 }
@@ -167,8 +169,10 @@ func parseUse(mode string, args []string, out io.Writer) (useConfig, error) {
 	case "predict":
 		fs.StringVar(&c.Input, "input", "", "your own examples: a TSV file with the task's columns, a .jsonl file, or - for standard input")
 		fs.StringVar(&c.Out, "out", "", "submission folder (required without -input); with -input the JSONL file (default: standard output)")
+		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace the -out folder when it holds a finished run or another kind of run")
 	case "export":
 		fs.StringVar(&c.Out, "out", "", "folder for the merged model (required)")
+		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over the task's training data, so that it can be merged")
 		fs.IntVar(&c.CalibrateExamples, "calibrate_examples", c.CalibrateExamples, "Lily with -calibrate: training examples to average the mixing over, evenly spaced (0: all)")
 	}
@@ -206,6 +210,27 @@ func parseUse(mode string, args []string, out io.Writer) (useConfig, error) {
 	return c, nil
 }
 
+// folder is the -out folder of predict (without -input) or export.
+func (c useConfig) folder() outdir.Folder {
+	kind := kindPredict
+	if c.Mode == "export" {
+		kind = kindExport
+	}
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kind, Overwrite: c.Overwrite}
+}
+
+// checkOut validates -out before any work: a folder for predict's
+// submission files and for export, a file for eval and for predict -input.
+func (c useConfig) checkOut() error {
+	switch {
+	case c.Out == "" || c.Out == stdio && c.Input != "":
+		return nil
+	case c.Mode == "eval" || c.Input != "":
+		return outdir.CheckFile("-out", c.Out)
+	}
+	return c.folder().Check()
+}
+
 // trained is a fine-tuned model ready to run: encoder, adapter and head.
 type trained struct {
 	c    useConfig // with task, batch size, max_len and seed resolved
@@ -221,6 +246,9 @@ type trained struct {
 // the flags and the task record. An adapter for another task or model is an
 // error naming both.
 func loadTrained(c useConfig) (*trained, error) {
+	if err := c.checkOut(); err != nil {
+		return nil, err
+	}
 	recDir := c.Adapter
 	if c.Adapter == noAdapter {
 		recDir = c.Model

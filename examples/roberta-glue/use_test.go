@@ -17,6 +17,7 @@ import (
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/graphs/roberta"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 )
 
@@ -174,8 +175,8 @@ func TestPredictSubmissionsEveryTask(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(entries) != len(want) {
-			t.Errorf("%s: wrote %v, want %v", task.Name, entries, want)
+		if len(entries) != len(want)+1 { // and the run record
+			t.Errorf("%s: wrote %v, want %v and %s", task.Name, entries, want, outdir.RecordFile)
 		}
 		for name := range want {
 			f, err := os.Open(filepath.Join(out, name))
@@ -286,6 +287,17 @@ func TestExportThenNoAdapter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %+v", adapter, err)
 		}
+		if rec, ok, err := outdir.ReadRecord(out); err != nil || !ok || rec.Kind != kindExport || !rec.Finished {
+			t.Errorf("%s: run record %+v, %t, %v", adapter, rec, ok, err)
+		}
+		// A finished export is replaced only with -overwrite.
+		if _, err := runExport(c, io.Discard); err == nil || !strings.Contains(err.Error(), "-overwrite") {
+			t.Errorf("%s: a second export into %s: %v", adapter, out, err)
+		}
+		c.Overwrite = true
+		if ex, err = runExport(c, io.Discard); err != nil {
+			t.Fatalf("%s: -overwrite: %+v", adapter, err)
+		}
 		if ex.DevChecked != 48 {
 			t.Errorf("%s: %d dev examples compared", adapter, ex.DevChecked)
 		}
@@ -385,6 +397,10 @@ func TestUseRejectsBadInput(t *testing.T) {
 		{"wrong test columns", func() error {
 			return runPredict(useCfg("predict", model, res.AdapterDir, badGlue, t.TempDir()), nil, io.Discard)
 		}, "not a sst2 header"},
+		{"eval -out a folder", func() error {
+			_, err := runEval(useCfg("eval", model, res.AdapterDir, glueDir, t.TempDir()), io.Discard)
+			return err
+		}, "is a folder"},
 		{"no task record", func() error {
 			_, err := runEval(useCfg("eval", model, t.TempDir(), glueDir, ""), io.Discard)
 			return err
