@@ -23,6 +23,7 @@ import (
 const (
 	kindFinetune = "llama finetune"
 	kindSweep    = "llama sweep"
+	kindExport   = "llama export"
 )
 
 // Output names inside -out.

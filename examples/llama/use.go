@@ -9,6 +9,7 @@ import (
 
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 )
@@ -57,6 +58,11 @@ type useConfig struct {
 	Steps             int // export: positions of the greedy check
 }
 
+// folder is export's -out.
+func (c useConfig) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindExport, Overwrite: c.Overwrite}
+}
+
 // parseUse parses the flags of eval or export.
 func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error) {
 	c := useConfig{ftConfig: defaultConfig(), Mode: mode, CalibrateExamples: 2000, Steps: 64}
@@ -75,6 +81,7 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 	case "eval":
 	case "export":
 		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (required)")
+		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 		fs.StringVar(&c.TrainFile, "train_file", "", "calibration text instead of GLUE's train split, one text per line")
 		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over the training text, so that it can be merged")
 		fs.IntVar(&c.CalibrateExamples, "calibrate_examples", c.CalibrateExamples, "with -calibrate: the first N training texts (0: all)")
@@ -196,6 +203,9 @@ func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
 
 // runExport merges the adapter and writes model.bin, tokenizer.bin and hf/.
 func runExport(c useConfig, w io.Writer) (*useResult, error) {
+	if err := c.folder().Check(); err != nil {
+		return nil, err
+	}
 	b, err := loadBase(c.Checkpoint, c.Tokenizer)
 	if err != nil {
 		return nil, err
@@ -236,20 +246,20 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 		return nil, errors.Wrap(err, "greedy text of the merged model")
 	}
 	res.AdapterText, res.MergedText = before.Text, after.Text
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return nil, errors.Wrap(err, "export")
-	}
-	if err := llama.SaveLlama2C(filepath.Join(c.Out, exportBin), b.cfg, b.store); err != nil {
-		return nil, err
-	}
 	tok, err := os.ReadFile(c.Tokenizer)
 	if err != nil {
 		return nil, errors.Wrap(err, "export: copying the tokenizer")
 	}
-	if err := atomicfile.WriteBytes(filepath.Join(c.Out, exportTokenizer), tok); err != nil {
-		return nil, errors.Wrap(err, "export: copying the tokenizer")
-	}
-	if err := llama.SaveHF(filepath.Join(c.Out, exportHF), b.cfg, b.store); err != nil {
+	err = c.folder().Write(true, func(dir string) error {
+		if err := llama.SaveLlama2C(filepath.Join(dir, exportBin), b.cfg, b.store); err != nil {
+			return err
+		}
+		if err := atomicfile.WriteBytes(filepath.Join(dir, exportTokenizer), tok); err != nil {
+			return errors.Wrap(err, "export: copying the tokenizer")
+		}
+		return llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store)
+	})
+	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s, %s and %s/ to %s\n", a.Method(), c.AdapterDir, c.Checkpoint, exportBin, exportTokenizer, exportHF, c.Out)

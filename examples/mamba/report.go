@@ -17,6 +17,9 @@ import (
 // (internal/outdir).
 const kindRun = "mamba"
 
+// kindExport names the output folders of 'mamba export'.
+const kindExport = "mamba export"
+
 // Files the run writes into -out.
 const (
 	resultsFile      = "results.json"

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/graphs/mamba"
+	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/tokenizers/bytebpe"
 	"github.com/pkg/errors"
@@ -43,7 +44,12 @@ the merged model.
 type useConfig struct {
 	Model, Adapter, EvalFile, Out, CalibrateFile string
 	Batch, SeqLen                                int
-	Calibrate                                    bool
+	Calibrate, Overwrite                         bool
+}
+
+// folder is export's -out.
+func (c useConfig) folder() outdir.Folder {
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindExport, Overwrite: c.Overwrite}
 }
 
 // parseUse parses the flags of eval or export.
@@ -58,6 +64,7 @@ func parseUse(mode string, args []string, out io.Writer) (useConfig, error) {
 	fs.IntVar(&c.SeqLen, "seq_len", c.SeqLen, "tokens per evaluation window")
 	if mode == "export" {
 		fs.StringVar(&c.Out, "out", "", "folder for the merged model (required)")
+		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over -calibrate_file, so that it can be merged")
 		fs.StringVar(&c.CalibrateFile, "calibrate_file", "", "with -calibrate: training text, one document per line")
 	}
@@ -174,6 +181,9 @@ func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
 // runExport merges the adapter into the weights and writes the model with
 // its tokenizer to -out.
 func runExport(c useConfig, w io.Writer) (*useResult, error) {
+	if err := c.folder().Check(); err != nil {
+		return nil, err
+	}
 	l, err := c.load()
 	if err != nil {
 		return nil, err
@@ -214,11 +224,14 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err := layers.Merge(l.store, l.a, l.mc.Sites()); err != nil {
 		return nil, errors.Wrapf(err, "merging %s", c.Adapter)
 	}
-	if err := mamba.SaveHF(c.Out, l.store, l.mc); err != nil {
+	err = c.folder().Write(true, func(dir string) error {
+		if err := mamba.SaveHF(dir, l.store, l.mc); err != nil {
+			return err
+		}
+		return errors.Wrapf(l.tok.Save(dir), "writing the tokenizer to %s", c.Out)
+	})
+	if err != nil {
 		return nil, err
-	}
-	if err := l.tok.Save(c.Out); err != nil {
-		return nil, errors.Wrapf(err, "writing the tokenizer to %s", c.Out)
 	}
 	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s\n", l.a.Method(), c.Adapter, c.Model, c.Out)
 	if held != nil {
