@@ -126,6 +126,9 @@ func TestExportGreedyText(t *testing.T) {
 		if adapter == "lily" && (res.Calibrated != 40 || res.RoutedText == "") {
 			t.Errorf("lily: calibrated on %d texts, routed text %q", res.Calibrated, res.RoutedText)
 		}
+		if _, err := runExport(c, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "-overwrite") {
+			t.Errorf("%s: a second export into the same folder: %v", adapter, err)
+		}
 		bin, hf := greedyOf(t, out, c.Steps)
 		if bin != res.AdapterText || hf != res.AdapterText {
 			t.Errorf("%s: model.bin decodes\n%q\nhf/\n%q\nthe adapter\n%q", adapter, bin, hf, res.AdapterText)

@@ -59,6 +59,9 @@ func TestEvalAndExport(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %+v", r.Method, err)
 		}
+		if _, err := runExport(u, io.Discard); err == nil || !strings.Contains(err.Error(), "-overwrite") {
+			t.Errorf("%s: a second export into the same folder: %v", r.Method, err)
+		}
 		if ex.Adapted != r.Final {
 			t.Errorf("%s: export measured the adapter at %v, the run %v", r.Method, ex.Adapted, r.Final)
 		}
