@@ -42,3 +42,12 @@ func pretrainNeed(cfg roberta.Config, batch, maxLen, heldOut int) memcheck.Need 
 	n.Add("held-out evaluation", (encoderActivations(cfg, heldOut, maxLen)+logits*float64(heldOut)/float64(batch))/2, 4)
 	return n
 }
+
+// useNeed estimates the memory eval, predict and export add to a loaded
+// model: the evaluation graphs of the largest bucket, which keep their
+// activations but no gradients.
+func useNeed(cfg roberta.Config, batch, maxLen int) memcheck.Need {
+	var n memcheck.Need
+	n.Add("activations of the largest batch", cachedGraphs*encoderActivations(cfg, batch, maxLen)/2, 4)
+	return n
+}

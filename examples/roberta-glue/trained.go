@@ -307,6 +307,9 @@ func loadTrained(c useConfig) (*trained, error) {
 	if t.c.MaxLen > t.ck.Config.MaxSeqLen() {
 		return nil, errors.Errorf("-max_len %d exceeds the %d positions of the model in %s", t.c.MaxLen, t.ck.Config.MaxSeqLen(), c.Model)
 	}
+	if err := useNeed(t.ck.Config, t.c.BatchSize, t.c.MaxLen).Check(); err != nil {
+		return nil, errors.Wrapf(err, "-batch_size %d and -max_len %d", t.c.BatchSize, t.c.MaxLen)
+	}
 	if err := t.attach(); err != nil {
 		return nil, err
 	}

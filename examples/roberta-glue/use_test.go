@@ -397,6 +397,12 @@ func TestUseRejectsBadInput(t *testing.T) {
 		{"wrong test columns", func() error {
 			return runPredict(useCfg("predict", model, res.AdapterDir, badGlue, t.TempDir()), nil, io.Discard)
 		}, "not a sst2 header"},
+		{"too large", func() error {
+			c := useCfg("eval", model, res.AdapterDir, glueDir, "")
+			c.BatchSize = 100_000_000
+			_, err := runEval(c, io.Discard)
+			return err
+		}, "use smaller settings"},
 		{"eval -out a folder", func() error {
 			_, err := runEval(useCfg("eval", model, res.AdapterDir, glueDir, t.TempDir()), io.Discard)
 			return err
