@@ -413,7 +413,6 @@ func TestUseRejectsBadInput(t *testing.T) {
 		}, "give -task"},
 	} {
 		err := c.run()
-		t.Logf("%s: %v", c.name, err)
 		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line with %q", c.name, err, c.msg)
 		}
