@@ -80,14 +80,7 @@ func tinyArgs(data string) []string {
 // perplexity again.
 func checkRun(t *testing.T, dir string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, resultsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res ftResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+	res := readResult(t, dir)
 	c := res.Config
 	if len(res.Evals) != 3 || res.Evals[0].Step != 0 || res.Final.Step != 4 || res.Steps != 4 {
 		t.Errorf("%s: evaluations %+v, final %+v, %d steps", c.Adapter, res.Evals, res.Final, res.Steps)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -127,14 +126,7 @@ func TestCtrlCSavesThenExits130(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
 		t.Fatalf("exit %v, want status 130; stderr:\n%s", err, stderr.String())
 	}
-	b, err := os.ReadFile(filepath.Join(out, resultsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res ftResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+	res := readResult(t, out)
 	if !res.Interrupted || res.Steps < 1 || res.Steps >= 1000000 {
 		t.Fatalf("results: interrupted %v after %d steps", res.Interrupted, res.Steps)
 	}

@@ -22,7 +22,13 @@ func finetuned(t *testing.T, data, adapter string) (ftResult, string) {
 	if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 		t.Fatalf("%+v", err)
 	}
-	b, err := os.ReadFile(filepath.Join(out, resultsFile))
+	return readResult(t, out), out
+}
+
+// readResult reads the results.json of a finetune folder.
+func readResult(t *testing.T, dir string) ftResult {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, resultsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +36,7 @@ func finetuned(t *testing.T, data, adapter string) (ftResult, string) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
-	return res, out
+	return res
 }
 
 // tinyUseArgs are the text flags of tinyArgs that eval and export take.
