@@ -39,7 +39,8 @@ type submission struct {
 }
 
 // predictTest writes the submission file of every test split of the task
-// (and AX for MNLI, when the diagnostic set is there) into -out.
+// (and AX for MNLI, when the diagnostic set is there) into -out, keeping the
+// files of other tasks there.
 func (t *trained) predictTest(w io.Writer) error {
 	splits := []string{"test"}
 	if t.task.Name == "mnli" {
@@ -79,7 +80,10 @@ func (t *trained) predictTest(w io.Writer) error {
 			return err
 		}
 	}
-	err := t.c.folder().Write(true, func(dir string) error {
+	// A submission folder collects the files of every task, so it is
+	// updated (other tasks' files kept) and its record stays unfinished:
+	// the next task's predict adds to it without -overwrite.
+	err := t.c.folder().Update(false, func(dir string) error {
 		for i, s := range subs {
 			path := filepath.Join(dir, s.file)
 			if err := atomicfile.Write(path, func(f io.Writer) error { return glue.WriteSubmission(f, t.task, s.exs, preds[i]) }); err != nil {

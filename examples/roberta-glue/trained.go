@@ -125,8 +125,9 @@ best. -adapter none evaluates a model with its own head (from 'export').
       The task's test split as a GLUE submission file in SUBMIT (SST-2.tsv,
       RTE.tsv, ...; for MNLI MNLI-m.tsv, MNLI-mm.tsv and, when
       G/diagnostic/diagnostic.tsv exists, AX.tsv), header index<TAB>prediction,
-      labels as the GLUE server expects them. For gluebenchmark.com, zip the
-      .tsv files of all tasks (not the folder's run record, lily_run.json).
+      labels as the GLUE server expects them. The folder keeps other tasks'
+      files, so one SUBMIT collects all nine: for gluebenchmark.com, zip its
+      .tsv files (not the run record, lily_run.json).
   go run ./examples/roberta-glue predict -model DIR -adapter RUN/adapter -input FILE [-out FILE.jsonl]
       Your own text: FILE is a TSV with the task's columns (as its GLUE
       files), a .jsonl file with one object per line ("sentence", or

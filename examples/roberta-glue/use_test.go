@@ -158,6 +158,8 @@ func TestPredictSubmissionsEveryTask(t *testing.T) {
 	_, model := fixture(t)
 	glueDir := t.TempDir()
 	ids := writeTestSplits(t, glueDir, 6)
+	all := filepath.Join(t.TempDir(), "all")
+	var allFiles []string
 	for _, task := range glue.Tasks() {
 		out := filepath.Join(t.TempDir(), "submit")
 		var w strings.Builder
@@ -191,7 +193,24 @@ func TestPredictSubmissionsEveryTask(t *testing.T) {
 			if !reflect.DeepEqual(gotIDs, ids) || len(preds) != len(ids) {
 				t.Errorf("%s %s: IDs %v, want %v", task.Name, name, gotIDs, ids)
 			}
+			allFiles = append(allFiles, name)
 		}
+		// One folder collects every task's files, task after task.
+		if err := runPredict(useCfg("predict", model, untrainedAdapter(t, model, task), glueDir, all), nil, io.Discard); err != nil {
+			t.Fatalf("%s into the shared folder: %+v", task.Name, err)
+		}
+	}
+	for _, name := range append(allFiles, outdir.RecordFile) {
+		if _, err := os.Stat(filepath.Join(all, name)); err != nil {
+			t.Errorf("the shared submission folder: %v", err)
+		}
+	}
+	if entries, _ := os.ReadDir(all); len(entries) != 11+1 {
+		t.Errorf("the shared submission folder holds %d entries, want the 11 files and the record", len(entries))
+	}
+	// It is not an export folder: export refuses it without -overwrite.
+	if _, err := runExport(useCfg("export", model, untrainedAdapter(t, model, glue.Tasks()[1]), "", all), io.Discard); err == nil || !strings.Contains(err.Error(), "-overwrite") {
+		t.Errorf("export into a submission folder: %v", err)
 	}
 }
 
