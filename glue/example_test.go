@@ -62,3 +62,21 @@ func ExampleWriteSubmission() {
 	// 0	entailment
 	// 1	not_entailment
 }
+
+// Classifying your own text: JSONL in, a prediction with the label strings'
+// probabilities out (here from made-up logits).
+func ExampleTask_Predict() {
+	task, _ := glue.Lookup("rte")
+	in := `{"sentence1": "A man is sleeping.", "sentence2": "A man is awake.", "id": 7}` + "\n"
+	exs, err := glue.ParseJSONL(strings.NewReader(in), "rte", "mine.jsonl")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, _ := task.Predict(exs[0], []float64{-1, 1}) // logits of entailment, not_entailment
+	fmt.Printf("%s: %s (%.3f)\n", p.ID, p.Label, p.Probabilities[p.Label])
+	_ = glue.WritePredictions(os.Stdout, []glue.Prediction{p})
+	// Output:
+	// 7: not_entailment (0.881)
+	// {"id":"7","text":"A man is sleeping.","text_pair":"A man is awake.","label":"not_entailment","probabilities":{"entailment":0.11920292202211755,"not_entailment":0.8807970779778823}}
+}
