@@ -9,8 +9,9 @@
 // Hugging Face ("model.layers.3.self_attn.q_proj.weight"); linear weights are
 // stored [in, out] and marked layers.Transposed. Config.Rope records whether
 // the q/k weights expect llama2.c's interleaved rotary pairs or Hugging
-// Face's halves; ToHFLayout converts the former into the latter and SaveHF
-// writes a checkpoint transformers can load.
+// Face's halves; ToHFLayout converts the former into the latter, SaveHF
+// writes a checkpoint transformers can load and SaveLlama2C one llama2.c's
+// run.c can load (in its interleaved order, whichever layout the store has).
 //
 // Build adds the forward pass for one (batch, sequence length) to a
 // layers.Graph; Model.Loss adds next-token cross-entropy and Model.SetBatch
