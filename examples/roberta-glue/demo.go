@@ -138,8 +138,8 @@ number of parameters as integer ranks allow.
 Whole demo: %.0f s. Results, plots and adapters are in %s.
 
 This was SYNTHETIC data. For real GLUE data and a real checkpoint:
-  go run -tags openblas ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain   # 30 min
-  go run -tags openblas ./examples/roberta-glue -task sst2 -glue_dir ../shared/data/glue -model runs/pretrain -adapter lily
+  go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain   # 30 min
+  go run ./examples/roberta-glue -task sst2 -glue_dir ../shared/data/glue -model runs/pretrain -adapter lily
 or point -model at a Hugging Face roberta-base directory (config.json, model.safetensors,
 vocab.json, merges.txt). 'go run ./examples/roberta-glue -h' lists every flag.
 `, fc.LilyR, fc.LilyStrideA, fc.LilyNumB, fc.LoraR, time.Since(start).Seconds(), out)

@@ -91,9 +91,10 @@ After fine-tuning (each has its own -h):
 Ctrl-C stops any mode after the current step, still writes what was done and
 exits with status 130. Every output folder is replaced as a whole; one that
 holds a finished run or another kind of run is refused unless -overwrite.
-The default build is pure Go; with OpenBLAS installed (libopenblas-dev),
-'go run -tags openblas ./examples/roberta-glue ...' runs 5–6 times faster
-(docs/performance.md).
+The default build is pure Go (package gemm's assembly kernels); with
+OpenBLAS installed (libopenblas-dev), 'go run -tags openblas
+./examples/roberta-glue ...' runs the products on OpenBLAS instead, at about
+the same speed (docs/performance.md).
 
 Fine-tuning flags:
 `

@@ -6,9 +6,9 @@
 // Four training modes (run with -h for every flag and the per-task recipe):
 //
 //	go run ./examples/roberta-glue                      # synthetic demo, a few minutes
-//	go run -tags openblas ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
+//	go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
 //	go run ./examples/roberta-glue -task rte -glue_dir ../shared/data/glue -model runs/pretrain -adapter lily
-//	go run -tags openblas ./examples/roberta-glue sweep -glue_dir ../shared/data/glue -model runs/pretrain
+//	go run ./examples/roberta-glue sweep -glue_dir ../shared/data/glue -model runs/pretrain
 //
 // and, for a fine-tuned adapter (the adapter/ folder of a run), three more:
 //
