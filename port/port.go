@@ -12,6 +12,7 @@
 //	...
 //	G.Grad(cost, p.Learnables()...)                  // the adapter only; W stays frozen
 //	p.Save("adapter")                                // a PEFT-style adapter directory
+//	p.SaveWith("adapter", adapterfile.Options{PEFTLayout: true}) // exactly as PEFT saves it
 //
 // Lily shares its tensors across layers according to their position in
 // the model (one A per stride_A consecutive layers of a target, one pool of
@@ -271,8 +272,17 @@ func (p *Port) Count() (trainable, total int) { return p.store.Count() }
 // Save writes the adapter alone (never the model's weights) to dir as a
 // PEFT-style adapter directory: adapter_model.safetensors and
 // adapter_config.json. Load reads it back into a port of the same model.
+// It is SaveWith with the default options.
 func (p *Port) Save(dir string) error {
-	return errors.Wrap(adapterfile.Save(dir, p.store, p.adapter, p.sites, adapterfile.Options{}), "port.Save")
+	return p.SaveWith(dir, adapterfile.Options{})
+}
+
+// SaveWith is Save with adapterfile's options: PEFTLayout writes the
+// directory exactly as PEFT saves it (Lily's shared tensors repeated under
+// each layer's key), BaseModel and TaskType fill the config. Load reads
+// either layout.
+func (p *Port) SaveWith(dir string, opt adapterfile.Options) error {
+	return errors.Wrap(adapterfile.Save(dir, p.store, p.adapter, p.sites, opt), "port.Save")
 }
 
 // RefillDropout draws new dropout masks for the adapter's dropout (LoRA's

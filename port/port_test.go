@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -328,35 +329,70 @@ func TestSaveLoad(t *testing.T) {
 	}
 	vm.Close()
 	want := layers.Float64s(yv.(*tensor.Dense))
+	// SaveWith PEFTLayout writes PEFT's per-layer layout: the A shared by
+	// in and hidden.0.fc (stride 2) and fc's B pool repeated under each
+	// layer's key, and no lily_go section. Load reads both layouts back.
+	peftDir := filepath.Join(t.TempDir(), "peft")
+	if err := p.SaveWith(peftDir, adapterfile.Options{PEFTLayout: true}); err != nil {
+		t.Fatalf("%+v", err)
+	}
 	if err := p.Save(dir); err != nil {
 		t.Fatalf("%+v", err)
 	}
-	f, err := tensorfile.Open(filepath.Join(dir, adapterfile.WeightsName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range f.Names() {
-		if !strings.Contains(k, ".lily_") {
-			t.Errorf("the adapter file holds %s", k)
+	keys := map[string][]string{}
+	for _, d := range []string{dir, peftDir} {
+		f, err := tensorfile.Open(filepath.Join(d, adapterfile.WeightsName))
+		if err != nil {
+			t.Fatal(err)
 		}
+		keys[d] = f.Names()
+		for _, k := range f.Names() {
+			if !strings.Contains(k, ".lily_") {
+				t.Errorf("the adapter file holds %s", k)
+			}
+		}
+		cfg, err := adapterfile.ReadConfig(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if peft := d == peftDir; (cfg.Ext == nil) != peft {
+			t.Errorf("%s: lily_go section %v, want it only without PEFTLayout", d, cfg.Ext)
+		}
+	}
+	// Every adapted layer has its own A and B keys in PEFT's layout.
+	for _, s := range p.Sites() {
+		if !p.Adapted(s.Path) {
+			continue
+		}
+		for _, kind := range []string{".lily_A.", ".lily_B."} {
+			if !slices.ContainsFunc(keys[peftDir], func(k string) bool { return strings.Contains(k, s.Path+kind) }) {
+				t.Errorf("PEFT layout has no %s key for %s: %v", kind, s.Path, keys[peftDir])
+			}
+		}
+	}
+	if len(keys[peftDir]) <= len(keys[dir]) {
+		t.Errorf("PEFT layout holds %d tensors, the shared-once layout %d; want the shared ones repeated", len(keys[peftDir]), len(keys[dir]))
 	}
 
-	g2 := G.NewGraph()
-	m2 := newUserModel(g2, tensor.Float64, 1)
-	q, err := Load(g2, dir, m2.layers()...)
-	if err != nil {
-		t.Fatalf("%+v", err)
-	}
-	y2 := fwd(t, q, input(g2, tensor.Float64, "x", 2, 5, 3))
-	run(t, g2).Close()
-	got := layers.Float64s(y2.Value().(*tensor.Dense))
-	for i := range want {
-		if math.Abs(got[i]-want[i]) > 1e-12 {
-			t.Fatalf("reloaded output %d: %v, trained %v", i, got[i], want[i])
+	var m2 *userModel
+	for _, d := range []string{dir, peftDir} {
+		g2 := G.NewGraph()
+		m2 = newUserModel(g2, tensor.Float64, 1)
+		q, err := Load(g2, d, m2.layers()...)
+		if err != nil {
+			t.Fatalf("%+v", err)
 		}
-	}
-	if len(q.Learnables()) != len(p.Learnables()) {
-		t.Fatalf("reloaded port has %d learnables, the trained one %d", len(q.Learnables()), len(p.Learnables()))
+		y2 := fwd(t, q, input(g2, tensor.Float64, "x", 2, 5, 3))
+		run(t, g2).Close()
+		got := layers.Float64s(y2.Value().(*tensor.Dense))
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-12 {
+				t.Fatalf("%s: reloaded output %d: %v, trained %v", d, i, got[i], want[i])
+			}
+		}
+		if len(q.Learnables()) != len(p.Learnables()) {
+			t.Fatalf("%s: reloaded port has %d learnables, the trained one %d", d, len(q.Learnables()), len(p.Learnables()))
+		}
 	}
 
 	// A model of other widths does not take the adapter.
