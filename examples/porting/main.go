@@ -11,6 +11,7 @@
 //
 //	go run ./examples/porting                  # Lily
 //	go run ./examples/porting -adapter lora    # LoRA at a similar budget
+//	go run ./examples/porting -peft_layout     # the adapter saved exactly as PEFT saves it
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lilygo/lily/adapterfile"
 	after "github.com/lilygo/lily/examples/porting/after/model"
 	before "github.com/lilygo/lily/examples/porting/before/model"
 	"github.com/lilygo/lily/internal/outdir"
@@ -42,6 +44,7 @@ type config struct {
 	Rotate         float64 // task B's rotation, in degrees
 	Dir            string  // where base.gob and adapter/ go
 	Overwrite      bool    // replace a finished run or another kind of run in Dir
+	PEFTLayout     bool    // save the adapter exactly as PEFT does
 	Seed           uint64
 }
 
@@ -79,6 +82,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs.StringVar(&c.Adapter, "adapter", "lily", "the method the model is ported to: lily or lora")
 	fs.Float64Var(&c.Rotate, "rotate", 60, "how far task B's spirals are rotated, in degrees")
 	fs.StringVar(&c.Dir, "out", "", "directory for the model (base.gob) and the adapter (adapter/); default: a new temporary directory")
+	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the data and of the model's initial weights")
 	if err := fs.Parse(args); err != nil {
@@ -165,7 +169,7 @@ func portIn(dir string, c config, a layers.Adapter, w io.Writer) (result, error)
 	fmt.Fprintf(w, "the original model: all %s parameters trained on task A for %d steps\n", commas(res.FullParams), c.StepsA)
 	fmt.Fprintf(w, "  test accuracy on A: %.3f, on B: %.3f\n", res.AccA, res.BeforeB)
 
-	if res.AdapterParams, err = after.Train(ckpt, a, adapterDir, trainB, trainBY, c.StepsB, c.Batch, 0.01, rng); err != nil {
+	if res.AdapterParams, err = after.Train(ckpt, a, adapterDir, adapterfile.Options{PEFTLayout: c.PEFTLayout}, trainB, trainBY, c.StepsB, c.Batch, 0.01, rng); err != nil {
 		return res, errors.Wrap(err, "adapting to task B")
 	}
 	if res.AfterB, err = after.Accuracy(ckpt, adapterDir, testB, testBY); err != nil {

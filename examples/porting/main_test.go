@@ -8,23 +8,28 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/tensorfile"
 )
 
 var update = flag.Bool("update", false, "rewrite the diff in docs/porting.md from the two model versions")
 
 // The example end to end on a small budget: porting lifts the accuracy on
 // task B far above the original model's, with a fraction of its parameters,
-// and leaves the original model as it was.
+// and leaves the original model as it was. Lily's adapter is saved in PEFT's
+// layout (-peft_layout), and the accuracy after adapting is measured with
+// the adapter loaded back from that directory.
 func TestRun(t *testing.T) {
 	for _, method := range []string{"lily", "lora"} {
 		t.Run(method, func(t *testing.T) {
 			dir := t.TempDir()
 			var out bytes.Buffer
-			res, err := run(config{StepsA: 800, StepsB: 200, Batch: 64, Adapter: method, Rotate: 60, Dir: dir, Seed: 1}, &out)
+			peft := method == "lily"
+			res, err := run(config{StepsA: 800, StepsB: 200, Batch: 64, Adapter: method, Rotate: 60, Dir: dir, Seed: 1, PEFTLayout: peft}, &out)
 			if err != nil {
 				t.Fatalf("%+v", err)
 			}
@@ -41,15 +46,46 @@ func TestRun(t *testing.T) {
 			if res.StillA != res.AccA {
 				t.Errorf("the original model's accuracy on A moved from %.3f to %.3f", res.AccA, res.StillA)
 			}
-			for _, f := range []string{adapterfile.ConfigName, adapterfile.WeightsName} {
-				if _, err := os.Stat(filepath.Join(dir, "adapter", f)); err != nil {
-					t.Error(err)
-				}
-			}
+			checkLayout(t, filepath.Join(dir, "adapter"), method, peft)
 		})
 	}
 	if _, err := run(config{Adapter: "dora", Dir: t.TempDir()}, new(bytes.Buffer)); err == nil {
 		t.Error("an unknown adapter gave no error")
+	}
+}
+
+// checkLayout checks the saved adapter's layout: in PEFT's, no lily_go
+// config section and Lily's A, shared by the two hidden layers, stored under
+// each layer's key; otherwise once, under the first layer's.
+func checkLayout(t *testing.T, dir, method string, peft bool) {
+	t.Helper()
+	cfg, err := adapterfile.ReadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (cfg.Ext == nil) != peft {
+		t.Errorf("peft_layout %t: lily_go config section %+v", peft, cfg.Ext)
+	}
+	f, err := tensorfile.Open(filepath.Join(dir, adapterfile.WeightsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method != "lily" {
+		return
+	}
+	want := []string{adapterfile.Prefix + "hidden.0.fc.lily_A.weight"}
+	if peft {
+		want = append(want, adapterfile.Prefix+"hidden.1.fc.lily_A.weight")
+	}
+	var got []string
+	for _, k := range f.Names() {
+		if strings.HasSuffix(k, ".lily_A.weight") {
+			got = append(got, k)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("peft_layout %t: lily_A keys %v, want %v", peft, got, want)
 	}
 }
 
@@ -136,6 +172,9 @@ func TestFlags(t *testing.T) {
 	}
 	if _, err := run(c, io.Discard); err == nil || !strings.Contains(err.Error(), "is a file") {
 		t.Errorf("-out a file: %v", err)
+	}
+	if c, err := parseFlags([]string{"-peft_layout", "-out", t.TempDir()}, io.Discard); err != nil || !c.PEFTLayout {
+		t.Errorf("-peft_layout: %+v, %v", c, err)
 	}
 	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)

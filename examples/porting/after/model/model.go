@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 
+	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/port"
 	"github.com/pkg/errors"
@@ -99,9 +100,10 @@ func Init(ckpt string, rng *rand.Rand) error {
 
 // Train trains adapter a on the model saved in ckpt with the examples xs
 // [n, In] and labels ys, in steps minibatches of batch examples drawn with
-// rng, and saves the adapter to adapterDir; the model itself stays as it is.
-// It returns the number of trained parameters.
-func Train(ckpt string, a layers.Adapter, adapterDir string, xs *tensor.Dense, ys []int, steps, batch int, lr float64, rng *rand.Rand) (int, error) {
+// rng, and saves the adapter to adapterDir with the options opt (PEFTLayout
+// for PEFT's own layout); the model itself stays as it is. It returns the
+// number of trained parameters.
+func Train(ckpt string, a layers.Adapter, adapterDir string, opt adapterfile.Options, xs *tensor.Dense, ys []int, steps, batch int, lr float64, rng *rand.Rand) (int, error) {
 	ws, err := load(ckpt)
 	if err != nil {
 		return 0, err
@@ -149,7 +151,7 @@ func Train(ckpt string, a layers.Adapter, adapterDir string, xs *tensor.Dense, y
 	for _, l := range m.learnables() {
 		n += l.Shape().TotalSize()
 	}
-	return n, m.lily.Save(adapterDir)
+	return n, m.lily.SaveWith(adapterDir, opt)
 }
 
 // crossEntropy is −mean(log softmax(logits) ⊙ y) for one-hot rows y.
