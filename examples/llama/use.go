@@ -18,7 +18,7 @@ import (
 const (
 	exportBin       = "model.bin"     // llama2.c checkpoint
 	exportTokenizer = "tokenizer.bin" // a copy of the llama2.c tokenizer, for run.c and generate
-	exportHF        = "hf"            // Hugging Face LlamaForCausalLM directory
+	exportHF        = "hf"            // Hugging Face LlamaForCausalLM directory, with its tokenizer
 )
 
 // useUsage explains eval and export; -h prints it above the flags.
@@ -34,8 +34,9 @@ The text flags mean what they mean for finetune; with the run's -eval_examples,
 `,
 	"export": `llama export: the model with an adapter merged into its weights, as a
 llama2.c checkpoint (model.bin, what run.c loads, with tokenizer.bin) and a
-Hugging Face LlamaForCausalLM directory (hf/), with greedy text from the
-merged model checked against the adapter's.
+Hugging Face LlamaForCausalLM directory (hf/, with tokenizer.json and
+tokenizer_config.json converted from the llama2.c tokenizer), with greedy
+text from the merged model checked against the adapter's.
 
   llama export -adapter runs/llama-lora/adapter -out runs/llama-merged
   llama generate -checkpoint runs/llama-merged/model.bin -tokenizer runs/llama-merged/tokenizer.bin -temperature 0
@@ -257,7 +258,10 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 		if err := atomicfile.WriteBytes(filepath.Join(dir, exportTokenizer), tok); err != nil {
 			return errors.Wrap(err, "export: copying the tokenizer")
 		}
-		return llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store)
+		if err := llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store); err != nil {
+			return err
+		}
+		return errors.Wrap(b.tok.WriteHF(filepath.Join(dir, exportHF), b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
 	})
 	if err != nil {
 		return nil, err

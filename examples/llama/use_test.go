@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/tokenizers/llama2c"
 	"gorgonia.org/tensor"
 )
 
@@ -104,6 +105,36 @@ func greedyOf(t *testing.T, out string, steps int) (bin, hf string) {
 	return strings.TrimSuffix(text.String(), "\n"), g.Text
 }
 
+// checkHFTokenizer checks that the Hugging Face folder holds the tokenizer
+// converted from tok512 (package llama2c tests that it encodes as llama2.c
+// does): its 512 tokens, BOS <s> added first, the model's context length.
+func checkHFTokenizer(t *testing.T, dir string) {
+	t.Helper()
+	var tok struct {
+		Model struct {
+			Vocab  map[string]int
+			Merges []string
+		}
+	}
+	var cfg struct {
+		AddBOS    bool   `json:"add_bos_token"`
+		BOS       string `json:"bos_token"`
+		MaxLength int    `json:"model_max_length"`
+	}
+	for name, v := range map[string]any{llama2c.HFTokenizerFile: &tok, llama2c.HFTokenizerConfigFile: &cfg} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if len(tok.Model.Vocab) != 512 || len(tok.Model.Merges) == 0 || tok.Model.Vocab[cfg.BOS] != llama2c.BOS || !cfg.AddBOS || cfg.MaxLength != 512 {
+		t.Errorf("hf/ tokenizer: %d tokens, %d merges, config %+v", len(tok.Model.Vocab), len(tok.Model.Merges), cfg)
+	}
+}
+
 func TestExportGreedyText(t *testing.T) {
 	data := sharedData(t)
 	for _, adapter := range []string{"lora", "lily"} {
@@ -135,6 +166,7 @@ func TestExportGreedyText(t *testing.T) {
 		if _, err := runExport(c, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "-overwrite") {
 			t.Errorf("%s: a second export into the same folder: %v", adapter, err)
 		}
+		checkHFTokenizer(t, filepath.Join(out, exportHF))
 		bin, hf := greedyOf(t, out, c.Steps)
 		if bin != res.AdapterText || hf != res.AdapterText {
 			t.Errorf("%s: model.bin decodes\n%q\nhf/\n%q\nthe adapter\n%q", adapter, bin, hf, res.AdapterText)

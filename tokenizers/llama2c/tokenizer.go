@@ -4,6 +4,9 @@
 // with byte-fallback tokens <0x00>..<0xFF>, BOS = 1 and EOS = 2. (Unlike
 // the C code, which reads C strings, a NUL byte does not end the text.)
 //
+// WriteHF converts the vocabulary to a Hugging Face tokenizer.json that
+// encodes as Encode does.
+//
 // The file format is an int32 max_token_length followed, for every token in
 // id order, by a float32 score, an int32 byte length and the piece's bytes
 // (all little-endian).
