@@ -97,6 +97,20 @@ func TestConfigErrors(t *testing.T) {
 // The gradient of every Lily parameter, through the shared A's and B's of a
 // model built from Linear, matches central differences, for every routing
 // mode, with and without padding.
+// Attach (and Store.New) with a nil random generator is an error naming the
+// parameter, not a nil-pointer panic.
+func TestAttachNilRNG(t *testing.T) {
+	m := newToy(t, tensor.Float64, 3, 4, 1)
+	lily, err := NewLily(lilyCfg(lilyop.Batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Attach(m.store, lily, m.sites, nil)
+	if err == nil || !strings.Contains(err.Error(), "random generator") {
+		t.Fatalf("Attach with a nil rng: %v", err)
+	}
+}
+
 func TestLilyModelGradient(t *testing.T) {
 	mask := []float64{1, 1, 0, 1, 0, 0}
 	for _, tc := range []struct {

@@ -99,6 +99,9 @@ func (s *Store) New(spec ParamSpec, trainable bool, rng *rand.Rand) (*Param, err
 	}
 	vals := make([]float64, n)
 	if spec.Init != nil {
+		if rng == nil {
+			return nil, errors.Errorf("layers.Store.New: parameter %q needs a random generator for its initialisation; pass a *rand.Rand, not nil", spec.Name)
+		}
 		spec.Init(rng, vals)
 	}
 	p := &Param{Name: spec.Name, Value: FromFloat64(s.dtype, spec.Shape, vals), Trainable: trainable, Torch: spec.Torch, TorchShape: spec.TorchShape}
