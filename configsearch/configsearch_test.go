@@ -91,7 +91,10 @@ func TestCandidatesErrors(t *testing.T) {
 		"tolerance": func() error { _, err := Candidates(sites, base, 100, math.NaN(), Space{8, 2}); return err },
 		"space":     func() error { _, err := Candidates(sites, base, 100, 0.1, Space{8, 1}); return err },
 		"sites":     func() error { _, err := Candidates(nil, base, 100, 0.1, Space{8, 2}); return err },
-		"targets":   func() error { _, err := Candidates(sites, layers.DefaultLilyConfig(), 100, 0.1, Space{8, 2}); return err },
+		"targets": func() error {
+			_, err := Candidates(sites, layers.DefaultLilyConfig(), 100, 0.1, Space{8, 2})
+			return err
+		},
 	} {
 		if f() == nil {
 			t.Errorf("%s: no error", name)
