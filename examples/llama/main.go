@@ -8,6 +8,7 @@
 //	go run ./examples/llama generate [-prompt "Once upon"] [-temperature 0]
 //	go run ./examples/llama finetune [-adapter lily|lora|full] [flags]
 //	go run ./examples/llama sweep [-seeds 1,2,3] [-run "NAME: FLAGS"]... [flags]
+//	go run ./examples/llama search [-lora_budget 4] [-rungs 50,150] [-seeds 1,2,3] [flags]
 //
 // Without a subcommand it runs finetune with its defaults: Lily on the
 // SST-2 training sentences (movie reviews, a domain the model never saw),
@@ -59,6 +60,7 @@ of a llama2.c model, by default stories260K from ../shared/data/llama2c.
   llama generate [flags]   decode text (greedy with -temperature 0)
   llama finetune [flags]   adapt the model to SST-2 sentences (the default)
   llama sweep [flags]      several finetune configurations and seeds, one chart
+  llama search [flags]     the best Lily shape at a fixed parameter budget (successive halving)
   llama eval [flags]       held-out perplexity with and without an adapter
   llama export [flags]     the adapter merged: llama2.c model.bin and a Hugging Face folder
 
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	case "sweep":
 		return sweepCmd(ctx, args, stdout, stderr)
+	case "search":
+		return searchCmd(ctx, args, stdout, stderr)
 	case "eval", "export":
 		c, err := parseUse(cmd, args, stderr)
 		if err != nil {
@@ -100,5 +104,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	fmt.Fprint(stderr, usage)
-	return errors.Errorf("unknown subcommand %q (use generate, finetune, sweep, eval or export)", cmd)
+	return errors.Errorf("unknown subcommand %q (use generate, finetune, sweep, search, eval or export)", cmd)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -284,6 +285,67 @@ func checkAnalysis(t *testing.T, dir string, res *ftResult) {
 		// Batch routing: one vector per held-out batch (12 texts in 2 batches).
 		if len(su.Mixing.Mean) != c.LilyNumB || math.Abs(s-1) > 1e-5 || su.Mixing.Vectors != 2 {
 			t.Errorf("%s mixing weights %v over %d vectors", su.Path, su.Mixing.Mean, su.Mixing.Vectors)
+		}
+	}
+}
+
+// TestSearch runs a small budget-matched search end to end: every listed
+// shape is within the tolerance of LoRA r 1's size, each round keeps the
+// best part of the previous one, the last round runs both seeds, and the
+// outputs are written.
+func TestSearch(t *testing.T) {
+	data := sharedData(t)
+	out := t.TempDir()
+	var args []string
+	tiny := tinyArgs(data)
+	for i := 0; i < len(tiny); i += 2 {
+		if tiny[i] != "-max_steps" && tiny[i] != "-lily_r" {
+			args = append(args, tiny[i], tiny[i+1])
+		}
+	}
+	args = append([]string{"search", "-out", out, "-lora_budget", "1", "-tolerance", "0.1", "-max_r", "6", "-max_num_B", "3",
+		"-rungs", "2,4", "-keep", "0.34", "-seeds", "5,6"}, args...)
+	if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, searchJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res searchResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	n := len(res.Candidates)
+	if n < 2 || len(res.Rounds) != 2 || len(res.Rounds[0].Scores) != n || len(res.Rounds[1].Scores) != (n*34+99)/100 || res.Best == nil {
+		t.Fatalf("%d candidates, rounds %+v, best %v", n, res.Rounds, res.Best)
+	}
+	for _, c := range res.Candidates {
+		if d := float64(c.Params - res.Budget); d > 0.1*float64(res.Budget) || -d > 0.1*float64(res.Budget) {
+			t.Errorf("candidate %+v is not within 10%% of %d", c, res.Budget)
+		}
+	}
+	if len(res.Runs) != n+2*len(res.Rounds[1].Scores) || *res.Best != res.Rounds[1].Scores[0].Candidate {
+		t.Errorf("%d runs for %d candidates, best %v", len(res.Runs), n, res.Best)
+	}
+	// The second round's candidates are the first round's best.
+	for i, s := range res.Rounds[1].Scores {
+		found := false
+		for _, p := range res.Rounds[0].Scores[:len(res.Rounds[1].Scores)] {
+			found = found || p.Candidate == s.Candidate
+		}
+		if !found {
+			t.Errorf("round 2 candidate %d (%v) was not among round 1's best", i, s.Candidate)
+		}
+	}
+	for _, name := range []string{searchMarkdown, searchPlot} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, bad := range [][]string{{"-lily_r", "3"}, {"-max_steps", "3"}, {"-rungs", "4,2"}, {"-adapter", "lora"}} {
+		if err := run(context.Background(), append([]string{"search", "-out", t.TempDir()}, bad...), io.Discard, io.Discard); err == nil {
+			t.Errorf("search %v: no error", bad)
 		}
 	}
 }
