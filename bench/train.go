@@ -71,6 +71,10 @@ type StepConfig struct {
 	Eval bool
 	// NoOptimizer skips the AdamW step after the backward pass.
 	NoOptimizer bool
+	// Reduce, if set, is called on every step with the learnables'
+	// gradients after the backward pass and before the AdamW step: a
+	// data-parallel allreduce (dataparallel.Reducer.MeanGradients).
+	Reduce func([]G.ValueGrad) error
 	// NoRecycling switches off the output recycling that Graph.Machine
 	// enables (every op output freshly allocated on every run, as before it
 	// existed).
@@ -79,7 +83,8 @@ type StepConfig struct {
 
 // TrainStep is one RoBERTa training step: refill the dropout masks, run
 // the graph compiled by layers.Graph.Machine (loss and learnable gradients
-// only), then AdamW on the learnables.
+// only), reduce the gradients if StepConfig.Reduce asks, then AdamW on the
+// learnables.
 type TrainStep struct {
 	// BuildTime is the time Build took, CompileTime the time Graph.Machine
 	// took (differentiation and compilation).
@@ -92,6 +97,8 @@ type TrainStep struct {
 	g      *layers.Graph
 	vm     G.VM
 	groups []*train.Group
+	reduce func([]G.ValueGrad) error
+	learn  G.Nodes
 	rng    *rand.Rand
 	loss   *G.Node
 	eval   bool
@@ -155,7 +162,7 @@ func NewTrainStep(c StepConfig) (*TrainStep, error) {
 		opkit.DisableReuse(g.G)
 	}
 	s := &TrainStep{BuildTime: t1.Sub(t0), CompileTime: time.Since(t1), Nodes: len(g.G.AllNodes()), Tokens: c.Batch * c.Seq,
-		g: g, vm: vm, rng: rng, loss: loss, eval: c.Eval}
+		g: g, vm: vm, rng: rng, loss: loss, eval: c.Eval, reduce: c.Reduce, learn: g.Learnables()}
 	if !c.NoOptimizer {
 		s.groups = []*train.Group{train.NewGroup("trainable", g.Learnables(), 1e-4, 0)}
 	}
@@ -174,6 +181,11 @@ func (s *TrainStep) Step() error {
 		return err
 	}
 	s.step++
+	if s.reduce != nil {
+		if err := s.reduce(G.NodesToValueGrads(s.learn)); err != nil {
+			return errors.Wrap(err, "bench: reducing the gradients")
+		}
+	}
 	for _, gr := range s.groups {
 		if err := gr.Opt.Step(G.NodesToValueGrads(gr.Nodes)); err != nil {
 			return err

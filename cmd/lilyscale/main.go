@@ -11,6 +11,16 @@
 //	go build -tags mpi -o /tmp/lilyscale ./cmd/lilyscale
 //	mpirun -np 2 --oversubscribe /tmp/lilyscale -reps 10   # plus measured times
 //
+// With -train BxS it measures instead the throughput of data-parallel
+// roberta-base training steps with Lily as in the paper's GLUE setting: the
+// global batch of B sequences of S tokens is shared among the processes,
+// and every step includes the gradient allreduce and the AdamW step on
+// every rank (runTrain). On a 2-core machine, 2 ranks × 1 thread against
+// 1 process × 2 threads:
+//
+//	mpirun -np 2 --oversubscribe -x GOMAXPROCS=1 /tmp/lilyscale -train 16x64
+//	GOMAXPROCS=2 /tmp/lilyscale -train 16x64
+//
 // The ring model: each of p nodes sends and receives 2(p−1)/p of the buffer
 // (reduce-scatter, then allgather) in 2(p−1) messages, so
 // t = 2(p−1)/p · bytes / bandwidth + 2(p−1) · latency.
@@ -24,6 +34,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lilygo/lily/bench"
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/graphs/roberta"
 	"github.com/lilygo/lily/layers"
@@ -43,19 +54,36 @@ func main() {
 	reps := flag.Int("reps", 10, "timed allreduces per size (after 2 untimed ones)")
 	latency := flag.Duration("latency", 20*time.Microsecond, "per-message latency of the ring model")
 	step := flag.Duration("step", 0, "compute time of one roberta-base optimiser step on one node, to set the modelled allreduce against (0: omit)")
+	trainShape := flag.String("train", "", "BxS: time roberta-base + Lily training steps on a global batch of B sequences of S tokens shared among the ranks, instead of printing the tables")
+	steps := flag.Int("steps", 5, "-train: timed steps")
+	warm := flag.Int("warm", 1, "-train: untimed steps first")
 	flag.Parse()
 	world, err := mpi.Init()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if err := run(os.Stdout, world, *reps, *latency, *step); err != nil {
+	if *trainShape != "" {
+		err = trainMode(world, *trainShape, *warm, *steps)
+	} else {
+		err = run(os.Stdout, world, *reps, *latency, *step)
+	}
+	if err != nil {
 		world.Abort(1, err)
 	}
 	if err := world.Finalize(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// trainMode runs -train BxS on roberta-base with bench.PaperLily.
+func trainMode(world *mpi.World, shape string, warm, steps int) error {
+	var b, s int
+	if n, err := fmt.Sscanf(shape, "%dx%d", &b, &s); err != nil || n != 2 {
+		return errors.Errorf("-train %q: want BxS, such as 16x64", shape)
+	}
+	return runTrain(os.Stdout, world, trainRun{cfg: roberta.BaseConfig(), method: bench.PaperLily(), batch: b, seq: s, warm: warm, steps: steps})
 }
 
 // run prints the three tables; only rank 0 writes.
@@ -180,8 +208,7 @@ func timeAllreduce(world *mpi.World, n, reps int) (med, lo, hi time.Duration, er
 			times = append(times, time.Since(start))
 		}
 	}
-	slices.Sort(times)
-	return times[len(times)/2], times[0], times[len(times)-1], nil
+	return medianDur(times), slices.Min(times), slices.Max(times), nil
 }
 
 // ringTime is the ring allreduce model for bytes on p nodes with a link of
