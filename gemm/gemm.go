@@ -77,14 +77,8 @@ func check(tA, tB blas.Transpose, m, n, k, la, lda, lb, ldb, lc, ldc int) (ta, t
 	case k < 0:
 		panic("gemm: k < 0")
 	}
-	rowsA, colsA := m, k
-	if ta {
-		rowsA, colsA = k, m
-	}
-	rowsB, colsB := k, n
-	if tb {
-		rowsB, colsB = n, k
-	}
+	rowsA, colsA := stored(ta, m, k)
+	rowsB, colsB := stored(tb, k, n)
 	switch {
 	case lda < max(1, colsA):
 		panic(fmt.Sprintf("gemm: lda %d < %d", lda, max(1, colsA)))
@@ -93,21 +87,33 @@ func check(tA, tB blas.Transpose, m, n, k, la, lda, lb, ldb, lc, ldc int) (ta, t
 	case ldc < max(1, n):
 		panic(fmt.Sprintf("gemm: ldc %d < %d", ldc, max(1, n)))
 	}
-	need := func(rows, cols, ld int) int {
-		if rows == 0 || cols == 0 {
-			return 0
-		}
-		return (rows-1)*ld + cols
-	}
 	switch {
-	case la < need(rowsA, colsA, lda):
+	case la < minLen(rowsA, colsA, lda):
 		panic("gemm: insufficient length of a")
-	case lb < need(rowsB, colsB, ldb):
+	case lb < minLen(rowsB, colsB, ldb):
 		panic("gemm: insufficient length of b")
-	case lc < need(m, n, ldc):
+	case lc < minLen(m, n, ldc):
 		panic("gemm: insufficient length of c")
 	}
 	return ta, tb
+}
+
+// stored is the shape of an operand as stored: op(X) is rows×cols, and X
+// is its transpose when trans.
+func stored(trans bool, rows, cols int) (int, int) {
+	if trans {
+		return cols, rows
+	}
+	return rows, cols
+}
+
+// minLen is the fewest elements a rows×cols matrix at row stride ld
+// occupies (the BLAS contract's slice length).
+func minLen(rows, cols, ld int) int {
+	if rows == 0 || cols == 0 {
+		return 0
+	}
+	return (rows-1)*ld + cols
 }
 
 func transposed(t blas.Transpose, name string) bool {

@@ -68,27 +68,15 @@ func randSlice[T Float](rng *rand.Rand, n int) []T {
 // (padding columns included: they must stay untouched) with the reference.
 func gemmCase[T Float](t *testing.T, kern *microKernel[T], ta, tb bool, m, n, k, padA, padB, padC int, alpha, beta T, rng *rand.Rand) {
 	t.Helper()
-	rowsA, colsA := m, k
-	if ta {
-		rowsA, colsA = k, m
-	}
-	rowsB, colsB := k, n
-	if tb {
-		rowsB, colsB = n, k
-	}
+	rowsA, colsA := stored(ta, m, k)
+	rowsB, colsB := stored(tb, k, n)
 	lda, ldb, ldc := max(1, colsA)+padA, max(1, colsB)+padB, max(1, n)+padC
 	// Each operand is exactly as long as the BLAS contract requires, so
 	// that a read past its end leaves the slice (and, with guardedAlloc,
 	// faults).
-	need := func(rows, cols, ld int) int {
-		if rows == 0 || cols == 0 {
-			return 0
-		}
-		return (rows-1)*ld + cols
-	}
-	a := randSlice[T](rng, need(rowsA, colsA, lda))
-	b := randSlice[T](rng, need(rowsB, colsB, ldb))
-	c := randSlice[T](rng, need(m, n, ldc))
+	a := randSlice[T](rng, minLen(rowsA, colsA, lda))
+	b := randSlice[T](rng, minLen(rowsB, colsB, ldb))
+	c := randSlice[T](rng, minLen(m, n, ldc))
 	if beta == 0 {
 		// C must not be read: NaNs there must not reach the result.
 		for i := 0; i < m; i++ {

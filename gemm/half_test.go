@@ -85,19 +85,13 @@ func testSgemmBF16(t *testing.T) {
 func checkBF16(t *testing.T, rng *rand.Rand, ta, tb bool, m, n, k, padA, padB int, alpha, beta float32) {
 	t.Helper()
 	defer releaseGuarded()
-	rowsA, colsA := m, k
-	if ta {
-		rowsA, colsA = k, m
-	}
-	rowsB, colsB := k, n
-	if tb {
-		rowsB, colsB = n, k
-	}
+	rowsA, colsA := stored(ta, m, k)
+	rowsB, colsB := stored(tb, k, n)
 	lda, ldb, ldc := colsA+padA, colsB+padB, n
-	a := randSlice[float32](rng, (rowsA-1)*lda+colsA)
+	a := randSlice[float32](rng, minLen(rowsA, colsA, lda))
 	// B in bfloat16, in the upper half of a float32 operand's memory so
 	// that it too ends where that memory does.
-	nb := (rowsB-1)*ldb + colsB
+	nb := minLen(rowsB, colsB, ldb)
 	mem := randSlice[float32](rng, nb)
 	bh := unsafe.Slice((*BF16)(unsafe.Add(unsafe.Pointer(&mem[0]), 2*nb)), nb)
 	wide := make([]float32, nb)
@@ -105,7 +99,7 @@ func checkBF16(t *testing.T, rng *rand.Rand, ta, tb bool, m, n, k, padA, padB in
 		bh[j] = ToBF16(float32(2*rng.Float64() - 1))
 		wide[j] = bh[j].Float32()
 	}
-	c0 := randSlice[float32](rng, (m-1)*ldc+n)
+	c0 := randSlice[float32](rng, minLen(m, n, ldc))
 	for _, kern := range kernels32() {
 		want := append([]float32(nil), c0...)
 		got := append([]float32(nil), c0...)
