@@ -103,9 +103,10 @@ rate 1e-3 for 30 minutes: the first 5 steps are timed at learning rate 0 and
 the step budget (and so the learning-rate schedule) is fitted to -minutes,
 then fitted again to the time left at every checkpoint, as the speed of a
 shared machine changes. -max_steps sets a fixed budget instead. The pure-Go
-and the -tags openblas builds run it at about the same speed (1-minute runs
-on the 2-core development machine, 2026-12-04: 18,550 and 16,369 tokens/s);
-docs/results.md's measured run used -tags openblas.
+and the -tags openblas builds run it at about the same speed (pretrain
+-minutes 1 on the 2-core development machine, 2026-12-04: 18,550 and 16,369
+tokens/s; docs/results.md has the commands); docs/results.md's 30-minute run
+used -tags openblas.
 
 Example:
   go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
