@@ -201,7 +201,7 @@ func checkDataParallelStep(comm dataparallel.Comm, dt tensor.Dtype) error {
 		if refAcc, err = dataparallel.NewAccumulator(ref.store.Trainable()); err != nil {
 			return err
 		}
-		if refRed, err = dataparallel.NewReducer(newLocalGroup(1)[0]); err != nil {
+		if refRed, err = dataparallel.NewReducer(dataparallel.NewLocalGroup(1)[0]); err != nil {
 			return err
 		}
 	}

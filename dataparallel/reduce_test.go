@@ -154,7 +154,7 @@ func TestReducerRejects(t *testing.T) {
 	if _, err := dataparallel.NewReducer(nil); err == nil || !strings.Contains(err.Error(), "mpi.Init") {
 		t.Errorf("nil Comm: error %v", err)
 	}
-	red, err := dataparallel.NewReducer(newLocalGroup(1)[0])
+	red, err := dataparallel.NewReducer(dataparallel.NewLocalGroup(1)[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -323,3 +323,60 @@ func adamwUpdate[T float32 | float64](p, g, m, v []T, h adamwHyper) {
 }
 
 var _ G.Solver = (*AdamW)(nil)
+
+// State returns copies of the optimiser state of the parameter whose value
+// tensor is param: its step count and first and second moments, with the
+// parameter's dtype and shape. ok is false when no Step has updated it.
+// Checkpoints save it so that a resumed run continues exactly.
+func (a *AdamW) State(param *tensor.Dense) (step int, m, v *tensor.Dense, ok bool) {
+	st, found := a.states[param]
+	if !found {
+		return 0, nil, nil, false
+	}
+	shape := st.shape.Clone()
+	switch mm := st.m.(type) {
+	case []float64:
+		m = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float64(nil), mm...)))
+		v = tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(append([]float64(nil), st.v.([]float64)...)))
+	case []float32:
+		m = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float32(nil), mm...)))
+		v = tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(append([]float32(nil), st.v.([]float32)...)))
+	}
+	return st.step, m, v, true
+}
+
+// SetState installs a saved optimiser state (as State returns it) for the
+// parameter whose value tensor is param, replacing any it has. The moments
+// must have the parameter's dtype and element count, and step must be
+// positive.
+func (a *AdamW) SetState(param *tensor.Dense, step int, m, v *tensor.Dense) error {
+	if param == nil || m == nil || v == nil {
+		return errors.New("gorgoniafix.AdamW.SetState: nil parameter or moment")
+	}
+	if step < 1 {
+		return errors.Errorf("gorgoniafix.AdamW.SetState: step count %d; a saved state has at least 1", step)
+	}
+	n := param.Shape().TotalSize()
+	for _, t := range []*tensor.Dense{m, v} {
+		if t.Dtype() != param.Dtype() || t.Shape().TotalSize() != n {
+			return errors.Errorf("gorgoniafix.AdamW.SetState: a moment is %v %v, the parameter %v %v", t.Dtype(), t.Shape(), param.Dtype(), param.Shape())
+		}
+	}
+	st := newAdamWState(param)
+	switch param.Dtype() {
+	case tensor.Float64:
+		copy(st.m.([]float64), m.Float64s())
+		copy(st.v.([]float64), v.Float64s())
+	case tensor.Float32:
+		copy(st.m.([]float32), m.Float32s())
+		copy(st.v.([]float32), v.Float32s())
+	default:
+		return errors.Errorf("gorgoniafix.AdamW.SetState: unsupported dtype %v (want float32 or float64)", param.Dtype())
+	}
+	st.step = step
+	if a.states == nil {
+		a.states = make(map[*tensor.Dense]*adamwState)
+	}
+	a.states[param] = st
+	return nil
+}

@@ -9,15 +9,6 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-// Group is a set of parameters trained with their own AdamW and peak learning
-// rate (e.g. the classifier head and the adapter, as the GLUE recipe wants).
-type Group struct {
-	Name   string
-	PeakLR float64
-	Nodes  G.Nodes
-	Opt    *gorgoniafix.AdamW
-}
-
 // NewGroup returns a group with an AdamW of the given peak rate and weight
 // decay.
 func NewGroup(name string, nodes G.Nodes, peakLR, weightDecay float64) *Group {

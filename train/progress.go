@@ -41,3 +41,10 @@ func (p *Progress) Step(desc string, loss, lr float64) {
 
 // Finish completes the bar.
 func (p *Progress) Finish() { p.bar.Finish() }
+
+// Skip advances the bar by steps done earlier (a resumed run's).
+func (p *Progress) Skip(steps int) {
+	if steps > 0 {
+		p.bar.Set(steps)
+	}
+}
