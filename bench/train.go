@@ -164,7 +164,9 @@ func NewTrainStep(c StepConfig) (*TrainStep, error) {
 	s := &TrainStep{BuildTime: t1.Sub(t0), CompileTime: time.Since(t1), Nodes: len(g.G.AllNodes()), Tokens: c.Batch * c.Seq,
 		g: g, vm: vm, rng: rng, loss: loss, eval: c.Eval, reduce: c.Reduce, learn: g.Learnables()}
 	if !c.NoOptimizer {
-		s.groups = []*train.Group{train.NewGroup("trainable", g.Learnables(), 1e-4, 0)}
+		g := train.NewGroup("trainable", nil, 1e-4, 0)
+		g.Nodes = s.learn
+		s.groups = []*train.Group{g}
 	}
 	return s, nil
 }

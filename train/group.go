@@ -5,14 +5,15 @@ import (
 	"math"
 
 	"github.com/lilygo/lily/gorgoniafix"
+	"github.com/lilygo/lily/layers"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 )
 
-// NewGroup returns a group with an AdamW of the given peak rate and weight
-// decay.
-func NewGroup(name string, nodes G.Nodes, peakLR, weightDecay float64) *Group {
-	return &Group{Name: name, PeakLR: peakLR, Nodes: nodes,
+// NewGroup returns a group of params (for Run) with an AdamW of the given
+// peak rate and weight decay.
+func NewGroup(name string, params []*layers.Param, peakLR, weightDecay float64) *Group {
+	return &Group{Name: name, PeakLR: peakLR, Params: params,
 		Opt: gorgoniafix.NewAdamW(gorgoniafix.WithLearnRate(peakLR), gorgoniafix.WithWeightDecay(weightDecay))}
 }
 

@@ -27,7 +27,8 @@ func WithInterrupt(parent context.Context) (ctx context.Context, stop context.Ca
 // Ctrl-C) and writes its report to stdout, progress and usage to stderr.
 type Command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
-// Main runs a command as a program's main function and exits: 0 when it
+// Main runs a command as a program's main function and exits (ending the
+// MPI world if the command started one with World): 0 when it
 // succeeded or printed its help, ExitInterrupted when Ctrl-C or SIGTERM
 // stopped it (it saves what was done before returning), 1 on an error,
 // which is printed on one line after the program's name, without the stack
@@ -37,6 +38,9 @@ func Main(name string, cmd Command) {
 	err := cmd(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	interrupted := ctx.Err() != nil
 	stop()
+	if ferr := endWorld(err); err == nil {
+		err = ferr
+	}
 	os.Exit(exitCode(name, err, interrupted, os.Stderr))
 }
 

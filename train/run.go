@@ -50,6 +50,13 @@ type Observer[E any] interface {
 	Evaluated(e Evaluation[E])
 }
 
+// Baseline is a Task that already knows its evaluation before training
+// (the runs of a sweep share the base model's); with EvalFirst, Run takes
+// it instead of evaluating when ok is true.
+type Baseline[E any] interface {
+	Baseline() (record E, score float64, ok bool)
+}
+
 // Micro is one micro-batch of an optimiser step.
 type Micro struct {
 	// Step is the 0-based optimiser step.
@@ -459,7 +466,16 @@ const microStream = 0x6d6963726f
 // sharing the units, and keeps the weights if they are the best so far.
 func (r *runner[E]) evaluate(steps int) error {
 	t0 := time.Now()
-	rec, score, err := r.evalNow()
+	var rec E
+	var score float64
+	var err error
+	known := false
+	if b, ok := r.task.(Baseline[E]); ok && steps == 0 {
+		rec, score, known = b.Baseline()
+	}
+	if !known {
+		rec, score, err = r.evalNow()
+	}
 	if err != nil {
 		return errors.Wrapf(err, "evaluation after step %d", steps)
 	}

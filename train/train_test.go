@@ -45,7 +45,8 @@ func TestStepUsesScheduleAndGroups(t *testing.T) {
 	if err := vm.RunAll(); err != nil {
 		t.Fatal(err)
 	}
-	gr := NewGroup("w", G.Nodes{w}, 0.1, 0)
+	gr := NewGroup("w", nil, 0.1, 0)
+	gr.Nodes = G.Nodes{w}
 	s, _ := NewSchedule(10, 0.5) // warm-up 5 steps: factor 0.2 at step 1
 	if err := Step([]*Group{gr}, s, 1); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/lilygo/lily/train"
 	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
 )
 
 // Kinds of run, as their output folders' records (internal/outdir) name
@@ -80,6 +81,9 @@ type ftResult struct {
 	Analysis   *updatestats.Report `json:"analysis,omitempty"`
 	AdapterDir string              `json:"adapter_dir"`
 	SavedStep  int                 `json:"saved_step"` // the step whose weights adapter_dir holds (the best evaluation)
+	Ranks      int                 `json:"mpi_ranks"`
+	// ResumedFrom is the step a -resume continued from (0: not resumed).
+	ResumedFrom int `json:"resumed_from,omitempty"`
 }
 
 // setup is a loaded model with its adapter attached, ready to train.
@@ -119,7 +123,7 @@ func prepare(c ftConfig) (*setup, error) {
 			return nil, err
 		}
 	}
-	return &setup{base: b, adapter: a, lm: newLM(b.cfg, b.store, a, c.LR, c.WeightDecay)}, nil
+	return &setup{base: b, adapter: a, lm: newLM(b.cfg, b.store, a)}, nil
 }
 
 // adapterConfig returns the adapter's own configuration for results.json.
@@ -133,14 +137,22 @@ func adapterConfig(a layers.Adapter) any {
 	return nil
 }
 
-// finetune runs one fine-tuning job as c describes and writes results.json,
-// the plot and the adapter to c.Out, replacing the folder as a whole. A
-// cancelled ctx stops it after the current step; what was done is still
-// written. Progress bars go to progress; cache (may be nil) shares
-// tokenized text between runs.
+// finetune runs one fine-tuning job as c describes (on every rank of an MPI
+// job: train.World) and writes results.json, the plot and the adapter to
+// c.Out, replacing the folder as a whole (rank 0 only). A cancelled ctx
+// stops it after the current step; what was done is still written, with a
+// checkpoint that -resume continues from. Progress bars go to progress;
+// cache (may be nil) shares tokenized text between runs.
 func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corpusCache) (*ftResult, error) {
 	start := time.Now()
-	if err := c.folder().Check(); err != nil {
+	world, err := train.World()
+	if err != nil {
+		return nil, err
+	}
+	rank0 := world.Rank() == 0
+	if !rank0 {
+		w = io.Discard
+	} else if err := c.folder().Begin(c.Resume); err != nil {
 		return nil, err
 	}
 	su, err := prepare(c)
@@ -155,95 +167,58 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	cfg := su.base.cfg
 	res := &ftResult{Config: c, AdapterConfig: adapterConfig(su.adapter), Data: data.source, BLAS: lilyop.BLAS,
 		Model:         modelInfo{cfg.Dim, cfg.HiddenDim, cfg.NLayers, cfg.NHeads, cfg.NKVHeads, cfg.VocabSize},
-		TrainExamples: len(data.train), TrainTokens: data.trainTokens, EvalExamples: len(data.eval)}
+		TrainExamples: len(data.train), TrainTokens: data.trainTokens, EvalExamples: len(data.eval), Ranks: world.Size()}
 	res.TrainableParams, res.TotalParams = su.base.store.Count()
 	res.Summary = layers.Summary(res.TrainableParams, res.TotalParams)
 	sched, err := train.NewSchedule(c.MaxSteps, c.WarmupRatio)
 	if err != nil {
 		return nil, err
 	}
+	tc := train.Config{Steps: c.MaxSteps, Batch: c.BatchSize, GradAccum: c.GradAccum, Schedule: sched, Comm: world, Seed: c.Seed,
+		Groups:    []*train.Group{train.NewGroup("trainable", su.base.store.Trainable(), c.LR, c.WeightDecay)},
+		EvalAt:    func(s int) bool { return c.EvalEvery > 0 && s%c.EvalEvery == 0 },
+		EvalFirst: true, KeepBest: true, Checkpoint: train.CheckpointDir(c.Out), SaveEvery: c.SaveEvery, Resume: c.Resume,
+		Identity: c.identity(), Progress: progress, Desc: "train", AfterStep: afterStep}
+	if tc.GlobalBatch() > len(data.train) {
+		return nil, errors.Errorf("a step takes %d training texts (-batch_size %d × -grad_accum %d × %d ranks) but there are only %d", tc.GlobalBatch(), c.BatchSize, tc.GradAccum, world.Size(), len(data.train))
+	}
 	fmt.Fprintf(w, "model %s: dim %d, %d layers, %d heads (%d kv), vocab %d\n", c.Checkpoint, cfg.Dim, cfg.NLayers, cfg.NHeads, cfg.NKVHeads, cfg.VocabSize)
 	fmt.Fprintf(w, "data: %s: %d training texts (%d tokens), %d held-out texts, max_len %d\n", data.source, len(data.train), data.trainTokens, len(data.eval), c.MaxLen)
 	fmt.Fprintf(w, "%s\n%s\n", describeAdapter(c), res.Summary)
-	fmt.Fprintf(w, "%d steps, batch %d, lr %g, warm-up %g, weight decay %g, seed %d, BLAS %s\n", c.MaxSteps, c.BatchSize, c.LR, c.WarmupRatio, c.WeightDecay, c.Seed, lilyop.BLAS)
+	fmt.Fprintf(w, "%d steps of %d texts (batch %d × grad_accum %d × %d ranks), lr %g, warm-up %g, weight decay %g, seed %d, BLAS %s\n",
+		c.MaxSteps, tc.GlobalBatch(), c.BatchSize, tc.GradAccum, world.Size(), c.LR, c.WarmupRatio, c.WeightDecay, c.Seed, lilyop.BLAS)
 
-	evalIdx := evalBatches(lengths(data.eval), c.BatchSize)
-	var evalTime time.Duration
-	evalAt := func(step int, trainLoss float64) (evalRecord, error) {
-		t0 := time.Now()
-		r, err := su.lm.evaluate(data.eval, evalIdx, c.MaxLen)
-		evalTime += time.Since(t0)
-		return evalRecord{Step: step, TrainLoss: trainLoss, evalResult: r}, err
-	}
-	first := evalRecord{}
-	if data.base != nil {
-		first.evalResult = *data.base
-	} else if first, err = evalAt(0, 0); err != nil {
+	task := &lmTask{lm: su.lm, data: data, maxLen: c.MaxLen, w: w,
+		batches: newBatcher(lengths(data.train), tc.GlobalBatch(), rand.New(rand.NewPCG(c.Seed, 1))),
+		evalIdx: evalBatches(lengths(data.eval), c.BatchSize)}
+	run, err := train.Run(ctx, tc, task)
+	if err != nil {
 		return nil, err
 	}
-	data.base = &first.evalResult
-	res.Base, res.Evals, res.Best = first.evalResult, []evalRecord{first}, first
-	fmt.Fprintf(w, "held-out perplexity before training: %.3f (%d predicted tokens)\n", first.Perplexity, first.Tokens)
-	bestSnap := su.lm.snapshot()
-
-	batches := newBatcher(lengths(data.train), c.BatchSize, rand.New(rand.NewPCG(c.Seed, 1)))
-	bar := train.NewProgress(c.MaxSteps, "train", progress)
-	var trainTime time.Duration
-	tokens, lossSince, stepsSince := 0, 0.0, 0
-	step := 0
-	for step < c.MaxSteps {
-		if ctx.Err() != nil {
-			res.Interrupted = true
-			break
-		}
-		batch, length := gather(data.train, batches.next(), c.MaxLen)
-		t0 := time.Now()
-		loss, err := su.lm.trainStep(batch, length, sched, step)
-		if err != nil {
-			return nil, err
-		}
-		trainTime += time.Since(t0)
-		step++
-		for _, s := range batch {
-			tokens += len(s)
-		}
-		lossSince += loss
-		stepsSince++
-		res.Losses = append(res.Losses, loss)
-		bar.Step("train", loss, c.LR*sched.Factor(step-1))
-		if step != c.MaxSteps && (c.EvalEvery == 0 || step%c.EvalEvery != 0) {
-			continue
-		}
-		rec, err := evalAt(step, lossSince/float64(stepsSince))
-		if err != nil {
-			return nil, err
-		}
-		lossSince, stepsSince = 0, 0
-		res.Evals = append(res.Evals, rec)
-		if rec.Perplexity < res.Best.Perplexity {
-			res.Best, bestSnap = rec, su.lm.snapshot()
-		}
-		fmt.Fprintf(w, "\nstep %d: train loss %.4f, held-out perplexity %.3f\n", step, rec.TrainLoss, rec.Perplexity)
+	data.base = &run.Evals[0].Record
+	for _, e := range run.Evals {
+		res.Evals = append(res.Evals, evalRecord{Step: e.Step, TrainLoss: e.TrainLoss, evalResult: e.Record})
 	}
-	bar.Finish()
-	res.Steps = step
-	res.Final = res.Evals[len(res.Evals)-1]
+	res.Base, res.Best, res.Final = res.Evals[0].evalResult, res.Evals[run.Best], res.Evals[len(res.Evals)-1]
+	res.Steps, res.Interrupted, res.Losses, res.ResumedFrom = run.Steps, run.Interrupted, run.Losses, run.ResumedFrom
 	if res.Interrupted {
-		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done\n", step, c.MaxSteps)
+		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done (continue with -resume)\n", run.Steps, c.MaxSteps)
 	}
-	su.lm.restore(bestSnap)
 	res.SavedStep = res.Best.Step
-	res.TrainSeconds, res.EvalSeconds = trainTime.Seconds(), evalTime.Seconds()
-	if trainTime > 0 {
-		res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
+	res.TrainSeconds, res.EvalSeconds = run.TrainSeconds, run.EvalSeconds
+	if run.TrainSeconds > 0 {
+		res.TokensPerSecond = float64(run.Tokens*world.Size()) / run.TrainSeconds
+	}
+	if !rank0 {
+		return res, nil
 	}
 	res.AdapterDir = filepath.Join(c.Out, adapterDir)
-	err = c.folder().Write(!res.Interrupted, func(dir string) error {
+	err = c.folder().End(!res.Interrupted, func(dir string) error {
 		if err := writeOutputs(dir, c, su, res); err != nil {
 			return err
 		}
 		observe := func(cal *layers.MixingCalibrator) error {
-			_, err := su.lm.evaluateObserving(data.eval, evalIdx, c.MaxLen, cal.Observe)
+			_, err := su.lm.evaluateObserving(data.eval, task.evalIdx, c.MaxLen, cal.Observe)
 			return err
 		}
 		title := fmt.Sprintf("%s on %s", describeShort(c), c.dataName())
@@ -266,9 +241,86 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	return res, nil
 }
 
+// afterStep, when set, is called after every optimiser step of a
+// fine-tuning run; tests set it to kill the process there.
+var afterStep func(steps int)
+
+// identity is what a resumed run must share with the run it continues.
+func (c ftConfig) identity() ftConfig {
+	c.Out, c.SaveEvery = "", 0
+	return c
+}
+
+// lmTask is fine-tuning as train.Run drives it.
+type lmTask struct {
+	lm      *lm
+	data    *corpus
+	maxLen  int
+	w       io.Writer
+	batches *batcher
+	evalIdx [][]int
+}
+
+// Batch draws the next global batch.
+func (t *lmTask) Batch(int) ([]int, error) { return t.batches.next(), nil }
+
+// Forward runs forward and backward on a micro-batch of training texts.
+func (t *lmTask) Forward(m train.Micro) (float64, G.Nodes, int, error) {
+	batch, length := gather(t.data.train, m.Examples, t.maxLen)
+	lg, loss, err := t.lm.forward(true, batch, length)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	tokens := 0
+	for _, s := range batch {
+		tokens += len(s)
+	}
+	return loss, lg.g.Learnables(), tokens, nil
+}
+
+// EvalUnits: one unit per held-out batch, with its summed loss and its
+// number of predicted tokens.
+func (t *lmTask) EvalUnits() []int {
+	out := make([]int, len(t.evalIdx))
+	for i := range out {
+		out[i] = 2
+	}
+	return out
+}
+
+// EvalUnit evaluates held-out batch i.
+func (t *lmTask) EvalUnit(i int, out []float64) error {
+	return t.lm.evalBatch(t.data.eval, t.evalIdx[i], t.maxLen, nil, out)
+}
+
+// Metrics is the token-weighted held-out loss; lower perplexity is better.
+func (t *lmTask) Metrics(stats [][]float64) (evalResult, float64, error) {
+	t.lm.releaseEval()
+	r, err := sumEval(stats)
+	return r, r.Perplexity, err
+}
+
+// Baseline is the base model's held-out figure when a sweep's earlier run
+// measured it.
+func (t *lmTask) Baseline() (evalResult, float64, bool) {
+	if t.data.base == nil {
+		return evalResult{}, 0, false
+	}
+	return *t.data.base, t.data.base.Perplexity, true
+}
+
+// Evaluated prints every evaluation.
+func (t *lmTask) Evaluated(e train.Evaluation[evalResult]) {
+	if e.Step == 0 {
+		fmt.Fprintf(t.w, "held-out perplexity before training: %.3f (%d predicted tokens)\n", e.Record.Perplexity, e.Record.Tokens)
+		return
+	}
+	fmt.Fprintf(t.w, "\nstep %d: train loss %.4f, held-out perplexity %.3f\n", e.Step, e.TrainLoss, e.Record.Perplexity)
+}
+
 // folder is the run's output folder.
 func (c ftConfig) folder() outdir.Folder {
-	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite, Resumable: true}
 }
 
 // writeOutputs saves the adapter (for full fine-tuning: every weight) and

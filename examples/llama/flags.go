@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
 )
 
@@ -58,6 +59,7 @@ type ftConfig struct {
 	Out         string  `json:"out"`
 	Overwrite   bool    `json:"-"`
 	PEFTLayout  bool    `json:"peft_layout"`
+	train.Flags
 }
 
 // defaultConfig is what finetune runs with no flags: the protocol of
@@ -129,6 +131,7 @@ func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (adapter initialisation, batch order)")
 	fs.StringVar(&c.Out, "out", "", "results folder (default runs/llama-<adapter>)")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
+	c.Flags.Register(fs)
 	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning; Lily needs batch routing")
 }
 
@@ -197,6 +200,8 @@ func (c ftConfig) validate() error {
 		return bad("-lily_target_modules and -lora_target_modules must name at least one module, e.g. q_proj,v_proj or all")
 	case c.MaxSteps < 1:
 		return bad("-max_steps %d must be positive", c.MaxSteps)
+	case c.Flags.Check() != nil:
+		return c.Flags.Check()
 	case c.BatchSize < 1:
 		return bad("-batch_size %d must be positive", c.BatchSize)
 	case c.MaxLen < 2:

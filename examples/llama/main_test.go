@@ -108,7 +108,7 @@ func checkRun(t *testing.T, dir string) {
 	batches := evalBatches(lengths(data.eval), c.BatchSize)
 	// The base perplexity, measured with the fresh adapter attached (or
 	// cached by a sweep), is exactly the plain model's.
-	plain := newLM(fresh.cfg, fresh.store, layers.None{}, c.LR, 0)
+	plain := newLM(fresh.cfg, fresh.store, layers.None{})
 	baseRes, err := plain.evaluate(data.eval, batches, c.MaxLen)
 	plain.close()
 	if err != nil {
@@ -125,7 +125,7 @@ func checkRun(t *testing.T, dir string) {
 	if c.Adapter != "full" && trainable != res.TrainableParams {
 		t.Errorf("%s: reloaded %d adapter parameters, trained %d", c.Adapter, trainable, res.TrainableParams)
 	}
-	l := newLM(fresh.cfg, fresh.store, a, c.LR, 0)
+	l := newLM(fresh.cfg, fresh.store, a)
 	defer l.close()
 	got, err := l.evaluate(data.eval, batches, c.MaxLen)
 	if err != nil {
@@ -233,7 +233,7 @@ func TestPerplexityIsTokenWeighted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLM(b.cfg, b.store, layers.None{}, 0, 0)
+	l := newLM(b.cfg, b.store, layers.None{})
 	defer l.close()
 	together, err := l.evaluate(seqs, [][]int{{0, 1, 2}}, 64)
 	if err != nil {

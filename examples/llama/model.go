@@ -8,7 +8,6 @@ import (
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tokenizers/llama2c"
-	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -62,7 +61,6 @@ type lmGraph struct {
 	m      *llama.Model
 	loss   *G.Node
 	vm     G.VM
-	groups []*train.Group // training graphs: this graph's trainable nodes with the shared optimiser
 }
 
 // maxTrainGraphs bounds the training graphs kept compiled. A graph keeps the
@@ -80,15 +78,14 @@ type lm struct {
 	cfg     llama.Config
 	store   *layers.Store
 	adapter layers.Adapter
-	opt     *train.Group
 	graphs  map[shapeKey]*lmGraph
 	recent  []shapeKey // training graphs, least recently used first
+	evalKey shapeKey   // the evaluation graph in use
 }
 
-// newLM wraps a model for training with peak learning rate lr and weight
-// decay wd.
-func newLM(cfg llama.Config, s *layers.Store, a layers.Adapter, lr, wd float64) *lm {
-	return &lm{cfg: cfg, store: s, adapter: a, opt: train.NewGroup("trainable", nil, lr, wd), graphs: map[shapeKey]*lmGraph{}}
+// newLM wraps a model for evaluation and training.
+func newLM(cfg llama.Config, s *layers.Store, a layers.Adapter) *lm {
+	return &lm{cfg: cfg, store: s, adapter: a, graphs: map[shapeKey]*lmGraph{}}
 }
 
 // graph returns the compiled graph for a mode and shape, building it on
@@ -113,7 +110,6 @@ func (l *lm) graph(trainMode bool, batch, length int) (*lmGraph, error) {
 	lg := &lmGraph{g: g, m: m, loss: loss}
 	if trainMode {
 		lg.vm, err = g.Machine(loss)
-		lg.groups = []*train.Group{{Name: l.opt.Name, PeakLR: l.opt.PeakLR, Nodes: g.Learnables(), Opt: l.opt.Opt}}
 	} else {
 		lg.vm, err = g.Machine(nil, loss)
 	}
@@ -165,19 +161,6 @@ func (l *lm) forward(trainMode bool, seqs [][]int, length int) (*lmGraph, float6
 	return lg, scalar(lg.loss.Value()), nil
 }
 
-// trainStep runs forward and backward on seqs and applies one optimiser step
-// at the schedule's step. It returns the mean loss per predicted token.
-func (l *lm) trainStep(seqs [][]int, length int, sched train.Schedule, step int) (float64, error) {
-	lg, loss, err := l.forward(true, seqs, length)
-	if err != nil {
-		return 0, errors.Wrapf(err, "training step %d", step)
-	}
-	if err := train.CheckLoss(loss, step); err != nil {
-		return loss, err
-	}
-	return loss, train.Step(lg.groups, sched, step)
-}
-
 // evalResult is the held-out loss of a set of sequences.
 type evalResult struct {
 	NLL        float64 `json:"nll"` // mean negative log-likelihood per predicted token (nats)
@@ -197,28 +180,55 @@ func (l *lm) evaluate(seqs [][]int, batches [][]int, maxLen int) (evalResult, er
 // evaluateObserving is evaluate calling observe (when not nil) with the
 // graph after every batch, e.g. to read Lily's mixing weights.
 func (l *lm) evaluateObserving(seqs [][]int, batches [][]int, maxLen int, observe func(*layers.Graph) error) (evalResult, error) {
-	var prev shapeKey
-	defer func() { l.release(prev) }()
+	defer l.releaseEval()
+	stats := make([][]float64, len(batches))
+	for i, idx := range batches {
+		stats[i] = make([]float64, 2)
+		if err := l.evalBatch(seqs, idx, maxLen, observe, stats[i]); err != nil {
+			return evalResult{}, err
+		}
+	}
+	return sumEval(stats)
+}
+
+// evalBatch evaluates one batch of seqs into out: its summed loss (the
+// mean over its predicted tokens times their number) and that number. The
+// evaluation graph of the previous batch is released when this one needs
+// another shape (batches sorted by length use each shape once in a row).
+func (l *lm) evalBatch(seqs [][]int, idx []int, maxLen int, observe func(*layers.Graph) error, out []float64) error {
+	batch, length := gather(seqs, idx, maxLen)
+	if key := (shapeKey{false, len(batch), length}); key != l.evalKey {
+		l.releaseEval()
+		l.evalKey = key
+	}
+	lg, loss, err := l.forward(false, batch, length)
+	if err != nil {
+		return errors.Wrap(err, "evaluation")
+	}
+	if observe != nil {
+		if err := observe(lg.g); err != nil {
+			return err
+		}
+	}
+	k := predicted(batch)
+	out[0], out[1] = loss*float64(k), float64(k)
+	return nil
+}
+
+// releaseEval releases the last evaluation graph.
+func (l *lm) releaseEval() {
+	l.release(l.evalKey)
+	l.evalKey = shapeKey{}
+}
+
+// sumEval adds up the batches' statistics of evalBatch, in batch order, into
+// the token-weighted loss and perplexity.
+func sumEval(stats [][]float64) (evalResult, error) {
 	var sum float64
 	var n int
-	for _, idx := range batches {
-		batch, length := gather(seqs, idx, maxLen)
-		if key := (shapeKey{false, len(batch), length}); key != prev {
-			l.release(prev)
-			prev = key
-		}
-		lg, loss, err := l.forward(false, batch, length)
-		if err != nil {
-			return evalResult{}, errors.Wrap(err, "evaluation")
-		}
-		if observe != nil {
-			if err := observe(lg.g); err != nil {
-				return evalResult{}, err
-			}
-		}
-		k := predicted(batch)
-		sum += loss * float64(k)
-		n += k
+	for _, st := range stats {
+		sum += st[0]
+		n += int(st[1])
 	}
 	if n == 0 {
 		return evalResult{}, errors.New("evaluation: no token to predict")
@@ -235,32 +245,6 @@ func (l *lm) close() {
 	l.graphs, l.recent = map[shapeKey]*lmGraph{}, nil
 }
 
-// snapshot copies the values of every trainable parameter.
-func (l *lm) snapshot() map[string][]float64 {
-	out := map[string][]float64{}
-	for _, p := range l.store.Trainable() {
-		out[p.Name] = layers.Float64s(p.Value)
-	}
-	return out
-}
-
-// restore writes a snapshot back into the store's tensors.
-func (l *lm) restore(snap map[string][]float64) {
-	for _, p := range l.store.Trainable() {
-		v, ok := snap[p.Name]
-		if !ok {
-			continue
-		}
-		switch d := p.Value.Data().(type) {
-		case []float32:
-			for i := range d {
-				d[i] = float32(v[i])
-			}
-		case []float64:
-			copy(d, v)
-		}
-	}
-}
 
 // scalar reads a float32 or float64 scalar value (NaN otherwise).
 func scalar(v G.Value) float64 {

@@ -139,7 +139,7 @@ func (c useConfig) texts(split string, limit int) ([]string, error) {
 // perplexity evaluates the model in b with adapter a (layers.None for the
 // plain model) on seqs in the fixed evaluation batches.
 func perplexity(b *base, a layers.Adapter, seqs [][]int, batchSize, maxLen int) (evalResult, error) {
-	l := newLM(b.cfg, b.store, a, 0, 0)
+	l := newLM(b.cfg, b.store, a)
 	defer l.close()
 	return l.evaluate(seqs, evalBatches(lengths(seqs), batchSize), maxLen)
 }
@@ -296,7 +296,7 @@ func (c useConfig) calibrate(b *base, lily *layers.Lily) (int, error) {
 	if len(seqs) == 0 {
 		return 0, errors.New("calibration: no training text")
 	}
-	l := newLM(b.cfg, b.store, lily, 0, 0)
+	l := newLM(b.cfg, b.store, lily)
 	defer l.close()
 	var cal layers.MixingCalibrator
 	if _, err := l.evaluateObserving(seqs, evalBatches(lengths(seqs), c.BatchSize), c.MaxLen, cal.Observe); err != nil {

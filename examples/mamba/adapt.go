@@ -187,7 +187,8 @@ func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, err
 	if j.m.Kind == "lora" {
 		res.LR = c.LoraLR
 	}
-	group := train.NewGroup("adapter", g.Learnables(), res.LR, 0)
+	group := train.NewGroup("adapter", nil, res.LR, 0)
+	group.Nodes = g.Learnables()
 	sched, err := train.NewSchedule(c.Steps, c.WarmupRatio)
 	if err != nil {
 		return res, wrap(err)

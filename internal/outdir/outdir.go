@@ -198,3 +198,45 @@ func (f Folder) withRecord(finished bool, fill func(dir string) error) func(dir 
 // unfinished run of its kind: what a run that fills its folder as it goes
 // (pretraining, sweeps) writes first, after Check.
 func (f Folder) Claim() error { return f.Write(false, nil) }
+
+// Begin checks the folder of a resumable run before any work and takes it
+// over: a new run needs what Check accepts and then claims the folder (an
+// unfinished record, so that checkpoints can be written into it); a resumed
+// run (-resume) needs an unfinished run of this kind there, whose
+// interrupted last write is finished first.
+func (f Folder) Begin(resume bool) error {
+	if !resume {
+		if err := f.Check(); err != nil {
+			return err
+		}
+		return f.Claim()
+	}
+	if f.Overwrite {
+		return errors.New("-resume continues the run in " + f.Flag + " and -overwrite replaces it; give one of them")
+	}
+	if err := atomicfile.Recover(f.Path); err != nil {
+		return errors.Wrapf(err, "-resume: %s %s", f.Flag, f.Path)
+	}
+	rec, ok, err := ReadRecord(f.Path)
+	switch {
+	case err != nil:
+		return errors.Wrapf(err, "-resume: %s %s", f.Flag, f.Path)
+	case !ok:
+		return errors.Errorf("-resume: %s %s holds no run to continue; start one without -resume", f.Flag, f.Path)
+	case rec.Kind != f.Kind:
+		return errors.Errorf("-resume: %s %s holds a %s run, not a %s run", f.Flag, f.Path, rec.Kind, f.Kind)
+	case rec.Finished:
+		return errors.Errorf("-resume: %s %s holds a finished %s run; there is nothing to continue", f.Flag, f.Path, f.Kind)
+	}
+	return nil
+}
+
+// End writes the run's outputs: a finished run replaces the folder as a
+// whole (its checkpoints go with it), an interrupted one updates it, keeping
+// the checkpoint that -resume continues from.
+func (f Folder) End(finished bool, fill func(dir string) error) error {
+	if finished {
+		return f.Write(true, fill)
+	}
+	return f.Update(false, fill)
+}

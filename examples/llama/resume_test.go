@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lilygo/lily/internal/resumetest"
+)
+
+// A fine-tuning run killed with SIGKILL after a checkpoint and resumed
+// writes exactly what the uninterrupted run writes: the same losses,
+// evaluations, adapter and plots (only the timings differ). Gradient
+// accumulation is on, so the checkpoint must also be between whole
+// optimiser steps.
+func TestKilledRunResumesExactly(t *testing.T) {
+	if args := os.Getenv(mainArgsEnv); args != "" {
+		afterStep = resumetest.KillHook()
+		os.Args = append([]string{"llama"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	data := sharedData(t)
+	tmp := t.TempDir()
+	runArgs := func(out string, extra ...string) []string {
+		args := append([]string{"finetune", "-adapter", "lily", "-out", out}, tinyArgs(data)...)
+		return append(append(args, "-max_steps", "7", "-eval_every", "3", "-save_every", "2", "-grad_accum", "2", "-batch_size", "4"), extra...)
+	}
+	whole := filepath.Join(tmp, "whole")
+	if err := run(context.Background(), runArgs(whole), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, killAt := range []int{3, 4} {
+		out := filepath.Join(tmp, fmt.Sprintf("killed-%d", killAt))
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKilledRunResumesExactly$")
+		cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(runArgs(out), "\x1f"), fmt.Sprintf("%s=%d", resumetest.KillEnv, killAt))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
+			t.Fatalf("kill after step %d: the run was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
+		}
+		if err := run(context.Background(), runArgs(out, "-resume"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+			t.Fatalf("resuming after a kill at step %d: %v", killAt, err)
+		}
+		res := readResult(t, out)
+		if res.ResumedFrom != killAt/2*2 {
+			t.Errorf("kill after step %d: resumed from step %d", killAt, res.ResumedFrom)
+		}
+		resumetest.SameOutputs(t, whole, out, resumetest.Timings...)
+	}
+}
