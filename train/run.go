@@ -34,7 +34,8 @@ type Task[E any] interface {
 	// trained on (for the throughput).
 	Forward(m Micro) (loss float64, grads G.Nodes, tokens int, err error)
 	// EvalUnits returns, for each evaluation unit, how many statistics it
-	// produces.
+	// produces; with no unit, Run never evaluates (pretraining without a
+	// held-out set).
 	EvalUnits() []int
 	// EvalUnit computes unit i's statistics into out (of EvalUnits()[i]
 	// values). The ranks split the units between them.
@@ -465,6 +466,9 @@ const microStream = 0x6d6963726f
 // evaluate evaluates the weights after steps steps, with the ranks
 // sharing the units, and keeps the weights if they are the best so far.
 func (r *runner[E]) evaluate(steps int) error {
+	if len(r.task.EvalUnits()) == 0 {
+		return nil
+	}
 	t0 := time.Now()
 	var rec E
 	var score float64

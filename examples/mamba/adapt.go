@@ -8,9 +8,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"time"
 
 	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/dataparallel"
 	"github.com/lilygo/lily/graphs/mamba"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -121,6 +121,7 @@ type adaptJob struct {
 	heldOut []int
 	basePPL float64 // the pretrained model's held-out perplexity (step 0)
 	baseDir string  // where the pretrained model is, for the adapter config
+	comm    dataparallel.Comm
 }
 
 // evalSteps returns the adaptation steps after which to evaluate: every
@@ -147,13 +148,13 @@ func seedFor(name string) uint64 {
 
 // adapt freezes a view of the pretrained model, attaches the method's
 // adapter and trains it with AdamW (no weight decay) under a linear
-// schedule with warm-up, evaluating the held-out perplexity as evalSteps
-// says; then it saves the adapter. A cancelled ctx stops it after the
-// current step; it still evaluates and saves.
+// schedule with warm-up, on every rank of j.comm, evaluating the held-out
+// perplexity as evalSteps says, with checkpoints in -out that -resume
+// continues from; then rank 0 saves the adapter. A cancelled ctx stops it
+// after the current step; it still evaluates and saves.
 func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, error) {
 	c := j.c
-	res := runResult{Method: j.m.Name, Label: j.m.Label, Sites: j.m.sites(), Seed: j.seed,
-		Evals: []evalPoint{{Step: 0, Perplexity: j.basePPL}}}
+	res := runResult{Method: j.m.Name, Label: j.m.Label, Sites: j.m.sites(), Seed: j.seed}
 	wrap := func(err error) error { return errors.Wrapf(err, "%s seed %d", j.m.Name, j.seed) }
 	store, err := frozenView(j.base)
 	if err != nil {
@@ -187,54 +188,33 @@ func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, err
 	if j.m.Kind == "lora" {
 		res.LR = c.LoraLR
 	}
-	group := train.NewGroup("adapter", nil, res.LR, 0)
-	group.Nodes = g.Learnables()
 	sched, err := train.NewSchedule(c.Steps, c.WarmupRatio)
 	if err != nil {
 		return res, wrap(err)
 	}
 	at := evalSteps(c)
-	rng := rand.New(rand.NewPCG(j.seed, 0x61646170))
-	ids, labels := make([]int, c.Batch*c.SeqLen), make([]int, c.Batch*c.SeqLen)
-	desc := fmt.Sprintf("%s seed %d", j.m.Name, j.seed)
-	progress := train.NewProgress(c.Steps, desc, progressW)
-	start := time.Now()
-	for step := 0; step < c.Steps; step++ {
-		if ctx.Err() != nil {
-			res.Interrupted = true
-			break
-		}
-		j.train.batch(rng, ids, labels)
-		if err := m.SetInputs(ids, labels, nil); err != nil {
-			return res, wrap(err)
-		}
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
-			return res, wrap(errors.Wrapf(err, "step %d", step))
-		}
-		loss, err := m.LossValue()
-		if err != nil {
-			return res, wrap(err)
-		}
-		if err := train.CheckLoss(loss, step); err != nil {
-			return res, wrap(err)
-		}
-		if err := train.Step([]*train.Group{group}, sched, step); err != nil {
-			return res, wrap(err)
-		}
-		res.Steps++
-		res.Loss = append(res.Loss, loss)
-		progress.Step(desc, loss, res.LR*sched.Factor(step))
-		if at[res.Steps] {
-			ppl, err := ev.perplexity(j.heldOut)
-			if err != nil {
-				return res, wrap(err)
-			}
-			res.Evals = append(res.Evals, evalPoint{Step: res.Steps, Perplexity: ppl})
-		}
+	name := fmt.Sprintf("%s-seed%d", j.m.Name, j.seed)
+	tc := train.Config{Steps: c.Steps, Batch: c.Batch, GradAccum: c.GradAccum, Schedule: sched, Comm: j.comm, Seed: j.seed,
+		Groups: []*train.Group{train.NewGroup("adapter", store.Trainable(), res.LR, 0)},
+		EvalAt: func(s int) bool { return at[s] }, EvalFirst: true, Checkpoint: c.checkpointOf(name), SaveEvery: c.SaveEvery,
+		Identity: struct {
+			Config config `json:"config"`
+			Method string `json:"method"`
+			Seed   uint64 `json:"seed"`
+		}{c.identity(), j.m.Name, j.seed},
+		Progress: progressW, Desc: fmt.Sprintf("%s seed %d", j.m.Name, j.seed), AfterStep: afterStep}
+	tc.Resume = c.Resume && train.HasCheckpoint(tc.Checkpoint)
+	task := &lmTask{m: m, g: g, vm: vm, src: j.train, rng: rand.New(rand.NewPCG(j.seed, 0x61646170)), global: tc.GlobalBatch(),
+		ids: make([]int, c.Batch*c.SeqLen), labels: make([]int, c.Batch*c.SeqLen), ev: ev, heldOut: j.heldOut, base: j.basePPL}
+	run, err := train.Run(ctx, tc, task)
+	if err != nil {
+		return res, wrap(err)
 	}
-	progress.Finish()
-	if last := res.Evals[len(res.Evals)-1]; last.Step != res.Steps {
+	res.Steps, res.Loss, res.Interrupted, res.Seconds = run.Steps, run.Losses, run.Interrupted, run.TrainSeconds+run.EvalSeconds
+	for _, e := range run.Evals {
+		res.Evals = append(res.Evals, evalPoint{Step: e.Step, Perplexity: e.Record})
+	}
+	if last := res.Evals[len(res.Evals)-1]; last.Step != res.Steps { // interrupted between evaluations
 		ppl, err := ev.perplexity(j.heldOut)
 		if err != nil {
 			return res, wrap(err)
@@ -242,13 +222,15 @@ func adapt(ctx context.Context, j adaptJob, progressW io.Writer) (runResult, err
 		res.Evals = append(res.Evals, evalPoint{Step: res.Steps, Perplexity: ppl})
 	}
 	res.Final = res.Evals[len(res.Evals)-1].Perplexity
-	res.Seconds = time.Since(start).Seconds()
+	res.AdapterDir = filepath.Join(c.Out, "adapters", name)
+	if j.comm.Rank() != 0 {
+		return res, nil
+	}
 	observe := func(cal *layers.MixingCalibrator) error { return ev.observeMixing(j.heldOut, cal) }
-	plot := filepath.Join(c.Out, fmt.Sprintf("updates-%s-seed%d.png", j.m.Name, j.seed))
+	plot := filepath.Join(c.Out, fmt.Sprintf("updates-%s.png", name))
 	if res.Analysis, err = updatestats.Measure(store, ad, sites, observe, plot, fmt.Sprintf("%s seed %d", j.m.Label, j.seed)); err != nil {
 		return res, wrap(err)
 	}
-	res.AdapterDir = filepath.Join(c.Out, "adapters", fmt.Sprintf("%s-seed%d", j.m.Name, j.seed))
 	err = adapterfile.Save(res.AdapterDir, store, ad, sites, adapterfile.Options{BaseModel: j.baseDir, TaskType: "CAUSAL_LM", PEFTLayout: c.PEFTLayout})
 	return res, wrap(err)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
 )
 
@@ -62,6 +63,9 @@ type config struct {
 	LilyRouting string  `json:"lily_routing"`
 	LoraR       int     `json:"lora_r"`
 	LoraAlpha   float64 `json:"lora_alpha"`
+
+	// Training: -grad_accum, -save_every, -resume.
+	train.Flags
 }
 
 // defaults are the flag defaults: the synthetic run that needs no flags and
@@ -101,7 +105,13 @@ updates-<method>-seed<N>.png (the effective rank of each update),
 pretrain_loss.png, pretrained/ (mamba.SaveHF plus the tokenizer) and
 adapters/<method>-seed<N>/ (adapterfile); an -out that holds a finished run
 or another kind of run is refused unless -overwrite is given. Ctrl-C stops
-after the current step, still writes every output and exits with status 130.
+after the current step, still writes every output, keeps a checkpoint in
+-out/checkpoints and exits with status 130; -resume (with the same flags)
+continues from it — or from the last -save_every checkpoint of a killed run —
+skipping the finished runs, and gives exactly the uninterrupted run's
+results. -grad_accum K makes every optimiser step K micro-batches of -batch
+windows; under mpirun (a build with -tags mpi) every rank trains on its share
+of each step and rank 0 writes the outputs.
 
 'mamba eval -h' and 'mamba export -h': the perplexity of a text with a saved
 adapter, and the adapter merged into a Hugging Face Mamba directory.
@@ -116,6 +126,7 @@ func newFlags(c *config, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&c.Out, "out", c.Out, "output folder")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
+	c.Flags.Register(fs)
 	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapters exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads them without a warning; Lily needs batch routing")
 
 	fs.StringVar(&c.Source, "source", "", "pretraining text: a file with one document per line")
@@ -179,7 +190,13 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 
 // folder is the run's output folder.
 func (c config) folder() outdir.Folder {
-	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindRun, Overwrite: c.Overwrite}
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindRun, Overwrite: c.Overwrite, Resumable: true}
+}
+
+// identity is what a resumed run must share with the run it continues.
+func (c config) identity() config {
+	c.Out, c.SaveEvery = "", 0
+	return c
 }
 
 // synthetic reports whether the run uses the built-in synthetic corpora.
@@ -223,6 +240,8 @@ func (c config) validate() error {
 		return errors.Errorf("-seq_len %d must be at least 2 and -batch %d positive", c.SeqLen, c.Batch)
 	case c.PretrainSteps < 1 && c.Model == "":
 		return errors.Errorf("-pretrain_steps %d must be positive", c.PretrainSteps)
+	case c.Flags.Check() != nil:
+		return c.Flags.Check()
 	case c.Steps < 1:
 		return errors.Errorf("-steps %d must be positive", c.Steps)
 	case c.EvalEvery < 0:

@@ -27,6 +27,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/mpi"
 	"github.com/lilygo/lily/tokenizers/bytebpe"
 	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
@@ -64,15 +66,28 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	if err != nil {
 		return err
 	}
+	world, err := train.World()
+	if err != nil {
+		return err
+	}
+	rank0 := world.Rank() == 0
+	if !rank0 {
+		w = io.Discard
+	}
 	start := time.Now()
 	ms, _ := parseMethods(c.Methods) // validated by parseFlags
 	seeds, _ := sweep.ParseSeeds(c.Seeds)
-	res := &results{Note: resultsNote, Config: c, Seeds: seeds, BLAS: lilyop.BLAS}
-	if err := c.folder().Check(); err != nil {
-		return err
+	res := &results{Note: resultsNote, Config: c, Seeds: seeds, BLAS: lilyop.BLAS, Ranks: world.Size()}
+	if rank0 {
+		if err := c.folder().Begin(c.Resume); err != nil {
+			return err
+		}
 	}
-	if err := c.folder().Claim(); err != nil {
-		return err
+	var prev *results // what the run being resumed recorded
+	if c.Resume {
+		if prev, err = loadResults(c.Out); err != nil {
+			return err
+		}
 	}
 	corp, err := loadCorpus(c)
 	if err != nil {
@@ -107,7 +122,7 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 		mc.NumHiddenLayers, mc.HiddenSize, mc.DInner(), mc.StateSize, mc.TimeStepRank, mc.VocabSize, commas(res.Model.Params), lilyop.BLAS)
 
 	if res.Model.Pretrained {
-		if err := pretrainAndSave(ctx, c, corp, tok, base, res, w, progressW); err != nil {
+		if err := pretrainAndSave(ctx, c, corp, tok, base, res, prev, world, w, progressW); err != nil {
 			return err
 		}
 	}
@@ -132,9 +147,9 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 		fmt.Fprintf(w, "pretrained model: held-out perplexity %.3f on the target\n", res.TargetPPL)
 	}
 	ev.close()
-	res.Interrupted = ctx.Err() != nil
+	res.Interrupted = res.Pretrain != nil && res.Pretrain.Interrupted
 	res.Seconds = time.Since(start).Seconds()
-	if err := writeOutputs(res, false); err != nil {
+	if err := writeOutputs(res, false, rank0); err != nil {
 		return err
 	}
 	if res.Interrupted {
@@ -153,7 +168,12 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	fmt.Fprintln(w)
 	for _, seed := range seeds {
 		for _, m := range ms {
-			job := adaptJob{c: c, mc: mc, base: base, m: m, seed: seed, train: tgt, heldOut: heldOut, basePPL: res.TargetPPL, baseDir: res.Model.Dir}
+			if r, ok := prev.finished(m.Name, seed); ok {
+				res.Runs = append(res.Runs, r)
+				fmt.Fprintf(w, "%s seed %d: finished before the resume: held-out perplexity %.3f\n", m.Label, seed, r.Final)
+				continue
+			}
+			job := adaptJob{c: c, mc: mc, base: base, m: m, seed: seed, train: tgt, heldOut: heldOut, basePPL: res.TargetPPL, baseDir: res.Model.Dir, comm: world}
 			r, err := adapt(ctx, job, progressW)
 			if err != nil {
 				return err
@@ -161,7 +181,10 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 			res.Runs = append(res.Runs, r)
 			res.Interrupted = r.Interrupted
 			res.Seconds = time.Since(start).Seconds()
-			if err := writeOutputs(res, !r.Interrupted && len(res.Runs) == len(seeds)*len(ms)); err != nil {
+			if err := writeOutputs(res, !r.Interrupted && len(res.Runs) == len(seeds)*len(ms), rank0); err != nil {
+				return err
+			}
+			if err := dropCheckpoint(c, fmt.Sprintf("%s-seed%d", m.Name, seed), !r.Interrupted && rank0); err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "%s seed %d: held-out perplexity %.3f after %d steps (%.0f s); adapter in %s\n",
@@ -173,9 +196,26 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 			}
 		}
 	}
+	if err := dropCheckpoint(c, "", rank0); err != nil {
+		return err
+	}
 	printTable(w, res)
 	fmt.Fprintf(w, "\nwrote %s and %s to %s (%.0f s in all)\n", resultsFile, plotFile, c.Out, res.Seconds)
 	return nil
+}
+
+// dropCheckpoint removes the checkpoint of a finished training run (all of
+// them for run ""), once the results that replace it are written; drop
+// false does nothing.
+func dropCheckpoint(c config, run string, drop bool) error {
+	if !drop {
+		return nil
+	}
+	dir := filepath.Join(c.Out, checkpointsDir)
+	if run != "" {
+		dir = c.checkpointOf(run)
+	}
+	return errors.Wrap(os.RemoveAll(dir), "removing a finished run's checkpoint")
 }
 
 // baseModel returns the model to adapt — loaded from -model, or freshly
@@ -231,23 +271,35 @@ func baseModel(c config, ms []method, corp corpus, res *results, w io.Writer) (*
 }
 
 // pretrainAndSave pretrains the model on the source text, then saves it
-// with its tokenizer and plots the loss. An interrupted pretraining is saved
-// too.
-func pretrainAndSave(ctx context.Context, c config, corp corpus, tok *bytebpe.Tokenizer, store *layers.Store, res *results, w, progressW io.Writer) error {
+// with its tokenizer and plots the loss (rank 0). An interrupted
+// pretraining is saved too. When the run being resumed (prev) finished its
+// pretraining, the saved model is loaded instead.
+func pretrainAndSave(ctx context.Context, c config, corp corpus, tok *bytebpe.Tokenizer, store *layers.Store, res, prev *results, world *mpi.World, w, progressW io.Writer) error {
 	stream := tokenStream(tok, corp.Source, res.Model.EOS)
 	res.Data.SourceDocs, res.Data.SourceTokens = len(corp.Source), len(stream)
+	if prev != nil && prev.Pretrain != nil && !prev.Pretrain.Interrupted {
+		if err := copyPretrained(res.Model.Dir, store); err != nil {
+			return errors.Wrap(err, "-resume: loading the finished pretraining")
+		}
+		res.Pretrain = prev.Pretrain
+		fmt.Fprintf(w, "pretraining finished before the resume: loaded %s\n", res.Model.Dir)
+		return nil
+	}
 	src, err := newWindows(stream, c.SeqLen, "source")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "source: %s documents (%s tokens) for pretraining, %s held out\n",
 		commas(len(corp.Source)), commas(len(stream)), commas(len(corp.SourceEval)))
-	p, err := pretrain(ctx, c, res.Model.Config, store, src, progressW)
+	p, err := pretrain(ctx, c, res.Model.Config, store, src, world, progressW)
 	if err != nil {
 		return err
 	}
 	res.Pretrain = &p
 	fmt.Fprintf(w, "pretrained %d steps in %.0f s (%.0f tokens/s)\n", p.Steps, p.Seconds, p.TokensPerSec)
+	if world.Rank() != 0 {
+		return nil
+	}
 	err = atomicfile.WriteDir(res.Model.Dir, func(dir string) error {
 		if err := mamba.SaveHF(dir, store, res.Model.Config); err != nil {
 			return err
@@ -258,6 +310,27 @@ func pretrainAndSave(ctx context.Context, c config, corp corpus, tok *bytebpe.To
 		return err
 	}
 	fmt.Fprintf(w, "saved the pretrained model and its tokenizer to %s\n", res.Model.Dir)
+	return nil
+}
+
+// copyPretrained reads the model saved in dir into store's parameters.
+func copyPretrained(dir string, store *layers.Store) error {
+	saved, err := layers.NewStore(store.Dtype())
+	if err != nil {
+		return err
+	}
+	if _, err := mamba.LoadHF(dir, saved); err != nil {
+		return err
+	}
+	for _, p := range store.Params() {
+		q, ok := saved.Get(p.Name)
+		if !ok || !q.Value.Shape().Eq(p.Value.Shape()) {
+			return errors.Errorf("%s lacks %s %v, or has another shape", dir, p.Name, p.Value.Shape())
+		}
+		if err := tensor.Copy(p.Value, q.Value); err != nil {
+			return errors.Wrapf(err, "copying %s", p.Name)
+		}
+	}
 	return nil
 }
 

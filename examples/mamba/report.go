@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/lilygo/lily/graphs/mamba"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/train"
+	"github.com/pkg/errors"
 )
 
 // kindRun names this command's runs in their output folders' records
@@ -73,6 +76,7 @@ type results struct {
 	Config      config          `json:"config"`
 	Seeds       []uint64        `json:"seeds"`
 	BLAS        string          `json:"blas"`
+	Ranks       int             `json:"mpi_ranks"`
 	Data        dataStats       `json:"data"`
 	Model       modelInfo       `json:"model"`
 	Pretrain    *pretrainResult `json:"pretrain,omitempty"`
@@ -115,8 +119,11 @@ func summarize(runs []runResult) []summaryRow {
 // writeOutputs replaces results.json, the plots and the run record in -out
 // together, keeping the pretrained model and the adapters; finished says
 // that the last run is done.
-func writeOutputs(res *results, finished bool) error {
+func writeOutputs(res *results, finished, rank0 bool) error {
 	res.Summary = summarize(res.Runs)
+	if !rank0 {
+		return nil
+	}
 	return res.Config.folder().Update(finished, func(dir string) error {
 		if err := train.WriteJSON(filepath.Join(dir, resultsFile), res); err != nil {
 			return err
@@ -214,4 +221,34 @@ func commas(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// loadResults reads the results.json of the run in out that -resume
+// continues (nil when it wrote none yet).
+func loadResults(out string) (*results, error) {
+	b, err := os.ReadFile(filepath.Join(out, resultsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errors.Wrap(err, "-resume")
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, errors.Wrapf(err, "-resume: reading %s", filepath.Join(out, resultsFile))
+	}
+	return &r, nil
+}
+
+// finished returns the run of method and seed that r recorded as finished.
+func (r *results) finished(method string, seed uint64) (runResult, bool) {
+	if r == nil {
+		return runResult{}, false
+	}
+	for _, run := range r.Runs {
+		if run.Method == method && run.Seed == seed && !run.Interrupted {
+			return run, true
+		}
+	}
+	return runResult{}, false
 }

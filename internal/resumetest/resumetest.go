@@ -21,21 +21,23 @@ import (
 )
 
 // KillEnv names the environment variable that tells a command run by a
-// test to kill itself with SIGKILL after the optimiser step it holds.
+// test to kill itself with SIGKILL after its N-th optimiser step (counted
+// over all the training runs of the process).
 const KillEnv = "LILY_TEST_KILL_AFTER_STEP"
 
 // KillHook returns the train.Config.AfterStep of a process started with
-// KillEnv set: it kills the process with SIGKILL, as the kernel's OOM
-// killer or a scheduler's pre-emption would, right after the given step
-// (and its checkpoint, if one falls there). It returns nil when KillEnv is
-// not set.
+// KillEnv set to N: it kills the process with SIGKILL, as the kernel's OOM
+// killer or a scheduler's pre-emption would, right after its N-th optimiser
+// step (and that step's checkpoint, if one falls there). It returns nil
+// when KillEnv is not set.
 func KillHook() func(steps int) {
 	var at int
 	if _, err := fmt.Sscan(os.Getenv(KillEnv), &at); err != nil || at < 1 {
 		return nil
 	}
-	return func(steps int) {
-		if steps == at {
+	done := 0
+	return func(int) {
+		if done++; done == at {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // the signal is on its way
 		}
@@ -45,7 +47,7 @@ func KillHook() func(steps int) {
 // Timings are the keys of results files that measure time or the
 // process's history rather than the result.
 var Timings = []string{"wall_seconds", "train_seconds", "eval_seconds", "seconds", "train_tokens_per_second",
-	"tokens_per_second", "resumed_from", "elapsed_seconds"}
+	"tokens_per_second", "resumed_from", "elapsed_seconds", "mean_seconds_per_run", "total_seconds"}
 
 // SameOutputs fails t unless the folders want and got hold the same files
 // with the same bytes, except JSON files, which must hold the same values
