@@ -57,10 +57,10 @@ type shapeKey struct {
 
 // lmGraph is one compiled language-model graph with its loss.
 type lmGraph struct {
-	g      *layers.Graph
-	m      *llama.Model
-	loss   *G.Node
-	vm     G.VM
+	g    *layers.Graph
+	m    *llama.Model
+	loss *G.Node
+	vm   G.VM
 }
 
 // maxTrainGraphs bounds the training graphs kept compiled. A graph keeps the
@@ -244,7 +244,6 @@ func (l *lm) close() {
 	}
 	l.graphs, l.recent = map[shapeKey]*lmGraph{}, nil
 }
-
 
 // scalar reads a float32 or float64 scalar value (NaN otherwise).
 func scalar(v G.Value) float64 {
