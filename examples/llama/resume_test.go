@@ -55,3 +55,47 @@ func TestKilledRunResumesExactly(t *testing.T) {
 		resumetest.SameOutputs(t, whole, out, resumetest.Timings...)
 	}
 }
+
+// A sweep killed inside its second run and resumed keeps the finished run,
+// continues the other from its checkpoint and ends as the uninterrupted
+// sweep (sweep.md, whose columns include timings, aside).
+func TestKilledSweepResumes(t *testing.T) {
+	if args := os.Getenv(mainArgsEnv); args != "" {
+		afterStep = resumetest.KillHook()
+		os.Args = append([]string{"llama"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	data := sharedData(t)
+	tmp := t.TempDir()
+	sweepArgs := func(out string, extra ...string) []string {
+		args := append([]string{"sweep", "-seeds", "1", "-out", out, "-run", "lora: -adapter lora", "-run", "lily: -adapter lily"}, tinyArgs(data)...)
+		return append(append(args, "-save_every", "1"), extra...)
+	}
+	whole := filepath.Join(tmp, "whole")
+	if err := run(context.Background(), sweepArgs(whole), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "killed")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledSweepResumes$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(sweepArgs(out), "\x1f"), resumetest.KillEnv+"=6")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
+		t.Fatalf("the sweep was not killed (%v); stderr:\n%s", err, stderr.String())
+	}
+	var log bytes.Buffer
+	if err := run(context.Background(), sweepArgs(out, "-resume"), &log, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "finished before the resume") {
+		t.Errorf("the finished run was not kept:\n%s", log.String())
+	}
+	for _, dir := range []string{whole, out} {
+		if err := os.Remove(filepath.Join(dir, sweepMarkdown)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resumetest.SameOutputs(t, whole, out, resumetest.Timings...)
+}

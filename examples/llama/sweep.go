@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,7 +98,8 @@ Each run writes its finetune outputs to <out>/<name>-seed<N>/; the sweep
 writes sweep.json, sweep.md (a table of mean ± std held-out perplexity over
 seeds) and sweep.png (mean held-out perplexity against steps after 0, one
 line per configuration) to <out>, after every run. Ctrl-C stops the current run
-cleanly and skips the rest.
+cleanly (with a checkpoint) and skips the rest; -resume (with the same flags)
+keeps the finished runs and continues the others exactly.
 
 Flags:
 `
@@ -133,7 +136,7 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "out", "overwrite"}, map[string]string{"seed": "sweep takes -seeds (a list), not -seed"})
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "out", "overwrite", "resume"}, map[string]string{"seed": "sweep takes -seeds (a list), not -seed"})
 	if err != nil {
 		return err
 	}
@@ -163,11 +166,8 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			jobs = append(jobs, sweepJob{spec: i, cfg: c})
 		}
 	}
-	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindSweep, Overwrite: common.Overwrite}
-	if err := folder.Check(); err != nil {
-		return errors.Wrap(err, "sweep")
-	}
-	if err := folder.Claim(); err != nil {
+	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindSweep, Overwrite: common.Overwrite, Resumable: true}
+	if err := folder.Begin(common.Resume); err != nil {
 		return errors.Wrap(err, "sweep")
 	}
 	start := time.Now()
@@ -180,8 +180,13 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		name := specs[job.spec].Name
 		fmt.Fprintf(stdout, "\n=== run %d/%d: %s, seed %d\n", k+1, len(jobs), name, job.cfg.Seed)
-		r, err := finetune(ctx, job.cfg, stdout, stderr, cache)
+		r, done, err := resumeSweepRun(&job.cfg, common.Resume)
 		if err != nil {
+			return errors.Wrapf(err, "run %q seed %d", name, job.cfg.Seed)
+		}
+		if done {
+			fmt.Fprintf(stdout, "finished before the resume: held-out perplexity %.3f (best %.3f)\n", r.Final.Perplexity, r.Best.Perplexity)
+		} else if r, err = finetune(ctx, job.cfg, stdout, stderr, cache); err != nil {
 			return errors.Wrapf(err, "run %q seed %d", name, job.cfg.Seed)
 		}
 		res.Runs = append(res.Runs, sweepRun{Name: name, Seed: job.cfg.Seed, Dir: job.cfg.Out, Trainable: r.TrainableParams,
@@ -200,6 +205,36 @@ func sweepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "\n%s", sweepTable(res))
 	fmt.Fprintf(stdout, "wrote %s, %s and %s to %s (%.0f s)\n", sweepJSON, sweepMarkdown, sweepPlot, out, res.WallSeconds)
 	return nil
+}
+
+// resumeSweepRun prepares a run of a resumed sweep: a run that finished
+// is not run again (its results are returned, done true), an unfinished one
+// with a checkpoint continues from it, and one stopped before its first
+// checkpoint starts again.
+func resumeSweepRun(c *ftConfig, resume bool) (res *ftResult, done bool, err error) {
+	if !resume {
+		return nil, false, nil
+	}
+	rec, ok, err := outdir.ReadRecord(atomicfile.Resolve(c.Out))
+	switch {
+	case err != nil:
+		return nil, false, err
+	case !ok:
+		return nil, false, nil
+	case !rec.Finished:
+		c.Resume = train.HasCheckpoint(train.CheckpointDir(c.Out))
+		c.Overwrite = !c.Resume
+		return nil, false, nil
+	}
+	b, err := os.ReadFile(filepath.Join(atomicfile.Resolve(c.Out), resultsFile))
+	if err != nil {
+		return nil, false, errors.Wrap(err, "reading a finished run")
+	}
+	res = &ftResult{}
+	if err := json.Unmarshal(b, res); err != nil {
+		return nil, false, errors.Wrapf(err, "reading %s", filepath.Join(c.Out, resultsFile))
+	}
+	return res, true, nil
 }
 
 // writeSweep aggregates the runs so far and replaces sweep.json, sweep.md,

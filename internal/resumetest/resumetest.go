@@ -47,7 +47,8 @@ func KillHook() func(steps int) {
 // Timings are the keys of results files that measure time or the
 // process's history rather than the result.
 var Timings = []string{"wall_seconds", "train_seconds", "eval_seconds", "seconds", "train_tokens_per_second",
-	"tokens_per_second", "resumed_from", "elapsed_seconds", "mean_seconds_per_run", "total_seconds"}
+	"tokens_per_second", "resumed_from", "elapsed_seconds", "mean_seconds_per_run", "total_seconds",
+	"mean_wall_seconds", "mean_train_tokens_per_second"}
 
 // SameOutputs fails t unless the folders want and got hold the same files
 // with the same bytes, except JSON files, which must hold the same values
