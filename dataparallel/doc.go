@@ -18,9 +18,8 @@
 //	opt.Step(grads)                               // identical on every rank
 //
 // (every call returns an error to check). With several optimiser groups
-// (train.Group: head and adapter), step each group's optimiser on the
-// Gradients whose Name belongs to it; train.Step itself still reads the
-// gradients of one graph's nodes.
+// (head and adapter), step each group's optimiser on the Gradients whose
+// parameter belongs to it. train.Run is this loop, for every command.
 //
 // Before the first step, BroadcastParams copies rank 0's trainable weights to
 // every rank; evaluation splits its examples the same way and sums its
