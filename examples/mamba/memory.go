@@ -1,6 +1,8 @@
 package main
 
 import (
+	"path/filepath"
+
 	"github.com/lilygo/lily/graphs/mamba"
 	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/pkg/errors"
@@ -47,4 +49,24 @@ func checkMemory(c config, ms []method, mc mamba.Config, pretraining bool) error
 	}
 	need.Add(what, state, 1)
 	return need.Check()
+}
+
+// checkUseMemory refuses an eval or export of the model in c.Model that
+// cannot fit in this machine's memory, before its weights are read: the
+// weights (twice for export, which keeps the merged copy of every adapted
+// weight beside the saved file's buffer) and an evaluation graph's
+// activations (a third of a training graph's: no saved gradient inputs).
+func checkUseMemory(c useConfig, export bool) error {
+	mc, err := mamba.ReadConfig(filepath.Join(c.Model, "config.json"))
+	if err != nil {
+		return err
+	}
+	var need memcheck.Need
+	copies := 1.0
+	if export {
+		copies = 2
+	}
+	need.Add("model weights", copies*mc.NumParams(), 4)
+	need.Add("activations of an evaluation batch", activations(mc, c.Batch, c.SeqLen)/3, 4)
+	return errors.Wrapf(need.Check(), "mamba %s of %s", map[bool]string{false: "eval", true: "export"}[export], c.Model)
 }

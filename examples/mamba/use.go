@@ -155,6 +155,9 @@ type useResult struct {
 // runUseEval prints the perplexity of -eval_file without and with the
 // adapter.
 func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
+	if err := checkUseMemory(c, false); err != nil {
+		return nil, err
+	}
 	l, err := c.load()
 	if err != nil {
 		return nil, err
@@ -182,6 +185,9 @@ func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
 // its tokenizer to -out.
 func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err := c.folder().Check(); err != nil {
+		return nil, err
+	}
+	if err := checkUseMemory(c, true); err != nil {
 		return nil, err
 	}
 	l, err := c.load()

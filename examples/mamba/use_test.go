@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"math"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lilygo/lily/graphs/mamba"
 )
 
 // writeDocs writes documents one per line and returns the file.
@@ -88,6 +91,30 @@ func TestUseFlags(t *testing.T) {
 	} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: error %v, want one line", args, err)
+		}
+	}
+}
+
+// eval and export of a model too large for this machine are refused from
+// its config.json alone, before any weight is read (there is none here).
+func TestUseRefusesAbsurdModelUpFront(t *testing.T) {
+	dir := t.TempDir()
+	mc := mamba.TinyConfig()
+	mc.HiddenSize, mc.IntermediateSize, mc.NumHiddenLayers = 1<<16, 1<<17, 64
+	if err := mamba.WriteConfig(filepath.Join(dir, "config.json"), mc); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "eval.txt")
+	if err := os.WriteFile(text, []byte("a few words\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"eval", "-model", dir, "-eval_file", text},
+		{"export", "-model", dir, "-adapter", dir, "-out", filepath.Join(t.TempDir(), "merged")},
+	} {
+		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "GiB") {
+			t.Errorf("%s: %v", args[0], err)
 		}
 	}
 }
