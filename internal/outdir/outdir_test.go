@@ -194,3 +194,64 @@ func TestWriteAndUpdate(t *testing.T) {
 		t.Fatalf("after the second Write: %s", got)
 	}
 }
+
+// Begin takes over a folder for a new run and accepts only an unfinished
+// run of its kind to resume; End keeps a checkpoint beside an interrupted
+// run's outputs and drops it with a finished run's.
+func TestBeginAndEnd(t *testing.T) {
+	root := t.TempDir()
+	f := Folder{Flag: "-out", Path: filepath.Join(root, "run"), Kind: "k", Resumable: true}
+	if err := f.Begin(true); err == nil || !strings.Contains(err.Error(), "no run to continue") {
+		t.Errorf("resuming a missing run: %v", err)
+	}
+	if err := f.Begin(false); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok, err := ReadRecord(f.Path); err != nil || !ok || rec.Kind != "k" || rec.Finished {
+		t.Fatalf("claimed record %+v %v %v", rec, ok, err)
+	}
+	if err := f.Begin(false); err == nil || !strings.Contains(err.Error(), "-resume") {
+		t.Errorf("a new run over an unfinished one: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(f.Path, "checkpoint"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string) func(string) error {
+		return func(dir string) error { return os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644) }
+	}
+	if err := f.End(false, write("a")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "checkpoint"} {
+		if _, err := os.Stat(filepath.Join(f.Path, name)); err != nil {
+			t.Errorf("after an interrupted end: %v", err)
+		}
+	}
+	if err := f.Begin(true); err != nil {
+		t.Errorf("resuming an unfinished run: %v", err)
+	}
+	other := f
+	other.Kind = "other"
+	if err := other.Begin(true); err == nil || !strings.Contains(err.Error(), "not a other run") {
+		t.Errorf("resuming another kind: %v", err)
+	}
+	over := f
+	over.Overwrite = true
+	if err := over.Begin(true); err == nil || !strings.Contains(err.Error(), "give one of them") {
+		t.Errorf("-resume with -overwrite: %v", err)
+	}
+	if err := f.End(true, write("b")); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(f.Path)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "b,"+RecordFile {
+		t.Errorf("after a finished end the folder holds %v", names)
+	}
+	if err := f.Begin(true); err == nil || !strings.Contains(err.Error(), "finished") {
+		t.Errorf("resuming a finished run: %v", err)
+	}
+}
