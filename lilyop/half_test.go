@@ -57,7 +57,7 @@ func TestMatMulBF16MatchesFloat32(t *testing.T) {
 	rng := rand.New(rand.NewSource(62))
 	tol := 0.0
 	if BLAS != "gemm" {
-		tol = 1e-5
+		tol = 1e-4 // float32 sums in two orders, then a gradient through them
 	}
 	for _, nt := range []bool{false, true} {
 		for _, sz := range [][3]int{{7, 33, 17}, {64, 100, 129}, {3, 1, 300}} {
