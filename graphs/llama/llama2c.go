@@ -193,8 +193,8 @@ var targetIndex = map[string]int{"q_proj": 0, "k_proj": 1, "v_proj": 2, "o_proj"
 
 // transpose returns the [cols, rows] transpose of a row-major [rows, cols]
 // matrix.
-func transpose(v []float64, rows, cols int) []float64 {
-	out := make([]float64, len(v))
+func transpose[T any](v []T, rows, cols int) []T {
+	out := make([]T, len(v))
 	for r := 0; r < rows; r++ {
 		for c := 0; c < cols; c++ {
 			out[c*rows+r] = v[r*cols+c]
