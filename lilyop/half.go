@@ -3,6 +3,7 @@ package lilyop
 import (
 	"fmt"
 	"hash"
+	"math"
 	"reflect"
 	"runtime"
 	"sync"
@@ -269,4 +270,44 @@ func parallelRows(rows, cols int, f func(r0, r1 int)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// smallRows is the most rows of x for which x·Wᵀ with a bfloat16 W runs as
+// dot products (gemvBF16T) instead of a GEMM: a decoding step's product
+// with a tied language-model head or the transposed weight of a backward
+// pass, where a GEMM would transpose and pack all of W to use it once.
+const smallRows = 4
+
+// gemvBF16T computes c = alpha·a·bᵀ (beta 0: c is only written) for a
+// float32 a [m, k] (row stride lda) with few rows and a bfloat16 b [n, k]
+// (row stride ldb): each of b's rows is widened once and dotted with every
+// row of a, the rows of b split across goroutines.
+func gemvBF16T(m, n, k int, alpha float32, a []float32, lda int, b []gemm.BF16, ldb int, c []float32, ldc int) {
+	parallelRows(n, m*k, func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			w := b[j*ldb : j*ldb+k]
+			for i := 0; i < m; i++ {
+				c[i*ldc+j] = alpha * dotBF16(a[i*lda:i*lda+k], w)
+			}
+		}
+	})
+}
+
+// dotBF16 returns Σ x[p]·w[p] over len(w) elements, in four interleaved
+// float32 sums.
+func dotBF16(x []float32, w []gemm.BF16) float32 {
+	x = x[:len(w)]
+	var s0, s1, s2, s3 float32
+	p := 0
+	for ; p+4 <= len(w); p += 4 {
+		xs, ws := x[p:p+4:p+4], w[p:p+4:p+4]
+		s0 += xs[0] * math.Float32frombits(uint32(ws[0])<<16)
+		s1 += xs[1] * math.Float32frombits(uint32(ws[1])<<16)
+		s2 += xs[2] * math.Float32frombits(uint32(ws[2])<<16)
+		s3 += xs[3] * math.Float32frombits(uint32(ws[3])<<16)
+	}
+	for ; p < len(w); p++ {
+		s0 += x[p] * math.Float32frombits(uint32(w[p])<<16)
+	}
+	return (s0 + s1) + (s2 + s3)
 }

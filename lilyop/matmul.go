@@ -217,7 +217,8 @@ func rows(s tensor.Shape) int {
 }
 
 // doGemmHalf is Do for a BFloat16 b: float32 a through sgemmBF16 (this
-// build's fastest mixed GEMM), float64 a through Dgemm on b widened to
+// build's fastest mixed GEMM; dot products for x·Wᵀ with at most smallRows
+// rows, see gemvBF16T), float64 a through Dgemm on b widened to
 // float64 (for gradient checks; no model runs in float64 with bfloat16
 // weights for speed).
 func doGemmHalf(op gemmOp, vs []G.Value) (G.Value, error) {
@@ -250,6 +251,10 @@ func doGemmHalf(op gemmOp, vs []G.Value) (G.Value, error) {
 		return out, opkit.CheckOut(op, out, want)
 	}
 	out, c := opkit.Output[float32](op.OutputSlot(), want, false)
-	sgemmBF16(false, tB, m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, 0, c, n)
+	if tB && m <= smallRows {
+		gemvBF16T(m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, c, n)
+	} else {
+		sgemmBF16(false, tB, m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, 0, c, n)
+	}
 	return out, opkit.CheckOut(op, out, want)
 }
