@@ -195,9 +195,13 @@ func (s *Store) Bytes() (trainable, total int64) {
 // lilyop.BFloat16).
 func ElementSize(dt tensor.Dtype) int { return int(dt.Size()) }
 
-// Matrices selects the parameters of rank 2 or more (weight matrices and
-// embedding tables, where a model's memory is), for ConvertFrozen.
-func Matrices(p *Param) bool { return p.Value.Dims() >= 2 }
+// Matrices selects the parameters of rank 2 (weight matrices and embedding
+// tables, where a transformer's memory is, and what MatMul, MatMulNT and
+// Embed read in bfloat16), for ConvertFrozen. A model with other frozen
+// matrices that its ops read (Mamba's A_log) needs a selector of its own:
+// an op without a bfloat16 path refuses a bfloat16 input when the graph is
+// built.
+func Matrices(p *Param) bool { return p.Value.Dims() == 2 }
 
 // ConvertFrozen converts the frozen parameters that sel selects (nil:
 // all) to dt: lilyop.BFloat16 rounds float32 and float64 values to the

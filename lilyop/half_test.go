@@ -239,3 +239,22 @@ func TestBF16Conversions(t *testing.T) {
 		t.Fatal("NewBF16 with a wrong length accepted")
 	}
 }
+
+// An op without a bfloat16 path refuses a bfloat16 input when the graph is
+// built (the function type does not unify), rather than at run time.
+func TestOpsWithoutBF16PathRefuse(t *testing.T) {
+	rng := rand.New(rand.NewSource(66))
+	wh, _ := randBF16(t, rng, 4)
+	g := G.NewGraph()
+	x := leaf(g, "x", as32(gradcheck.Rand(rng, 3, 4)))
+	w := leaf(g, "w", wh)
+	if _, err := RMSNorm(x, w, 1e-5); err == nil {
+		t.Fatal("RMSNorm with a bfloat16 gain accepted")
+	}
+	if _, err := AddBias(x, w); err == nil {
+		t.Fatal("AddBias with a bfloat16 bias accepted")
+	}
+	if _, err := G.Add(x, w); err == nil {
+		t.Fatal("gorgonia.Add of float32 and bfloat16 accepted")
+	}
+}
