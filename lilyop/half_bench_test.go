@@ -3,26 +3,32 @@ package lilyop
 import (
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"testing"
+	"time"
 
 	"github.com/lilygo/lily/gemm"
 	G "gorgonia.org/gorgonia"
 )
 
 // BenchmarkMixedGemm compares, on the products of a linear with a frozen
-// weight W [k, n] kept in bfloat16 (forward x·W, the input gradient dY·Wᵀ,
-// a decoding step's 1-row x·W), the ways this build can multiply:
+// weight W kept in bfloat16 (forward x·W, the input gradient dY·Wᵀ, a
+// decoding step's 1-row x·W and tied LM head x·Eᵀ), the ways this build
+// can multiply:
 //
 //   - gemm: package gemm's SgemmBF16, widening W while packing;
 //   - convert: W widened into a float32 buffer, then gorgonia.WhichBLAS's
 //     Sgemm (OpenBLAS in the openblas build);
-//   - f32: WhichBLAS's Sgemm on a float32 W, the float32 model's cost;
-//   - dot (x·Wᵀ with at most smallRows rows): gemvBF16T's dot products.
+//   - dot (x·Wᵀ with at most smallRows rows): gemvBF16T's dot products;
+//   - f32: WhichBLAS's Sgemm on a float32 W, the float32 model's cost.
 //
-// Run it in both builds:
+// Each of b.N rounds times one step of every way in turn (a step is as many
+// calls as take about 20 ms), so the ways share the machine's load; it
+// reports each way's median GFLOP/s and the median of the per-round time
+// ratios way/gemm. Run it in both builds:
 //
-//	go test -run XXX -bench MixedGemm ./lilyop
-//	go test -tags openblas -run XXX -bench MixedGemm ./lilyop
+//	go test -run XXX -bench MixedGemm -benchtime 9x ./lilyop
+//	go test -tags openblas -run XXX -bench MixedGemm -benchtime 9x ./lilyop
 func BenchmarkMixedGemm(b *testing.B) {
 	shapes := []struct {
 		name    string
@@ -55,24 +61,55 @@ func BenchmarkMixedGemm(b *testing.B) {
 		if s.tB && s.m <= smallRows {
 			ways = append(ways, "dot")
 		}
-		for _, way := range ways {
-			b.Run(fmt.Sprintf("%s_%dx%dx%d/%s", s.name, s.m, s.n, s.k, way), func(b *testing.B) {
-				for b.Loop() {
-					switch way {
-					case "gemm":
-						sgemmBF16Gemm(false, s.tB, s.m, s.n, s.k, 1, x, s.k, wh, ldb, 0, c, s.n)
-					case "dot":
-						gemvBF16T(s.m, s.n, s.k, 1, x, s.k, wh, ldb, c, s.n)
-					case "convert":
-						sgemmBF16Convert(false, s.tB, s.m, s.n, s.k, 1, x, s.k, wh, ldb, 0, c, s.n)
-					default:
-						G.WhichBLAS().Sgemm(blasTrans(false), blasTrans(s.tB), s.m, s.n, s.k, 1, x, s.k, w32, ldb, 0, c, s.n)
-					}
-				}
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+		call := func(way string) {
+			switch way {
+			case "gemm":
+				sgemmBF16Gemm(false, s.tB, s.m, s.n, s.k, 1, x, s.k, wh, ldb, 0, c, s.n)
+			case "dot":
+				gemvBF16T(s.m, s.n, s.k, 1, x, s.k, wh, ldb, c, s.n)
+			case "convert":
+				sgemmBF16Convert(false, s.tB, s.m, s.n, s.k, 1, x, s.k, wh, ldb, 0, c, s.n)
+			default:
+				G.WhichBLAS().Sgemm(blasTrans(false), blasTrans(s.tB), s.m, s.n, s.k, 1, x, s.k, w32, ldb, 0, c, s.n)
+			}
 		}
+		b.Run(fmt.Sprintf("%s_%dx%dx%d", s.name, s.m, s.n, s.k), func(b *testing.B) {
+			// Calls per step: enough for ~20 ms of the gemm way.
+			call("gemm")
+			t0 := time.Now()
+			call("gemm")
+			reps := max(1, int(20*time.Millisecond/max(time.Since(t0), time.Microsecond)))
+			per := map[string][]float64{} // seconds per call, per round
+			for b.Loop() {
+				for _, way := range ways {
+					t := time.Now()
+					for range reps {
+						call(way)
+					}
+					per[way] = append(per[way], time.Since(t).Seconds()/float64(reps))
+				}
+			}
+			for _, way := range ways {
+				b.ReportMetric(flops/median(per[way])/1e9, way+"-GFLOP/s")
+				if way != "gemm" {
+					r := make([]float64, len(per[way]))
+					for i := range r {
+						r[i] = per[way][i] / per["gemm"][i]
+					}
+					b.ReportMetric(median(r), way+"/gemm")
+				}
+			}
+		})
 	}
+}
+
+// median returns the median of v (which it sorts).
+func median(v []float64) float64 {
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // The conversion-buffer GEMM and the dot products equal package gemm's

@@ -76,6 +76,16 @@ func TestBF16RoundTrip(t *testing.T) {
 			t.Fatalf("%s: Reader and File convert differently", name)
 		}
 	}
+	part := make([]gemm.BF16, 5)
+	if err := r.BF16At("h", 20, part); err != nil || !reflect.DeepEqual(part, h[20:25]) {
+		t.Fatalf("BF16At: %v %#x", err, part)
+	}
+	if err := r.BF16At("h", 40, part); err == nil {
+		t.Fatal("BF16At past the end accepted")
+	}
+	if err := r.BF16At("f", 0, part[:1]); err == nil {
+		t.Fatal("BF16At of an F32 tensor accepted")
+	}
 	if raw, err := r.Tensor("i"); err != nil || raw.Data[0] != 3 {
 		t.Fatalf("Reader.Tensor: %v", err)
 	}

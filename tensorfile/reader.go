@@ -217,3 +217,37 @@ func (r *Reader) BF16(name string) ([]gemm.BF16, []int, error) {
 	}
 	return out, append([]int{}, e.shape...), nil
 }
+
+// BF16At reads len(dst) elements of the named BF16 tensor, starting at
+// element start (in row-major order), into dst, straight from the file:
+// for a caller that rearranges a large tensor (a transpose) piece by
+// piece instead of holding it twice. A tensor of another dtype, or a range
+// outside the tensor, is an error.
+func (r *Reader) BF16At(name string, start int, dst []gemm.BF16) error {
+	e, ok := r.entries[name]
+	if !ok {
+		return errors.Errorf("%sno tensor %q", prefix(r.source), name)
+	}
+	if e.dtype != BF16 {
+		return errors.Errorf("%stensor %q: dtype %s, BF16At reads BF16 only", prefix(r.source), name, e.dtype)
+	}
+	n := (e.end - e.begin) / 2
+	if start < 0 || start > n || len(dst) > n-start {
+		return errors.Errorf("%stensor %q: elements %d to %d are outside its %d", prefix(r.source), name, start, start+len(dst), n)
+	}
+	if len(dst) == 0 {
+		return nil
+	}
+	part := e
+	part.begin += 2 * start
+	part.end = part.begin + 2*len(dst)
+	if err := r.readAt(part, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 2*len(dst))); err != nil {
+		return err
+	}
+	if !littleEndian {
+		for i, v := range dst {
+			dst[i] = v>>8 | v<<8
+		}
+	}
+	return nil
+}

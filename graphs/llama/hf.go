@@ -149,6 +149,31 @@ func LoadHFWith(dir string, o HFOptions) (Config, *layers.Store, error) {
 	return c, s, nil
 }
 
+// readTransposedBF16 reads the BF16 matrix [rows, cols] name from f into a
+// new [cols, rows] slice, its transpose, a block of rows at a time, so that
+// no second copy of the matrix is ever held.
+func readTransposedBF16(f *tensorfile.Reader, name string, rows, cols int) ([]gemm.BF16, error) {
+	out := make([]gemm.BF16, rows*cols)
+	step := max(1, (1<<18)/cols) // rows per block: about 512 KiB
+	buf := make([]gemm.BF16, min(step, rows)*cols)
+	for r0 := 0; r0 < rows; r0 += step {
+		n := min(step, rows-r0)
+		blk := buf[:n*cols]
+		if err := f.BF16At(name, r0*cols, blk); err != nil {
+			return nil, err
+		}
+		for c0 := 0; c0 < cols; c0 += 64 { // 64-column tiles keep the writes' lines in cache
+			c1 := min(c0+64, cols)
+			for r := 0; r < n; r++ {
+				for c, v := range blk[r*cols+c0 : r*cols+c1] {
+					out[(c0+c)*rows+r0+r] = v
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // torchShape is the shape of spec's tensor in a Hugging Face checkpoint.
 func torchShape(spec layers.ParamSpec) []int {
 	if spec.Torch == layers.Transposed {
@@ -161,7 +186,15 @@ func torchShape(spec layers.ParamSpec) []int {
 // asks for.
 func readHFParam(f *tensorfile.Reader, spec layers.ParamSpec, o HFOptions) (*tensor.Dense, error) {
 	dtype, _ := f.Dtype(spec.Name)
-	if spec.Shape.Dims() >= 2 && (o.Weights == lilyop.BFloat16 || (o.Weights == (tensor.Dtype{}) && dtype == tensorfile.BF16)) {
+	half := spec.Shape.Dims() >= 2 && (o.Weights == lilyop.BFloat16 || (o.Weights == (tensor.Dtype{}) && dtype == tensorfile.BF16))
+	if half && dtype == tensorfile.BF16 && spec.Torch == layers.Transposed {
+		h, err := readTransposedBF16(f, spec.Name, spec.Shape[1], spec.Shape[0])
+		if err != nil {
+			return nil, err
+		}
+		return lilyop.NewBF16(spec.Shape, h)
+	}
+	if half {
 		h, shape, err := f.BF16(spec.Name)
 		if err != nil {
 			return nil, err
@@ -170,6 +203,16 @@ func readHFParam(f *tensorfile.Reader, spec layers.ParamSpec, o HFOptions) (*ten
 			h = transpose(h, shape[0], shape[1])
 		}
 		return lilyop.NewBF16(spec.Shape, h)
+	}
+	if o.Dtype == tensor.Float32 { // no float64 detour: a third of the memory
+		v, shape, err := f.Float32(spec.Name)
+		if err != nil {
+			return nil, err
+		}
+		if spec.Torch == layers.Transposed {
+			v = transpose(v, shape[0], shape[1])
+		}
+		return tensor.New(tensor.WithShape(spec.Shape.Clone()...), tensor.WithBacking(v)), nil
 	}
 	v, shape, err := f.Float64(spec.Name)
 	if err != nil {

@@ -195,9 +195,14 @@ var targetIndex = map[string]int{"q_proj": 0, "k_proj": 1, "v_proj": 2, "o_proj"
 // matrix.
 func transpose[T any](v []T, rows, cols int) []T {
 	out := make([]T, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			out[c*rows+r] = v[r*cols+c]
+	const tile = 64 // tiles keep both sides' cache lines in cache
+	for r0 := 0; r0 < rows; r0 += tile {
+		for c0 := 0; c0 < cols; c0 += tile {
+			for r := r0; r < min(r0+tile, rows); r++ {
+				for c := c0; c < min(c0+tile, cols); c++ {
+					out[c*rows+r] = v[r*cols+c]
+				}
+			}
 		}
 	}
 	return out
