@@ -56,6 +56,9 @@ func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr i
 			}
 			continue
 		}
+		if transposeFastHalf(panel, nr, b[(jc+jr)*ldb+pc:], ldb, cols, kb, alpha) {
+			continue
+		}
 		for j := 0; j < cols; j++ {
 			d := panel[j:]
 			for p, v := range b[(jc+jr+j)*ldb+pc:][:kb] {
