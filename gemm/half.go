@@ -42,7 +42,9 @@ func multiplyBF16(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int
 }
 
 // packBHalf is packB for a bfloat16 B, widening to T while packing (the
-// columns of a partial panel past nb are left as they were, as packB's).
+// columns of a partial panel past nb are left as they were, as packB's); a
+// transposed B is packed with AVX2 8×8 transposes that widen and scale on
+// the way (transposeFastHalf) where the CPU has them.
 func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr int, alpha T) {
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
