@@ -96,6 +96,9 @@ func TestBF16Store(t *testing.T) {
 	if _, total := m.store.Bytes(); total != 2*(16*2+4*4) {
 		t.Fatalf("bytes after conversion %d", total)
 	}
+	if ElementSize(lilyop.BFloat16) != 2 || ElementSize(tensor.Float64) != 8 || ElementSize(tensor.Dtype{}) != 0 {
+		t.Fatal("ElementSize")
+	}
 	if _, total := m.store.Count(); total != 2*(16+4) {
 		t.Fatalf("count %d", total)
 	}

@@ -192,8 +192,13 @@ func (s *Store) Bytes() (trainable, total int64) {
 }
 
 // ElementSize is the size in bytes of one element of dtype dt (2 for
-// lilyop.BFloat16).
-func ElementSize(dt tensor.Dtype) int { return int(dt.Size()) }
+// lilyop.BFloat16), 0 for the zero Dtype.
+func ElementSize(dt tensor.Dtype) int {
+	if dt.Type == nil {
+		return 0
+	}
+	return int(dt.Size())
+}
 
 // Matrices selects the parameters of rank 2 (weight matrices and embedding
 // tables, where a transformer's memory is, and what MatMul, MatMulNT and
