@@ -45,9 +45,9 @@ func init() {
 }
 
 // sgemmBF16 is the float32 × bfloat16 GEMM of MatMul with a BFloat16
-// weight. Debian's OpenBLAS 0.3.21 has no cblas_sbgemm (it is built without
-// BUILD_BFLOAT16, and sbgemm would round x to bfloat16 too), so the choice
-// is between widening the weight into a float32 buffer for OpenBLAS's
-// Sgemm and package gemm's mixed GEMM; docs/performance.md has the
-// measurements (BenchmarkMixedGemm).
+// weight: package gemm's, as in the default build. Debian's OpenBLAS 0.3.21
+// has no cblas_sbgemm (it is built without BUILD_BFLOAT16, and sbgemm would
+// round x to bfloat16 too), and widening the weight into a float32 buffer
+// for OpenBLAS's Sgemm measured 1.4–2.4 times slower on training shapes and
+// 6 times on a decoding step (BenchmarkMixedGemm, docs/performance.md).
 var sgemmBF16 = sgemmBF16Gemm
