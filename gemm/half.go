@@ -42,7 +42,9 @@ func multiplyBF16(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int
 }
 
 // packBHalf is packB for a bfloat16 B, widening to T while packing (the
-// columns of a partial panel past nb are left as they were, as packB's).
+// columns of a partial panel past nb are left as they were, as packB's); a
+// transposed B is packed with AVX2 8×8 transposes that widen and scale on
+// the way (transposeFastHalf) where the CPU has them.
 func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr int, alpha T) {
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
@@ -54,6 +56,9 @@ func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr i
 					d[j] = alpha * T(v.Float32())
 				}
 			}
+			continue
+		}
+		if transposeFastHalf(panel, nr, b[(jc+jr)*ldb+pc:], ldb, cols, kb, alpha) {
 			continue
 		}
 		for j := 0; j < cols; j++ {

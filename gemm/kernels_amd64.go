@@ -150,6 +150,35 @@ func transpose8x8s(src *float32, lds int, dst *float32, ldd int, blocks int)
 //go:noescape
 func transpose4x4d(src *float64, lds int, dst *float64, ldd int, blocks int)
 
+// transpose8x8h is transpose8x8s for a bfloat16 source, widened and
+// scaled by alpha on the way (transpose_amd64.s).
+//
+//go:noescape
+func transpose8x8h(src *BF16, lds int, dst *float32, ldd int, blocks int, alpha float32)
+
+// transposeFastHalf sets dst[c·ldd + r] = alpha·src[r·lds + c] for r <
+// rows, c < cols, src in bfloat16, as transposeFast does, and reports
+// whether it could: AVX2, a float32 dst, and at least 8 rows and columns.
+func transposeFastHalf[T Float](dst []T, ldd int, src []BF16, lds, rows, cols int, alpha T) bool {
+	d, ok := any(dst).([]float32)
+	if !hasAVX2 || !ok || rows < 8 || cols < 8 {
+		return false
+	}
+	a := float32(alpha)
+	_ = src[(rows-1)*lds+cols-1]
+	_ = d[(cols-1)*ldd+rows-1]
+	for r := 0; ; r += 8 {
+		r = min(r, rows-8)
+		transpose8x8h(&src[r*lds], lds, &d[r], ldd, cols/8, a)
+		if cols%8 != 0 {
+			transpose8x8h(&src[r*lds+cols-8], lds, &d[(cols-8)*ldd+r], ldd, 1, a)
+		}
+		if r+8 >= rows {
+			return true
+		}
+	}
+}
+
 // transposeFast sets dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols
 // with AVX transposes of 8×8 float32 or 4×4 float64 blocks, overlapping
 // the last block of rows and of columns with the one before (the overlap

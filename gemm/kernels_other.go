@@ -15,3 +15,8 @@ var (
 
 // transposeFast reports false: the portable build transposes in Go.
 func transposeFast[T Float](dst []T, ldd int, src []T, lds, rows, cols int) bool { return false }
+
+// transposeFastHalf reports false: the portable build transposes in Go.
+func transposeFastHalf[T Float](dst []T, ldd int, src []BF16, lds, rows, cols int, alpha T) bool {
+	return false
+}

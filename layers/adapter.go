@@ -164,7 +164,7 @@ func linearParams(g *Graph, site Site, x *G.Node) (w, b *G.Node, err error) {
 		return nil, nil, errors.Errorf("linear %s: input shape %v, want [..., %d]", site.Path, x.Shape(), site.DIn)
 	}
 	if site.Bias != "" {
-		if b, err = g.Param(site.Bias); err != nil {
+		if b, err = g.Float(site.Bias); err != nil {
 			return nil, nil, errors.Wrapf(err, "linear %s", site.Path)
 		}
 	}

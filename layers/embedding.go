@@ -16,13 +16,14 @@ func IDs(g *Graph, name string, shape ...int) *G.Node {
 }
 
 // Embedding looks up ids (an IDs node of any shape [...]) in the store's
-// [V, d] parameter named table and returns [..., d]. When the table is
-// trainable its gradient is scatter-added into the rows that were read.
+// [V, d] parameter named table and returns [..., d] in the store's dtype.
+// When the table is trainable its gradient is scatter-added into the rows
+// that were read; a frozen table may be kept in bfloat16.
 func Embedding(g *Graph, ids *G.Node, table string) (*G.Node, error) {
 	t, err := g.Param(table)
 	if err != nil {
 		return nil, errors.Wrap(err, "layers.Embedding")
 	}
-	y, err := lilyop.Embed(t, ids)
+	y, err := lilyop.EmbedAs(t, ids, g.store.dtype)
 	return y, errors.Wrapf(err, "layers.Embedding(%s)", table)
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/lilygo/lily/gorgoniafix"
 	"github.com/lilygo/lily/internal/opkit"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -21,6 +22,7 @@ type Graph struct {
 	store    *Store
 	train    bool
 	nodes    map[string]*G.Node
+	widened  map[string]*G.Node
 	bound    []string
 	dropouts []*gorgoniafix.Dropout
 	padMask  *G.Node
@@ -47,7 +49,7 @@ func (s *Store) BindGraph(eg *G.ExprGraph, train bool) (*Graph, error) {
 
 // graphOn returns a Graph bound to s whose nodes go into eg.
 func (s *Store) graphOn(eg *G.ExprGraph, train bool) *Graph {
-	return &Graph{G: eg, store: s, train: train, nodes: map[string]*G.Node{}, mixing: map[string]*G.Node{}}
+	return &Graph{G: eg, store: s, train: train, nodes: map[string]*G.Node{}, widened: map[string]*G.Node{}, mixing: map[string]*G.Node{}}
 }
 
 // Store returns the store the graph is bound to.
@@ -71,6 +73,27 @@ func (g *Graph) Param(name string) (*G.Node, error) {
 	g.nodes[name] = n
 	g.bound = append(g.bound, name)
 	return n, nil
+}
+
+// Float returns the node of the named store parameter in the store's dtype:
+// Param's node, or for a parameter kept in bfloat16 that node widened on
+// every run (lilyop.Widen). It is for small frozen tensors that feed ops
+// without a bfloat16 path (norm gains, biases); matrix products and
+// embedding lookups read bfloat16 weights directly through Param.
+func (g *Graph) Float(name string) (*G.Node, error) {
+	n, err := g.Param(name)
+	if err != nil || !lilyop.IsBF16(n) {
+		return n, err
+	}
+	if w, ok := g.widened[name]; ok {
+		return w, nil
+	}
+	w, err := lilyop.Widen(n, g.store.dtype)
+	if err != nil {
+		return nil, errors.Wrapf(err, "parameter %q", name)
+	}
+	g.widened[name] = w
+	return w, nil
 }
 
 // Input adds a named input node of the store's dtype with a zeroed value that
@@ -137,7 +160,9 @@ func (g *Graph) Mixing() map[string]*G.Node { return g.mixing }
 // node, including the gradients that ops create for frozen weights, which
 // costs about a third of a fine-tuning step. With no learnables (an
 // evaluation graph) it only computes loss and the extra outputs; loss may
-// then be nil.
+// then be nil. A learnable kept in bfloat16 (a frozen parameter whose
+// Trainable was set afterwards) is an error: convert it first
+// (Store.ConvertFrozen to the store's dtype).
 //
 // The machine also lets this module's ops recycle their output buffers from
 // run to run (opkit.EnableReuse) where only this module's ops read them, so
@@ -149,6 +174,11 @@ func (g *Graph) Mixing() map[string]*G.Node { return g.mixing }
 func (g *Graph) Machine(loss *G.Node, extra ...*G.Node) (G.VM, error) {
 	outputs := append(G.Nodes{}, extra...)
 	wrt := g.Learnables()
+	for _, n := range wrt {
+		if lilyop.IsBF16(n) {
+			return nil, errors.Errorf("Machine: parameter %q is trainable but kept in bfloat16; only float32 and float64 parameters are trained (convert it with Store.ConvertFrozen(%v, ...) while it is frozen)", n.Name(), g.store.dtype)
+		}
+	}
 	if loss != nil {
 		outputs = append(outputs, loss)
 	}

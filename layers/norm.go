@@ -7,9 +7,10 @@ import (
 )
 
 // RMSNorm normalises x [..., d] over its last axis as LLaMA and Mamba do,
-// x·rsqrt(mean(x²) + eps)·w, with the store's [d] parameter named weight.
+// x·rsqrt(mean(x²) + eps)·w, with the store's [d] parameter named weight (which may be kept in
+// bfloat16).
 func RMSNorm(g *Graph, x *G.Node, weight string, eps float64) (*G.Node, error) {
-	w, err := g.Param(weight)
+	w, err := g.Float(weight)
 	if err != nil {
 		return nil, errors.Wrap(err, "layers.RMSNorm")
 	}
@@ -21,11 +22,11 @@ func RMSNorm(g *Graph, x *G.Node, weight string, eps float64) (*G.Node, error) {
 // does (biased variance), with the store's [d] parameters named gamma
 // (scale) and beta (shift).
 func LayerNorm(g *Graph, x *G.Node, gamma, beta string, eps float64) (*G.Node, error) {
-	gm, err := g.Param(gamma)
+	gm, err := g.Float(gamma)
 	if err != nil {
 		return nil, errors.Wrap(err, "layers.LayerNorm")
 	}
-	bt, err := g.Param(beta)
+	bt, err := g.Float(beta)
 	if err != nil {
 		return nil, errors.Wrap(err, "layers.LayerNorm")
 	}

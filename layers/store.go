@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"github.com/lilygo/lily/gemm"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
 	"gorgonia.org/tensor"
 )
@@ -27,7 +29,8 @@ type Param struct {
 	// PEFT keys without the "base_model.model." prefix.
 	Name string
 	// Value is the tensor that every graph bound to the store reads and that
-	// solvers update in place.
+	// solvers update in place. Its dtype is the store's (Store.Dtype), or
+	// lilyop.BFloat16 for a frozen parameter kept in bfloat16.
 	Value *tensor.Dense
 	// Trainable parameters are returned by Graph.Learnables.
 	Trainable bool
@@ -40,6 +43,16 @@ type Param struct {
 
 // Store owns the parameters of one model and its adapters. It is not safe for
 // concurrent modification; graphs may read it concurrently.
+//
+// The store's dtype (float32 or float64) is the one graphs compute in: every
+// trainable parameter, input, activation, gradient and optimiser moment has
+// it. A frozen parameter may instead be kept in bfloat16 (lilyop.BFloat16),
+// half of float32's memory: loaders read bfloat16 checkpoints into such
+// tensors directly, ConvertFrozen rounds float32 ones on request, and the
+// graphs' ops read them as they are (matrix products and embedding lookups
+// widen the values on the fly, small tensors such as norm gains through
+// Graph.Float). A bfloat16 parameter is never trained: Add refuses a
+// trainable one and Graph.Machine one that was made trainable later.
 type Store struct {
 	dtype  tensor.Dtype
 	params map[string]*Param
@@ -54,7 +67,8 @@ func NewStore(dt tensor.Dtype) (*Store, error) {
 	return &Store{dtype: dt, params: map[string]*Param{}}, nil
 }
 
-// Dtype is the element type of every parameter.
+// Dtype is the element type graphs compute in: that of every trainable
+// parameter and of every frozen one not kept in bfloat16.
 func (s *Store) Dtype() tensor.Dtype { return s.dtype }
 
 // Add puts an existing tensor into the store under name.
@@ -68,8 +82,10 @@ func (s *Store) Add(p *Param) error {
 	if p.Value == nil {
 		return errors.Errorf("layers.Store.Add: parameter %q has no value", p.Name)
 	}
-	if p.Value.Dtype() != s.dtype {
-		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v", p.Name, p.Value.Dtype(), s.dtype)
+	if dt := p.Value.Dtype(); dt == lilyop.BFloat16 && p.Trainable {
+		return errors.Errorf("layers.Store.Add: parameter %q is bfloat16 and trainable; only frozen parameters may be bfloat16, trainable ones are %v", p.Name, s.dtype)
+	} else if dt != s.dtype && dt != lilyop.BFloat16 {
+		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v (or bfloat16 when frozen)", p.Name, dt, s.dtype)
 	}
 	if n, err := Elements(p.TorchShape); p.TorchShape != nil && (err != nil || n != p.Value.Shape().TotalSize()) {
 		return errors.Errorf("layers.Store.Add: parameter %q: torch shape %v does not hold %v", p.Name, p.TorchShape, p.Value.Shape())
@@ -161,6 +177,83 @@ func (s *Store) Count() (trainable, total int) {
 	return trainable, total
 }
 
+// Bytes returns the memory that the trainable and all parameters' values
+// take: 2 bytes an element in bfloat16, 4 in float32, 8 in float64
+// (gradients and optimiser moments not included).
+func (s *Store) Bytes() (trainable, total int64) {
+	for _, p := range s.params {
+		n := int64(p.Value.Shape().TotalSize()) * int64(ElementSize(p.Value.Dtype()))
+		total += n
+		if p.Trainable {
+			trainable += n
+		}
+	}
+	return trainable, total
+}
+
+// ElementSize is the size in bytes of one element of dtype dt (2 for
+// lilyop.BFloat16), 0 for the zero Dtype.
+func ElementSize(dt tensor.Dtype) int {
+	if dt.Type == nil {
+		return 0
+	}
+	return int(dt.Size())
+}
+
+// Matrices selects the parameters of rank 2 (weight matrices and embedding
+// tables, where a transformer's memory is, and what MatMul, MatMulNT and
+// Embed read in bfloat16), for ConvertFrozen. A model with other frozen
+// matrices that its ops read (Mamba's A_log) needs a selector of its own:
+// an op without a bfloat16 path refuses a bfloat16 input when the graph is
+// built.
+func Matrices(p *Param) bool { return p.Value.Dims() == 2 }
+
+// ConvertFrozen converts the frozen parameters that sel selects (nil:
+// all) to dt: lilyop.BFloat16 rounds float32 and float64 values to the
+// nearest bfloat16 (ties to even, as PyTorch's .to(torch.bfloat16)); the
+// store's dtype widens bfloat16 values back, exactly. Trainable parameters
+// are never converted, and selecting one is an error; parameters already in
+// dt are left alone. Nothing is changed when an error is returned. It
+// replaces each converted Param's Value, so build graphs after converting:
+// a graph built before holds the previous tensors. A typical call keeps
+// norms and biases in float32 and halves the rest:
+//
+//	err := store.ConvertFrozen(lilyop.BFloat16, layers.Matrices)
+//
+// It returns the number of parameters converted.
+func (s *Store) ConvertFrozen(dt tensor.Dtype, sel func(*Param) bool) (int, error) {
+	if dt != s.dtype && dt != lilyop.BFloat16 {
+		return 0, errors.Errorf("layers.Store.ConvertFrozen: dtype %v is neither the store's (%v) nor bfloat16", dt, s.dtype)
+	}
+	var todo []*Param
+	for _, n := range s.order {
+		p := s.params[n]
+		if (sel != nil && !sel(p)) || p.Value.Dtype() == dt {
+			continue
+		}
+		if p.Trainable {
+			return 0, errors.Errorf("layers.Store.ConvertFrozen: parameter %q is trainable; only frozen parameters are converted to %v", p.Name, dt)
+		}
+		todo = append(todo, p)
+	}
+	vals := make([]*tensor.Dense, len(todo))
+	for i, p := range todo {
+		var err error
+		if dt == lilyop.BFloat16 {
+			vals[i], err = lilyop.ToBF16(p.Value)
+		} else {
+			vals[i], err = lilyop.FromBF16(p.Value, dt)
+		}
+		if err != nil {
+			return 0, errors.Wrapf(err, "layers.Store.ConvertFrozen: parameter %q", p.Name)
+		}
+	}
+	for i, p := range todo {
+		p.Value = vals[i]
+	}
+	return len(todo), nil
+}
+
 // ParamSpec describes a parameter by shape, before anything is allocated.
 type ParamSpec struct {
 	Name       string
@@ -225,13 +318,28 @@ func FirstNonFinite[T float32 | float64](v []T) int {
 	return -1
 }
 
-// CheckFinite returns an error naming the tensor when t, a float32 or
-// float64 tensor, holds a NaN or ±Inf: what a loader says of a corrupt or
-// diverged checkpoint instead of computing with it.
+// FirstNonFiniteBF16 returns the index of the first NaN or ±Inf in v, or
+// -1.
+func FirstNonFiniteBF16(v []gemm.BF16) int {
+	for i, x := range v {
+		if x&0x7f80 == 0x7f80 { // all exponent bits set
+			return i
+		}
+	}
+	return -1
+}
+
+// CheckFinite returns an error naming the tensor when t, a float32, float64
+// or bfloat16 tensor, holds a NaN or ±Inf: what a loader says of a corrupt
+// or diverged checkpoint instead of computing with it.
 func CheckFinite(name string, t *tensor.Dense) error {
 	i := -1
 	var x float64
 	switch d := t.Data().(type) {
+	case []gemm.BF16:
+		if i = FirstNonFiniteBF16(d); i >= 0 {
+			x = float64(d[i].Float32())
+		}
 	case []float32:
 		if i = FirstNonFinite(d); i >= 0 {
 			x = float64(d[i])
@@ -247,9 +355,16 @@ func CheckFinite(name string, t *tensor.Dense) error {
 	return nil
 }
 
-// Float64s copies a float32 or float64 tensor's elements into a new slice.
+// Float64s copies a float32, float64 or bfloat16 tensor's elements into a
+// new slice.
 func Float64s(t *tensor.Dense) []float64 {
 	switch d := t.Data().(type) {
+	case []gemm.BF16:
+		out := make([]float64, len(d))
+		for i, v := range d {
+			out[i] = float64(v.Float32())
+		}
+		return out
 	case []float64:
 		return append([]float64(nil), d...)
 	case []float32:

@@ -20,3 +20,7 @@ const BLAS = "gemm"
 func init() {
 	G.Use(gemm.Implementation{})
 }
+
+// sgemmBF16 is the float32 × bfloat16 GEMM of MatMul with a BFloat16
+// weight: package gemm widening the weight while it packs it.
+var sgemmBF16 = sgemmBF16Gemm

@@ -43,3 +43,11 @@ func init() {
 	C.openblas_set_num_threads(1)
 	G.Use(openBLAS{})
 }
+
+// sgemmBF16 is the float32 × bfloat16 GEMM of MatMul with a BFloat16
+// weight: package gemm's, as in the default build. Debian's OpenBLAS 0.3.21
+// has no cblas_sbgemm (it is built without BUILD_BFLOAT16, and sbgemm would
+// round x to bfloat16 too), and widening the weight into a float32 buffer
+// for OpenBLAS's Sgemm measured 1.4–2.4 times slower on training shapes and
+// 6 times on a decoding step (BenchmarkMixedGemm, docs/performance.md).
+var sgemmBF16 = sgemmBF16Gemm

@@ -16,8 +16,20 @@ import (
 // run; the result has shape [..., d] (e.g. [batch, seq, d]). The ids are not
 // differentiated; the table's gradient scatter-adds the output gradient into
 // the rows that were read. An id outside [0, V) makes the run fail with an
-// error.
+// error. A frozen BFloat16 table gives float32 rows (EmbedAs chooses) and
+// no gradient.
 func Embed(table, ids *G.Node) (*G.Node, error) {
+	dt := tensor.Float32
+	if table != nil && !IsBF16(table) {
+		dt = table.Dtype()
+	}
+	return EmbedAs(table, ids, dt)
+}
+
+// EmbedAs is Embed with the result's dtype dt, which must be the table's
+// unless the table is a frozen BFloat16 one: its rows are then widened to
+// dt (tensor.Float32 or tensor.Float64), exactly.
+func EmbedAs(table, ids *G.Node, dt tensor.Dtype) (*G.Node, error) {
 	if table == nil || ids == nil || table.Dims() != 2 || ids.Dims() < 1 {
 		return nil, errors.New("lilyop.Embed: need a table [V, d] and ids of rank ≥ 1")
 	}
@@ -25,17 +37,27 @@ func Embed(table, ids *G.Node) (*G.Node, error) {
 		return nil, errors.Errorf("lilyop.Embed: ids have dtype %v, want tensor.Int", ids.Dtype())
 	}
 	op := embedOp{idsRank: ids.Dims(), vocab: table.Shape()[0]}
+	switch {
+	case IsBF16(table) && (dt == tensor.Float32 || dt == tensor.Float64):
+		op.to = dt
+	case IsBF16(table):
+		return nil, errors.Errorf("lilyop.Embed: a bfloat16 table gives float32 or float64 rows, not %v", dt)
+	case table.Dtype() != dt:
+		return nil, errors.Errorf("lilyop.Embed: a %v table gives %v rows, not %v", table.Dtype(), table.Dtype(), dt)
+	}
 	n, err := opkit.Apply(op, table, ids)
 	return n, errors.Wrapf(err, "lilyop.Embed(%v, %v)", table.Shape(), ids.Shape())
 }
 
 // embedOp gathers table rows, (table, ids) → [..., d]; with scatter set it
-// is the table gradient, (ids, dy [..., d]) → [vocab, d].
+// is the table gradient, (ids, dy [..., d]) → [vocab, d]. A non-zero to
+// means a BFloat16 table whose rows are widened to to (and no scatter).
 type embedOp struct {
 	opkit.Base
 	idsRank int
 	vocab   int
 	scatter bool
+	to      tensor.Dtype
 }
 
 func (op embedOp) Arity() int { return 2 }
@@ -43,6 +65,9 @@ func (op embedOp) Arity() int { return 2 }
 func (op embedOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
 	ids := G.TensorType{Dims: op.idsRank, Of: tensor.Int}
+	if op.to != (tensor.Dtype{}) {
+		return hm.NewFnType(G.TensorType{Dims: 2, Of: BFloat16}, ids, G.TensorType{Dims: op.idsRank + 1, Of: op.to})
+	}
 	if op.scatter {
 		return hm.NewFnType(ids, G.TensorType{Dims: op.idsRank + 1, Of: a}, G.TensorType{Dims: 2, Of: a})
 	}
@@ -54,6 +79,9 @@ func (op embedOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op embedOp) String() string {
 	if op.scatter {
 		return fmt.Sprintf("lilyop.EmbedScatter{vocab=%d,ids=%d}", op.vocab, op.idsRank)
+	}
+	if op.to != (tensor.Dtype{}) {
+		return fmt.Sprintf("lilyop.Embed{vocab=%d,ids=%d,bf16→%v}", op.vocab, op.idsRank, op.to)
 	}
 	return fmt.Sprintf("lilyop.Embed{vocab=%d,ids=%d}", op.vocab, op.idsRank)
 }
@@ -94,6 +122,9 @@ func (op embedOp) Do(vs ...G.Value) (G.Value, error) {
 		if id < 0 || id >= op.vocab {
 			return nil, errors.Errorf("%v: id %d at position %d is outside [0, %d)", op, id, i, op.vocab)
 		}
+	}
+	if op.to != (tensor.Dtype{}) {
+		return doEmbedHalf(op, ids, idsShape, vs[0])
 	}
 	f64, err := opkit.IsFloat64(op, vs[floatAt:floatAt+1])
 	if err != nil {
@@ -136,7 +167,7 @@ func doEmbed[T opkit.Float](op embedOp, ids []int, idsShape tensor.Shape, v G.Va
 }
 
 func (op embedOp) DiffWRT(int) []bool {
-	if op.scatter {
+	if op.scatter || op.to != (tensor.Dtype{}) {
 		return []bool{false, false}
 	}
 	return []bool{true, false}
@@ -145,8 +176,8 @@ func (op embedOp) DiffWRT(int) []bool {
 // SymDiff scatter-adds the output gradient into the table's rows; the ids
 // get no gradient.
 func (op embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	if op.scatter || len(in) != 2 {
-		return nil, errors.Errorf("%v: second-order gradients are not supported", op)
+	if op.scatter || op.to != (tensor.Dtype{}) || len(in) != 2 {
+		return nil, errors.Errorf("%v: second-order gradients and gradients of a bfloat16 table are not supported", op)
 	}
 	sc := op
 	sc.scatter = true
@@ -155,4 +186,29 @@ func (op embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 		return nil, errors.Wrapf(err, "%v: table gradient", op)
 	}
 	return G.Nodes{dt, nil}, nil
+}
+
+// doEmbedHalf gathers rows of a BFloat16 table, widening them to op.to.
+func doEmbedHalf(op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (G.Value, error) {
+	h, ts, err := halfData(op, 0, v)
+	if err != nil {
+		return nil, err
+	}
+	want, err := op.InferShape(ts, idsShape)
+	if err != nil {
+		return nil, err
+	}
+	d := ts[1]
+	if op.to == tensor.Float64 {
+		out, o := opkit.Output[float64](op.OutputSlot(), want, false)
+		for i, id := range ids {
+			widenInto(o[i*d:(i+1)*d], h[id*d:(id+1)*d])
+		}
+		return out, opkit.CheckOut(op, out, want)
+	}
+	out, o := opkit.Output[float32](op.OutputSlot(), want, false)
+	for i, id := range ids {
+		widenInto(o[i*d:(i+1)*d], h[id*d:(id+1)*d])
+	}
+	return out, opkit.CheckOut(op, out, want)
 }

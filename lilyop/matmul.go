@@ -27,7 +27,8 @@ func (m gemmMode) String() string { return [...]string{"NN", "NT", "TN"}[m] }
 
 // gemmOp is a matrix product in which every leading dimension of the
 // operands of rank ≥ 2 is folded into rows, so the whole product is a single
-// GEMM call. alpha scales the result.
+// GEMM call. alpha scales the result. With half set, b is a frozen BFloat16
+// matrix (nn and nt only) and gets no gradient.
 type gemmOp struct {
 	opkit.Base
 	mode   gemmMode
@@ -35,12 +36,18 @@ type gemmOp struct {
 	aRank  int
 	bRank  int
 	outRnk int
+	half   bool
 }
 
 // MatMul returns x·w for x of any rank ≥ 2 ([..., k]) and a matrix w [k, n];
 // the result has shape [..., n]. All leading dimensions of x are folded into
 // rows and multiplied with one GEMM through gorgonia.WhichBLAS(). Unlike
 // composing gorgonia.Reshape and gorgonia.Mul, it never aliases its input.
+//
+// w may be a frozen BFloat16 matrix with x float32 or float64: the product
+// (and x's gradient g·wᵀ) then widens w's values exactly on the fly
+// (gemm.SgemmBF16 for float32), so it equals the product with w's values in
+// x's dtype up to summation order, and w gets no gradient.
 func MatMul(x, w *G.Node) (*G.Node, error) {
 	if x.Dims() < 2 || w.Dims() != 2 {
 		return nil, errors.Errorf("lilyop.MatMul: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
@@ -59,7 +66,8 @@ func MatMulScaled(x, w *G.Node, alpha float64) (*G.Node, error) {
 
 // MatMulNT returns x·wᵀ for x [..., k] and a matrix w [n, k], shape [..., n],
 // without materialising the transpose: a language-model head tied to an
-// embedding table [vocab, d] is MatMulNT(hidden, table).
+// embedding table [vocab, d] is MatMulNT(hidden, table). Like MatMul's, w
+// may be a frozen BFloat16 matrix.
 func MatMulNT(x, w *G.Node) (*G.Node, error) {
 	if x.Dims() < 2 || w.Dims() != 2 {
 		return nil, errors.Errorf("lilyop.MatMulNT: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
@@ -68,7 +76,10 @@ func MatMulNT(x, w *G.Node) (*G.Node, error) {
 }
 
 func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
-	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims()}
+	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims(), half: IsBF16(b)}
+	if IsBF16(a) || (op.half && mode == tn) {
+		return nil, errors.Errorf("%v: only the weight of x·w or x·wᵀ may be bfloat16, got %v and %v", op, a.Dtype(), b.Dtype())
+	}
 	switch mode {
 	case nn, nt:
 		op.outRnk = a.Dims()
@@ -79,12 +90,22 @@ func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
 	return n, errors.Wrapf(err, "applying %v to %v and %v", op, a.Shape(), b.Shape())
 }
 
-func (op gemmOp) Arity() int            { return 2 }
-func (op gemmOp) Type() hm.Type         { return opkit.FnType(op.aRank, op.bRank, op.outRnk) }
+func (op gemmOp) Arity() int { return 2 }
+func (op gemmOp) Type() hm.Type {
+	if op.half {
+		a := hm.TypeVariable('a')
+		return hm.NewFnType(G.TensorType{Dims: op.aRank, Of: a}, G.TensorType{Dims: op.bRank, Of: BFloat16}, G.TensorType{Dims: op.outRnk, Of: a})
+	}
+	return opkit.FnType(op.aRank, op.bRank, op.outRnk)
+}
 func (op gemmOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 func (op gemmOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op gemmOp) String() string {
-	return fmt.Sprintf("lilyop.gemm{%v,alpha=%g,ranks=%d,%d}", op.mode, op.alpha, op.aRank, op.bRank)
+	half := ""
+	if op.half {
+		half = ",bf16"
+	}
+	return fmt.Sprintf("lilyop.gemm{%v,alpha=%g,ranks=%d,%d%s}", op.mode, op.alpha, op.aRank, op.bRank, half)
 }
 
 func (op gemmOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
@@ -124,6 +145,9 @@ func (op gemmOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != 2 {
 		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(vs))
 	}
+	if op.half {
+		return doGemmHalf(op, vs)
+	}
 	return opkit.Dispatch(op, vs, doGemm[float64], doGemm[float32])
 }
 
@@ -151,7 +175,7 @@ func doGemm[T opkit.Float](op gemmOp, vs []G.Value) (G.Value, error) {
 	return out, opkit.CheckOut(op, out, want)
 }
 
-func (op gemmOp) DiffWRT(int) []bool { return []bool{true, true} }
+func (op gemmOp) DiffWRT(int) []bool { return []bool{true, !op.half} }
 
 // SymDiff differentiates x·w (nn) and x·wᵀ (nt). The tn mode appears only
 // inside gradients and is not differentiated again.
@@ -164,13 +188,13 @@ func (op gemmOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	var err error
 	switch op.mode {
 	case nn: // dx = g·wᵀ, dw = xᵀ·g
-		if dx, err = applyGemm(nt, op.alpha, grad, w); err != nil {
-			return nil, err
+		if dx, err = applyGemm(nt, op.alpha, grad, w); err != nil || op.half {
+			return G.Nodes{dx, nil}, err
 		}
 		dw, err = applyGemm(tn, op.alpha, x, grad)
 	case nt: // dx = g·w, dw = gᵀ·x
-		if dx, err = applyGemm(nn, op.alpha, grad, w); err != nil {
-			return nil, err
+		if dx, err = applyGemm(nn, op.alpha, grad, w); err != nil || op.half {
+			return G.Nodes{dx, nil}, err
 		}
 		dw, err = applyGemm(tn, op.alpha, grad, x)
 	default:
@@ -190,4 +214,47 @@ func rows(s tensor.Shape) int {
 		m *= d
 	}
 	return m
+}
+
+// doGemmHalf is Do for a BFloat16 b: float32 a through sgemmBF16 (this
+// build's fastest mixed GEMM; dot products for x·Wᵀ with at most smallRows
+// rows, see gemvBF16T), float64 a through Dgemm on b widened to
+// float64 (for gradient checks; no model runs in float64 with bfloat16
+// weights for speed).
+func doGemmHalf(op gemmOp, vs []G.Value) (G.Value, error) {
+	h, sb, err := halfData(op, 1, vs[1])
+	if err != nil {
+		return nil, err
+	}
+	x := vs[0].Dtype()
+	if x != tensor.Float32 && x != tensor.Float64 {
+		return nil, errors.Errorf("%v: input 0 has dtype %v; use float32 or float64", op, x)
+	}
+	d, err := opkit.DenseOf(op, 0, vs[0])
+	if err != nil {
+		return nil, err
+	}
+	sa := d.Shape().Clone()
+	want, err := op.InferShape(sa, sb)
+	if err != nil {
+		return nil, err
+	}
+	k := sa[len(sa)-1]
+	m := rows(sa)
+	n, ldb, tB := sb[1], sb[1], false
+	if op.mode == nt {
+		n, ldb, tB = sb[0], k, true
+	}
+	if x == tensor.Float64 {
+		out, c := opkit.Output[float64](op.OutputSlot(), want, false)
+		opkit.Gemm(false, tB, m, n, k, op.alpha, d.Data().([]float64), k, widen[float64](h), ldb, 0, c, n)
+		return out, opkit.CheckOut(op, out, want)
+	}
+	out, c := opkit.Output[float32](op.OutputSlot(), want, false)
+	if tB && m <= smallRows {
+		gemvBF16T(m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, c, n)
+	} else {
+		sgemmBF16(false, tB, m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, 0, c, n)
+	}
+	return out, opkit.CheckOut(op, out, want)
 }

@@ -2,6 +2,8 @@ package tensorfile
 
 import (
 	"encoding/binary"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -78,6 +80,21 @@ func TestCorruptFiles(t *testing.T) {
 			for _, w := range c.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			// OpenReader, which reads only the header, refuses it alike.
+			path := filepath.Join(t.TempDir(), "x.safetensors")
+			if err := os.WriteFile(path, c.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenReader(path)
+			if err == nil {
+				r.Close()
+				t.Fatalf("OpenReader succeeded")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("OpenReader error %q does not contain %q", err, w)
 				}
 			}
 		})

@@ -9,7 +9,10 @@
 //
 // The package is used to load Hugging Face model checkpoints (RoBERTa,
 // LLaMA, Mamba), to read and write PEFT-compatible adapter files, and to
-// save our own checkpoints. Files are read whole into memory.
+// save our own checkpoints. [Open] reads a file whole into memory;
+// [OpenReader] reads the header only and then one tensor at a time, so
+// that a large checkpoint is loaded without holding the file and its
+// converted tensors at once.
 //
 // The accepted dtypes are BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16,
 // BF16, I32, U32, F32, F64, I64 and U64; any other (such as the sub-byte F4)
@@ -21,7 +24,11 @@
 // ranges match their shapes and cover the data buffer exactly, without
 // overlaps or gaps. Malformed input of any kind yields an error, never a
 // panic. [File.Float32] and [File.Float64] convert F16, BF16, F32 and F64
-// tensors exactly (F64 to float32 rounds to nearest even).
+// tensors exactly (F64 to float32 rounds to nearest even). [File.BF16] and
+// [Reader.BF16] return bfloat16 values (gemm.BF16) for frozen weights kept
+// in half the memory: a BF16 tensor's bits as they are (the Reader reads
+// them from disk straight into the result), wider ones rounded to nearest
+// even.
 //
 // Writing ([Write], [Encode]) is deterministic: identical tensors and
 // metadata give byte-identical files whatever the order of the input.

@@ -7,8 +7,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lilygo/lily/gemm"
 	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/pkg/errors"
 	"gorgonia.org/tensor"
@@ -28,18 +30,77 @@ const (
 // Face name, frozen, linears transposed to [in, out]; the config's layout
 // is Halves. Missing tensors, wrong shapes, NaN or ±Inf values and
 // unexpected tensors are errors (rotary inv_freq buffers and a redundant
-// lm_head of a tied model are ignored).
+// lm_head of a tied model are ignored). It is LoadHFWith(dir,
+// HFOptions{Dtype: dt, Weights: dt}); LoadHFWith keeps bfloat16 weights in
+// bfloat16.
 func LoadHF(dir string, dt tensor.Dtype) (Config, *layers.Store, error) {
+	if dt != tensor.Float32 && dt != tensor.Float64 {
+		_, err := layers.NewStore(dt)
+		return Config{}, nil, errors.Wrap(err, "llama.LoadHF")
+	}
+	return LoadHFWith(dir, HFOptions{Dtype: dt, Weights: dt})
+}
+
+// HFOptions says how LoadHFWith keeps a checkpoint's weights.
+type HFOptions struct {
+	// Dtype is the store's dtype, the one graphs compute in and adapters
+	// are trained in: tensor.Float32 (the zero value means it) or
+	// tensor.Float64. The RMSNorm gains are always kept in it (exactly).
+	Dtype tensor.Dtype
+	// Weights is the element type of the frozen matrices — the token
+	// embedding, the seven linears of every layer and lm_head — which hold
+	// nearly all of a model's memory:
+	//   - the zero value keeps each as the checkpoint has it: a BF16 tensor
+	//     in bfloat16 (lilyop.BFloat16), read from the file straight into
+	//     place; any other is converted to Dtype;
+	//   - Dtype converts every one to Dtype (what LoadHF does);
+	//   - lilyop.BFloat16 keeps every one in bfloat16, rounding F16, F32
+	//     and F64 values to the nearest bfloat16 (ties to even), as
+	//     PyTorch's model.to(torch.bfloat16) does.
+	Weights tensor.Dtype
+}
+
+// LoadHFWith reads a Hugging Face LLaMA checkpoint directory as LoadHF
+// does, keeping the weights as o says. Tensors are read one at a time
+// (tensorfile.OpenReader) after the headers have been checked, so a BF16
+// checkpoint loaded into bfloat16 needs about its file size in memory
+// (plus one tensor's worth while a linear is transposed to [in, out]).
+// The graphs of Build and the Generator run on bfloat16 weights as they
+// are; adapters attached afterwards (layers.Attach) are trained in Dtype.
+// For example, to fine-tune a bfloat16 checkpoint in float32 with its
+// weights kept in bfloat16:
+//
+//	c, s, err := llama.LoadHFWith(dir, llama.HFOptions{})
+//
+// and to halve the memory of a float32 checkpoint:
+//
+//	c, s, err := llama.LoadHFWith(dir, llama.HFOptions{Weights: lilyop.BFloat16})
+func LoadHFWith(dir string, o HFOptions) (Config, *layers.Store, error) {
+	if o.Dtype == (tensor.Dtype{}) {
+		o.Dtype = tensor.Float32
+	}
+	s, err := layers.NewStore(o.Dtype)
+	if err != nil {
+		return Config{}, nil, errors.Wrap(err, "llama.LoadHFWith")
+	}
+	if o.Weights != (tensor.Dtype{}) && o.Weights != o.Dtype && o.Weights != lilyop.BFloat16 {
+		return Config{}, nil, errors.Errorf("llama.LoadHFWith: weights dtype %v is neither %v nor bfloat16", o.Weights, o.Dtype)
+	}
 	dir = atomicfile.Resolve(dir)
 	c, err := LoadHFConfig(filepath.Join(dir, hfConfigFile))
 	if err != nil {
 		return Config{}, nil, err
 	}
 	files, err := openWeights(dir)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	if err != nil {
 		return Config{}, nil, err
 	}
-	where := map[string]*tensorfile.File{}
+	where := map[string]*tensorfile.Reader{}
 	for _, f := range files {
 		for _, n := range f.Names() {
 			if where[n] != nil {
@@ -48,29 +109,19 @@ func LoadHF(dir string, dt tensor.Dtype) (Config, *layers.Store, error) {
 			where[n] = f
 		}
 	}
-	vals := map[string][]float64{}
+	// Check every header before reading any data.
+	specs := paramSpecs(c)
 	known := map[string]bool{}
-	for _, spec := range paramSpecs(c) {
+	for _, spec := range specs {
 		known[spec.Name] = true
 		f := where[spec.Name]
 		if f == nil {
 			return Config{}, nil, errors.Errorf("llama: %s: the checkpoint lacks %s", dir, spec.Name)
 		}
-		v, shape, err := f.Float64(spec.Name)
-		if err != nil {
-			return Config{}, nil, errors.Wrapf(err, "llama: %s", dir)
-		}
-		want := []int(spec.Shape)
-		if spec.Torch == layers.Transposed {
-			want = []int{spec.Shape[1], spec.Shape[0]}
-		}
-		if !tensor.Shape(shape).Eq(tensor.Shape(want)) {
+		shape, _ := f.Shape(spec.Name)
+		if want := torchShape(spec); !tensor.Shape(shape).Eq(tensor.Shape(want)) {
 			return Config{}, nil, errors.Errorf("llama: %s: %s has shape %v, config.json implies %v", dir, spec.Name, shape, want)
 		}
-		if spec.Torch == layers.Transposed {
-			v = transpose(v, want[0], want[1])
-		}
-		vals[spec.Name] = v
 	}
 	var extra []string
 	for n := range where {
@@ -82,16 +133,108 @@ func LoadHF(dir string, dt tensor.Dtype) (Config, *layers.Store, error) {
 		sort.Strings(extra)
 		return Config{}, nil, errors.Errorf("llama: %s: unexpected tensors %v (not a LLaMA checkpoint for this config?)", dir, extra)
 	}
-	s, err := storeFrom(c, dt, vals)
-	return c, s, errors.Wrap(err, dir)
+	for _, spec := range specs {
+		v, err := readHFParam(where[spec.Name], spec, o)
+		if err != nil {
+			return Config{}, nil, errors.Wrapf(err, "llama: %s", dir)
+		}
+		p := &layers.Param{Name: spec.Name, Value: v, Torch: spec.Torch}
+		if err := layers.CheckFinite(spec.Name, p.Value); err != nil {
+			return Config{}, nil, errors.Wrapf(err, "llama: %s", dir)
+		}
+		if err := s.Add(p); err != nil {
+			return Config{}, nil, errors.Wrapf(err, "llama: %s", dir)
+		}
+	}
+	return c, s, nil
 }
 
-// openWeights opens model.safetensors, or every shard of the index.
-func openWeights(dir string) ([]*tensorfile.File, error) {
+// readTransposedBF16 reads the BF16 matrix [rows, cols] name from f into a
+// new [cols, rows] slice, its transpose, a block of rows at a time, so that
+// no second copy of the matrix is ever held.
+func readTransposedBF16(f *tensorfile.Reader, name string, rows, cols int) ([]gemm.BF16, error) {
+	out := make([]gemm.BF16, rows*cols)
+	step := max(1, (1<<18)/cols) // rows per block: about 512 KiB
+	buf := make([]gemm.BF16, min(step, rows)*cols)
+	for r0 := 0; r0 < rows; r0 += step {
+		n := min(step, rows-r0)
+		blk := buf[:n*cols]
+		if err := f.BF16At(name, r0*cols, blk); err != nil {
+			return nil, err
+		}
+		for c0 := 0; c0 < cols; c0 += 64 { // 64-column tiles keep the writes' lines in cache
+			c1 := min(c0+64, cols)
+			for r := 0; r < n; r++ {
+				for c, v := range blk[r*cols+c0 : r*cols+c1] {
+					out[(c0+c)*rows+r0+r] = v
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// torchShape is the shape of spec's tensor in a Hugging Face checkpoint.
+func torchShape(spec layers.ParamSpec) []int {
+	if spec.Torch == layers.Transposed {
+		return []int{spec.Shape[1], spec.Shape[0]}
+	}
+	return []int(spec.Shape)
+}
+
+// readHFParam reads spec's tensor from f in store layout, in the dtype o
+// asks for.
+func readHFParam(f *tensorfile.Reader, spec layers.ParamSpec, o HFOptions) (*tensor.Dense, error) {
+	dtype, _ := f.Dtype(spec.Name)
+	half := spec.Shape.Dims() >= 2 && (o.Weights == lilyop.BFloat16 || (o.Weights == (tensor.Dtype{}) && dtype == tensorfile.BF16))
+	if half && dtype == tensorfile.BF16 && spec.Torch == layers.Transposed {
+		h, err := readTransposedBF16(f, spec.Name, spec.Shape[1], spec.Shape[0])
+		if err != nil {
+			return nil, err
+		}
+		return lilyop.NewBF16(spec.Shape, h)
+	}
+	if half {
+		h, shape, err := f.BF16(spec.Name)
+		if err != nil {
+			return nil, err
+		}
+		if spec.Torch == layers.Transposed {
+			h = transpose(h, shape[0], shape[1])
+		}
+		return lilyop.NewBF16(spec.Shape, h)
+	}
+	if o.Dtype == tensor.Float32 { // no float64 detour: a third of the memory
+		v, shape, err := f.Float32(spec.Name)
+		if err != nil {
+			return nil, err
+		}
+		if spec.Torch == layers.Transposed {
+			v = transpose(v, shape[0], shape[1])
+		}
+		return tensor.New(tensor.WithShape(spec.Shape.Clone()...), tensor.WithBacking(v)), nil
+	}
+	v, shape, err := f.Float64(spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Torch == layers.Transposed {
+		v = transpose(v, shape[0], shape[1])
+	}
+	return layers.FromFloat64(o.Dtype, spec.Shape, v), nil
+}
+
+// openWeights opens model.safetensors, or every shard of the index, for
+// reading tensor by tensor; the caller closes them (also those returned
+// with an error).
+func openWeights(dir string) ([]*tensorfile.Reader, error) {
 	single := filepath.Join(dir, hfWeights)
 	if _, err := os.Stat(single); err == nil {
-		f, err := tensorfile.Open(single)
-		return []*tensorfile.File{f}, errors.Wrap(err, "llama")
+		f, err := tensorfile.OpenReader(single)
+		if err != nil {
+			return nil, errors.Wrap(err, "llama")
+		}
+		return []*tensorfile.Reader{f}, nil
 	}
 	data, err := os.ReadFile(filepath.Join(dir, hfIndex))
 	if err != nil {
@@ -115,11 +258,11 @@ func openWeights(dir string) ([]*tensorfile.File, error) {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	var files []*tensorfile.File
+	var files []*tensorfile.Reader
 	for _, s := range names {
-		f, err := tensorfile.Open(filepath.Join(dir, s))
+		f, err := tensorfile.OpenReader(filepath.Join(dir, s))
 		if err != nil {
-			return nil, errors.Wrap(err, "llama")
+			return files, errors.Wrap(err, "llama")
 		}
 		files = append(files, f)
 	}
@@ -129,7 +272,7 @@ func openWeights(dir string) ([]*tensorfile.File, error) {
 // SaveHF writes the base model in s as a Hugging Face checkpoint directory
 // (created if needed): config.json and model.safetensors with Hugging
 // Face's names and [out, in] linear weights, in the store's float type
-// (F32 or F64). Weights of an Interleaved model are permuted into the
+// (F32 or F64), or BF16 for a weight kept in bfloat16. Weights of an Interleaved model are permuted into the
 // Halves layout on the way, as Hugging Face's conversion script does, so
 // transformers' LlamaForCausalLM computes the same model. Adapter
 // parameters are not written. The two files are replaced together
@@ -154,6 +297,14 @@ func SaveHF(dir string, c Config, s *layers.Store) error {
 		if spec.Torch == layers.Transposed {
 			v = transpose(v, shape[0], shape[1])
 			shape = []int{shape[1], shape[0]}
+		}
+		if p.Value.Dtype() == lilyop.BFloat16 {
+			h := make([]gemm.BF16, len(v))
+			for i, x := range v {
+				h[i] = gemm.ToBF16(float32(x)) // exact: x is a bfloat16 value
+			}
+			ts = append(ts, tensorfile.FromBF16(spec.Name, shape, h))
+			continue
 		}
 		if s.Dtype() == tensor.Float64 {
 			ts = append(ts, tensorfile.FromFloat64(spec.Name, shape, v))

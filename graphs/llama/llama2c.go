@@ -193,11 +193,16 @@ var targetIndex = map[string]int{"q_proj": 0, "k_proj": 1, "v_proj": 2, "o_proj"
 
 // transpose returns the [cols, rows] transpose of a row-major [rows, cols]
 // matrix.
-func transpose(v []float64, rows, cols int) []float64 {
-	out := make([]float64, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			out[c*rows+r] = v[r*cols+c]
+func transpose[T any](v []T, rows, cols int) []T {
+	out := make([]T, len(v))
+	const tile = 64 // tiles keep both sides' cache lines in cache
+	for r0 := 0; r0 < rows; r0 += tile {
+		for c0 := 0; c0 < cols; c0 += tile {
+			for r := r0; r < min(r0+tile, rows); r++ {
+				for c := c0; c < min(c0+tile, cols); c++ {
+					out[c*rows+r] = v[r*cols+c]
+				}
+			}
 		}
 	}
 	return out

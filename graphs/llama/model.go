@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"github.com/lilygo/lily/gemm"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -253,9 +254,14 @@ func fill(t *tensor.Dense, v float64) {
 	setFloats(t, vals)
 }
 
-// setFloats copies vals into a float32 or float64 tensor.
+// setFloats copies vals into a float32, float64 or bfloat16 tensor (into
+// the last rounded to nearest even: exact for bfloat16 values).
 func setFloats(t *tensor.Dense, vals []float64) {
 	switch d := t.Data().(type) {
+	case []gemm.BF16:
+		for i, v := range vals {
+			d[i] = gemm.ToBF16(float32(v))
+		}
 	case []float64:
 		copy(d, vals)
 	case []float32:

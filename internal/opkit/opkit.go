@@ -148,6 +148,10 @@ func Dispatch[O fmt.Stringer](op O, vs []G.Value, f64, f32 func(O, []G.Value) (G
 	return f32(op, vs)
 }
 
+// DenseOf returns input i of an op (v) as a contiguous *tensor.Dense,
+// materialising a view, for an op whose inputs have different dtypes.
+func DenseOf(op fmt.Stringer, i int, v G.Value) (*tensor.Dense, error) { return dense(op, i, v) }
+
 // dense returns input i as a contiguous *tensor.Dense, materialising a view.
 func dense(op fmt.Stringer, i int, v G.Value) (*tensor.Dense, error) {
 	d, ok := v.(*tensor.Dense)
