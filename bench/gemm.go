@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/lilygo/lily/gemm"
 	"github.com/lilygo/lily/internal/opkit"
+	"gonum.org/v1/gonum/blas"
 )
 
 // Gemm is one matrix product C[M,N] = op(A)·op(B) with op(A) M×K, op(B) K×N,
@@ -19,6 +21,9 @@ type Gemm struct {
 	LDA, LDB, LDC int // 0: the stored width
 	// Count is how many times the product runs (e.g. once per head).
 	Count int
+	// BF16 stores B in bfloat16 (a frozen weight): the product runs on
+	// gemm.SgemmBF16.
+	BF16 bool
 }
 
 // Flops is 2·M·N·K·Count.
@@ -71,6 +76,7 @@ func TotalFlops(list []Gemm) float64 {
 type GEMMRunner struct {
 	list    []Gemm
 	a, b, c [][]float32
+	bh      [][]gemm.BF16 // B in bfloat16, for the products that want it
 	// Times holds each product's time in the last Step (all Count calls).
 	Times []time.Duration
 }
@@ -96,7 +102,16 @@ func NewGEMMRunner(list []Gemm) *GEMMRunner {
 			rb = g.N
 		}
 		r.a = append(r.a, fill(ra*lda))
-		r.b = append(r.b, fill(rb*ldb))
+		if g.BF16 {
+			b := fill(rb * ldb)
+			h := make([]gemm.BF16, len(b))
+			for i, x := range b {
+				h[i] = gemm.ToBF16(x)
+			}
+			r.b, r.bh = append(r.b, nil), append(r.bh, h)
+		} else {
+			r.b, r.bh = append(r.b, fill(rb*ldb)), append(r.bh, nil)
+		}
 		r.c = append(r.c, fill(g.M*ldc))
 	}
 	return r
@@ -108,11 +123,23 @@ func (r *GEMMRunner) Step() error {
 		lda, ldb, ldc := g.lds()
 		t0 := time.Now()
 		for j := 0; j < g.Count; j++ {
-			opkit.Gemm(g.TA, g.TB, g.M, g.N, g.K, 1, r.a[i], lda, r.b[i], ldb, 0, r.c[i], ldc)
+			if g.BF16 {
+				gemm.SgemmBF16(trans(g.TA), trans(g.TB), g.M, g.N, g.K, 1, r.a[i], lda, r.bh[i], ldb, 0, r.c[i], ldc)
+			} else {
+				opkit.Gemm(g.TA, g.TB, g.M, g.N, g.K, 1, r.a[i], lda, r.b[i], ldb, 0, r.c[i], ldc)
+			}
 		}
 		r.Times[i] = time.Since(t0)
 	}
 	return nil
+}
+
+// trans converts a transposition flag.
+func trans(t bool) blas.Transpose {
+	if t {
+		return blas.Trans
+	}
+	return blas.NoTrans
 }
 
 // LayerShape is what the GEMMs of one encoder layer depend on.
