@@ -26,6 +26,10 @@
 //	          step (16×64 tokens as GLUE, and 8×128): package gemm vs
 //	          OpenBLAS (openblas build); Lily vs head-only and package gemm
 //	          vs gonum (pure-Go build)
+//	llama     (only when asked for, with -llama DIR) a whole training step
+//	          of a Hugging Face LLaMA with Lily on q, k, v and bfloat16
+//	          frozen weights vs the time of its matrix products run alone
+//	          on package gemm: the step's share of its GEMM roofline
 package main
 
 import (
@@ -57,6 +61,7 @@ type runner struct {
 	rounds, bigRounds int
 	rows              []row
 	log               io.Writer
+	llamaFlags        llamaFlags
 }
 
 func main() {
@@ -64,6 +69,11 @@ func main() {
 	rounds := flag.Int("rounds", 9, "interleaved rounds of the small experiments (adapters, fused, layer)")
 	bigRounds := flag.Int("big-rounds", 3, "interleaved rounds of the whole-model experiments (step, build, glue)")
 	out := flag.String("o", "", "also write the Markdown report to this file")
+	var lf llamaFlags
+	flag.StringVar(&lf.dir, "llama", "", "-run llama: a Hugging Face LLaMA folder")
+	flag.IntVar(&lf.batch, "llama_batch", 1, "-run llama: sequences per step")
+	flag.IntVar(&lf.seq, "llama_seq", 128, "-run llama: tokens per sequence")
+	flag.BoolVar(&lf.f32, "llama_f32", false, "-run llama: keep the frozen weights in float32")
 	flag.Parse()
 	if *out != "" {
 		if err := outdir.CheckFile("-o", *out); err != nil {
@@ -71,7 +81,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	r := &runner{rounds: *rounds, bigRounds: *bigRounds, log: os.Stderr}
+	r := &runner{rounds: *rounds, bigRounds: *bigRounds, log: os.Stderr, llamaFlags: lf}
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		want[strings.TrimSpace(s)] = true
@@ -81,7 +91,7 @@ func main() {
 	for _, e := range []struct {
 		name string
 		f    func() error
-	}{{"gemm", r.gemm}, {"adapters", r.adapters}, {"fused", r.fused}, {"layer", r.layer}, {"step", r.step}, {"build", r.build}, {"glue", r.glue}} {
+	}{{"gemm", r.gemm}, {"adapters", r.adapters}, {"fused", r.fused}, {"layer", r.layer}, {"step", r.step}, {"build", r.build}, {"glue", r.glue}, {"llama", r.llama}} {
 		if !want[e.name] {
 			continue
 		}
