@@ -3,14 +3,10 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
+	"github.com/lilygo/lily/internal/mpitest"
 	"github.com/lilygo/lily/internal/resumetest"
 	"github.com/lilygo/lily/lilyop"
 )
@@ -23,36 +19,15 @@ import (
 func TestMPIRanksAreGradAccum(t *testing.T) {
 	data := sharedData(t)
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "llama")
-	tags := "mpi"
-	if lilyop.BLAS == "openblas" {
-		tags += " openblas"
-	}
-	build := exec.Command("go", "build", "-tags", tags, "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the command: %v\n%s", err, out)
-	}
+	bin := mpitest.BuildCommand(t, ".", lilyop.BLAS)
 	args := func(out string, extra ...string) []string {
-		a := append([]string{bin, "finetune", "-adapter", "lily", "-out", out}, tinyArgs(data)...)
+		a := append([]string{"finetune", "-adapter", "lily", "-out", out}, tinyArgs(data)...)
 		return append(append(a, "-max_steps", "5", "-eval_every", "2", "-batch_size", "4"), extra...)
-	}
-	mpirun := func(np int, cmdArgs []string) {
-		t.Helper()
-		a := []string{"-np", strconv.Itoa(np), "--oversubscribe"}
-		if os.Geteuid() == 0 {
-			a = append(a, "--allow-run-as-root")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "mpirun", append(a, cmdArgs...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("mpirun -np %d: %v\n%s", np, err, out)
-		}
 	}
 	one := filepath.Join(tmp, "one")
 	two := filepath.Join(tmp, "two")
-	mpirun(1, args(one, "-grad_accum", "2"))
-	mpirun(2, args(two))
+	mpitest.RunCommand(t, 1, bin, args(one, "-grad_accum", "2")...)
+	mpitest.RunCommand(t, 2, bin, args(two)...)
 	if res := readResult(t, two); res.Ranks != 2 || res.Steps != 5 {
 		t.Fatalf("the two-rank run reports %d ranks and %d steps", res.Ranks, res.Steps)
 	}

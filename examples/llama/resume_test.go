@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,9 +18,9 @@ import (
 // accumulation is on, so the checkpoint must also be between whole
 // optimiser steps.
 func TestKilledRunResumesExactly(t *testing.T) {
-	if args := os.Getenv(mainArgsEnv); args != "" {
+	if args, ok := resumetest.ChildArgs(mainArgsEnv); ok {
 		afterStep = resumetest.KillHook()
-		os.Args = append([]string{"llama"}, strings.Split(args, "\x1f")...)
+		os.Args = append([]string{"llama"}, args...)
 		main()
 		return
 	}
@@ -37,14 +36,7 @@ func TestKilledRunResumesExactly(t *testing.T) {
 	}
 	for _, killAt := range []int{3, 4} {
 		out := filepath.Join(tmp, fmt.Sprintf("killed-%d", killAt))
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKilledRunResumesExactly$")
-		cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(runArgs(out), "\x1f"), fmt.Sprintf("%s=%d", resumetest.KillEnv, killAt))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
-			t.Fatalf("kill after step %d: the run was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
-		}
+		resumetest.RunKilled(t, "TestKilledRunResumesExactly", mainArgsEnv, runArgs(out), killAt)
 		if err := run(context.Background(), runArgs(out, "-resume"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 			t.Fatalf("resuming after a kill at step %d: %v", killAt, err)
 		}
@@ -60,9 +52,9 @@ func TestKilledRunResumesExactly(t *testing.T) {
 // continues the other from its checkpoint and ends as the uninterrupted
 // sweep (sweep.md, whose columns include timings, aside).
 func TestKilledSweepResumes(t *testing.T) {
-	if args := os.Getenv(mainArgsEnv); args != "" {
+	if args, ok := resumetest.ChildArgs(mainArgsEnv); ok {
 		afterStep = resumetest.KillHook()
-		os.Args = append([]string{"llama"}, strings.Split(args, "\x1f")...)
+		os.Args = append([]string{"llama"}, args...)
 		main()
 		return
 	}
@@ -77,14 +69,7 @@ func TestKilledSweepResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(tmp, "killed")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledSweepResumes$")
-	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(sweepArgs(out), "\x1f"), resumetest.KillEnv+"=6")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
-		t.Fatalf("the sweep was not killed (%v); stderr:\n%s", err, stderr.String())
-	}
+	resumetest.RunKilled(t, "TestKilledSweepResumes", mainArgsEnv, sweepArgs(out), 6)
 	var log bytes.Buffer
 	if err := run(context.Background(), sweepArgs(out, "-resume"), &log, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)

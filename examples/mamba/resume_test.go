@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/lilygo/lily/internal/resumetest"
@@ -22,9 +20,9 @@ const resumeArgsEnv = "MAMBA_TEST_RESUME_ARGS"
 // exactly what the uninterrupted run writes: the pretrained model, every
 // adapter, results.json but its timings, the plots.
 func TestKilledRunResumesExactly(t *testing.T) {
-	if args := os.Getenv(resumeArgsEnv); args != "" {
+	if args, ok := resumetest.ChildArgs(resumeArgsEnv); ok {
 		afterStep = resumetest.KillHook()
-		os.Args = append([]string{"mamba"}, strings.Split(args, "\x1f")...)
+		os.Args = append([]string{"mamba"}, args...)
 		main()
 		return
 	}
@@ -38,14 +36,7 @@ func TestKilledRunResumesExactly(t *testing.T) {
 	}
 	for _, killAt := range []int{3, 4, 9} {
 		out := filepath.Join(tmp, fmt.Sprintf("killed-%d", killAt))
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKilledRunResumesExactly$")
-		cmd.Env = append(os.Environ(), resumeArgsEnv+"="+strings.Join(args(out), "\x1f"), fmt.Sprintf("%s=%d", resumetest.KillEnv, killAt))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
-			t.Fatalf("kill after step %d: the run was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
-		}
+		resumetest.RunKilled(t, "TestKilledRunResumesExactly", resumeArgsEnv, args(out), killAt)
 		if err := run(context.Background(), args(out, "-resume"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 			t.Fatalf("resuming after a kill at step %d: %v", killAt, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,5 +101,41 @@ func RunRanks(t *testing.T, np int, names ...string) {
 		if n := strings.Count(out, "--- PASS: "+name+" "); n != np {
 			t.Errorf("%s passed in %d processes, want %d:\n%s", name, n, np, out)
 		}
+	}
+}
+
+// BuildCommand builds the command in the package folder dir (a test's
+// working directory: ".") with the mpi tag, and openblas too when the test
+// binary was built with it (blas is lilyop.BLAS), and returns the binary's
+// path in a temporary folder of t.
+func BuildCommand(t *testing.T, dir, blas string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "command")
+	tags := "mpi"
+	if blas == "openblas" {
+		tags += " openblas"
+	}
+	if out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, dir).CombinedOutput(); err != nil {
+		t.Fatalf("building %s with -tags %q: %v\n%s", dir, tags, err, out)
+	}
+	return bin
+}
+
+// RunCommand runs bin with args as an MPI job of np processes (with
+// --oversubscribe, and --allow-run-as-root when root) and fails t unless
+// it succeeds within five minutes.
+func RunCommand(t *testing.T, np int, bin string, args ...string) {
+	t.Helper()
+	a := []string{"-np", strconv.Itoa(np), "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		a = append(a, "--allow-run-as-root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "mpirun", append(append(a, bin), args...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mpirun -np %d %s %v: %v\n%s", np, bin, args, err, out)
 	}
 }

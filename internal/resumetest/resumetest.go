@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -172,4 +173,35 @@ func difference(path string, a, b any) string {
 		return fmt.Sprintf("%s: uninterrupted %.300s, resumed %.300s", path, sa, sb)
 	}
 	return ""
+}
+
+// RunKilled runs the test named test of this test binary again in a child
+// process, with the environment variable argsEnv holding args (joined by
+// ArgsSep) for the child's branch of the test to run the command with, and
+// KillEnv set to killAt; it fails t unless the child was killed by SIGKILL.
+// The child's branch sets its command's step hook to KillHook() and runs
+// the command with ChildArgs(argsEnv).
+func RunKilled(t testing.TB, test, argsEnv string, args []string, killAt int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), argsEnv+"="+strings.Join(args, ArgsSep), fmt.Sprintf("%s=%d", KillEnv, killAt))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the run to kill after step %d was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
+	}
+}
+
+// ArgsSep separates the arguments in RunKilled's environment variable.
+const ArgsSep = "\x1f"
+
+// ChildArgs returns the arguments RunKilled passed in argsEnv; ok is false
+// in a process RunKilled did not start.
+func ChildArgs(argsEnv string) (args []string, ok bool) {
+	v := os.Getenv(argsEnv)
+	if v == "" {
+		return nil, false
+	}
+	return strings.Split(v, ArgsSep), true
 }
