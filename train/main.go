@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/pkg/errors"
 )
 
@@ -28,12 +29,14 @@ func WithInterrupt(parent context.Context) (ctx context.Context, stop context.Ca
 type Command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // Main runs a command as a program's main function and exits (ending the
-// MPI world if the command started one with World): 0 when it
+// MPI world if the command started one with World), with the Go heap
+// limited to the memory available (memcheck.LimitHeap): 0 when it
 // succeeded or printed its help, ExitInterrupted when Ctrl-C or SIGTERM
 // stopped it (it saves what was done before returning), 1 on an error,
 // which is printed on one line after the program's name, without the stack
 // trace %+v would add.
 func Main(name string, cmd Command) {
+	memcheck.LimitHeap()
 	ctx, stop := WithInterrupt(context.Background())
 	err := cmd(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	interrupted := ctx.Err() != nil

@@ -46,6 +46,7 @@ import (
 	"github.com/lilygo/lily/bench"
 	"github.com/lilygo/lily/graphs/roberta"
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/lilygo/lily/internal/outdir"
 )
 
@@ -75,6 +76,7 @@ func main() {
 	flag.IntVar(&lf.seq, "llama_seq", 128, "-run llama: tokens per sequence")
 	flag.BoolVar(&lf.f32, "llama_f32", false, "-run llama: keep the frozen weights in float32")
 	flag.Parse()
+	memcheck.LimitHeap()
 	if *out != "" {
 		if err := outdir.CheckFile("-o", *out); err != nil {
 			fmt.Fprintln(os.Stderr, "lilybench:", err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,4 +108,25 @@ func parseMeminfo(sc *bufio.Scanner) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// LimitHeap sets the Go runtime's soft memory limit
+// (runtime/debug.SetMemoryLimit) to nine tenths of the memory available now,
+// unless the GOMEMLIMIT environment variable already set one, and returns
+// the limit it set (0 when it set none). Without a limit the garbage
+// collector lets the heap grow to twice what is live before it collects,
+// so a run whose live data fits (a model's weights and its activations)
+// would still be killed for the garbage on top; with it, the collector runs
+// more often as the heap nears the limit.
+func LimitHeap() float64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	avail, ok := Available()
+	if !ok {
+		return 0
+	}
+	limit := 0.9 * avail
+	debug.SetMemoryLimit(int64(limit))
+	return limit
 }

@@ -2,6 +2,8 @@ package memcheck
 
 import (
 	"bufio"
+	"math"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -40,5 +42,24 @@ func TestParseMeminfo(t *testing.T) {
 	}
 	if avail, ok := Available(); ok && avail <= 0 {
 		t.Fatalf("this machine has %v bytes available", avail)
+	}
+}
+
+// LimitHeap sets a limit below the available memory, and leaves one that
+// GOMEMLIMIT set alone.
+func TestLimitHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOMEMLIMIT", "")
+	avail, ok := Available()
+	if !ok {
+		t.Skip("no /proc/meminfo")
+	}
+	limit := LimitHeap()
+	if limit <= 0 || limit > avail || float64(debug.SetMemoryLimit(-1)) != math.Trunc(limit) {
+		t.Errorf("limit %v with %v available; the runtime has %d", limit, avail, debug.SetMemoryLimit(-1))
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	if got := LimitHeap(); got != 0 {
+		t.Errorf("with GOMEMLIMIT set, LimitHeap set %v", got)
 	}
 }
