@@ -64,6 +64,11 @@ func main() {
 	train.Main("roberta-glue", run)
 }
 
+// afterStep, when set, is called after every optimiser step of a
+// fine-tuning or pretraining run that run starts; tests set it to kill the
+// process there.
+var afterStep func(steps int)
+
 // run dispatches to the modes (demo, fine-tuning, pretrain, sweep, and eval,
 // predict and export of a fine-tuned model); progress bars and usage go to
 // stderr.
@@ -99,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if c.Task != "" {
-		_, err = finetune(ctx, c, stdout, runHooks{progress: stderr})
+		_, err = finetune(ctx, c, stdout, runHooks{progress: stderr, afterStep: afterStep})
 		return err
 	}
 	var other []string

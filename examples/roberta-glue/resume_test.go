@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lilygo/lily/internal/resumetest"
+)
+
+// mainArgsEnv carries the arguments of the command that a test runs in a
+// child process (the test binary itself), separated by \x1f.
+const mainArgsEnv = "ROBERTA_GLUE_TEST_MAIN_ARGS"
+
+// runChild is the child process's side of killedThenResumed: it runs the
+// command with the arguments of mainArgsEnv, killing itself after the step
+// that resumetest.KillEnv names. It reports whether this is the child.
+func runChild() bool {
+	args := os.Getenv(mainArgsEnv)
+	if args == "" {
+		return false
+	}
+	afterStep = resumetest.KillHook()
+	os.Args = append([]string{"roberta-glue"}, strings.Split(args, "\x1f")...)
+	main()
+	return true
+}
+
+// killedThenResumed runs args (the command's arguments, writing to out) in
+// a child process of the test named test, killed with SIGKILL after step
+// killAt, and then continues it in this process with -resume.
+func killedThenResumed(t *testing.T, test string, args []string, killAt int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"), fmt.Sprintf("%s=%d", resumetest.KillEnv, killAt))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
+		t.Fatalf("kill after step %d: the run was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
+	}
+	if err := run(context.Background(), append(args, "-resume"), io.Discard, io.Discard); err != nil {
+		t.Fatalf("resuming after a kill at step %d: %+v", killAt, err)
+	}
+}
+
+// tinyFinetuneArgs are the command-line arguments of a fine-tuning run of
+// the tiny model with dropout (the model's 0.1) and gradient accumulation.
+func tinyFinetuneArgs(glueDir, model, out string) []string {
+	return []string{"-task", "sst2", "-glue_dir", glueDir, "-model", model, "-adapter", "lily", "-lily_r", "4", "-lily_num_B", "2",
+		"-lily_scaling", "0.1", "-max_len", "16", "-head_lr", "5e-3", "-adapter_lr", "5e-3", "-seed", "1", "-out", out}
+}
+
+// readFTResult reads a fine-tuning run's results.json.
+func readFTResult(t *testing.T, dir string) ftResult {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, resultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res ftResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// A fine-tuning run killed with SIGKILL after a checkpoint and resumed
+// writes exactly what the uninterrupted run writes: the same losses,
+// evaluations, adapter and plots (only the timings differ). Dropout is on
+// and gradient accumulation too, so the checkpoint must hold whole
+// optimiser steps and every micro-batch must draw its own dropout masks.
+func TestFinetuneKilledRunResumesExactly(t *testing.T) {
+	if runChild() {
+		return
+	}
+	glueDir, model := fixture(t)
+	tmp := t.TempDir()
+	args := func(out string) []string {
+		return append(tinyFinetuneArgs(glueDir, model, out), "-max_steps", "7", "-eval_every", "3", "-save_every", "2", "-grad_accum", "2", "-batch_size", "4")
+	}
+	whole := filepath.Join(tmp, "whole")
+	if err := run(context.Background(), args(whole), io.Discard, io.Discard); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	if res := readFTResult(t, whole); res.Steps != 7 || len(res.Evals) != 3 || res.Config.GradAccum != 2 {
+		t.Fatalf("the uninterrupted run: %d steps, %d evaluations, -grad_accum %d", res.Steps, len(res.Evals), res.Config.GradAccum)
+	}
+	for _, killAt := range []int{3, 4} {
+		out := filepath.Join(tmp, fmt.Sprintf("killed-%d", killAt))
+		killedThenResumed(t, "TestFinetuneKilledRunResumesExactly", args(out), killAt)
+		if res := readFTResult(t, out); res.ResumedFrom != killAt/2*2 {
+			t.Errorf("kill after step %d: resumed from step %d", killAt, res.ResumedFrom)
+		}
+		resumetest.SameOutputs(t, whole, out, resumetest.Timings...)
+	}
+}
+
+// Bad -grad_accum and -save_every are refused when the flags are parsed,
+// and -resume of a run that is not there or that finished says so before
+// any work.
+func TestFinetuneResumeAndTrainFlagsRefused(t *testing.T) {
+	glueDir, model := fixture(t)
+	tmp := t.TempDir()
+	for _, bad := range [][]string{{"-grad_accum", "0"}, {"-save_every", "-1"}} {
+		_, _, err := parseFinetune(append(tinyFinetuneArgs(glueDir, model, filepath.Join(tmp, "bad")), bad...), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+	missing := filepath.Join(tmp, "missing")
+	err := run(context.Background(), append(tinyFinetuneArgs(glueDir, model, missing), "-max_steps", "2", "-resume"), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "holds no run to continue") {
+		t.Errorf("-resume of a missing run: %v", err)
+	}
+	done := filepath.Join(tmp, "done")
+	args := append(tinyFinetuneArgs(glueDir, model, done), "-max_steps", "2")
+	if err := run(context.Background(), args, io.Discard, io.Discard); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	err = run(context.Background(), append(args, "-resume"), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "holds a finished roberta-glue finetune run; there is nothing to continue") {
+		t.Errorf("-resume of a finished run: %v", err)
+	}
+}
