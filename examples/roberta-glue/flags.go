@@ -149,7 +149,7 @@ func newFinetuneFlags(c *ftConfig, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LoraTargets, "lora_target_modules", c.LoraTargets, "LoRA: comma-separated modules to adapt")
 	fs.IntVar(&c.Epochs, "epochs", 0, "training epochs (default: recipe)")
 	fs.IntVar(&c.MaxSteps, "max_steps", 0, "stop after this many optimiser steps; overrides -epochs when positive (default 0: use -epochs)")
-	fs.IntVar(&c.BatchSize, "batch_size", 0, "examples per batch (default: recipe)")
+	fs.IntVar(&c.BatchSize, "batch_size", 0, "examples per micro-batch (default: recipe); an optimiser step trains on batch_size × grad_accum × MPI ranks, and an epoch has ceil(examples / that) steps")
 	fs.IntVar(&c.MaxLen, "max_len", 0, "longest tokenized example, special tokens included; longer ones are truncated (default: 128, or the model's position limit if lower)")
 	fs.Float64Var(&c.HeadLR, "head_lr", 0, "peak learning rate of the classifier head (default: recipe)")
 	fs.Float64Var(&c.AdapterLR, "adapter_lr", 0, "peak learning rate of the adapter (default: recipe)")

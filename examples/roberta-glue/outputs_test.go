@@ -259,14 +259,17 @@ func TestPretrainKilledAtEveryStep(t *testing.T) {
 			return err
 		},
 		func(k int) {
-			st, err := pretrain(context.Background(), ptConfig{Out: out, Resume: true}, map[string]bool{"out": true, "resume": true}, io.Discard, runHooks{progress: io.Discard})
-			if err != nil {
-				if !strings.Contains(err.Error(), "no "+checkpointPrefix+"N") && !strings.Contains(err.Error(), "no run to continue") {
+			st, err := pretrain(context.Background(), ptConfig{Out: out, Flags: train.Flags{Resume: true}}, map[string]bool{"out": true, "resume": true}, io.Discard, runHooks{progress: io.Discard})
+			switch {
+			case err != nil && strings.Contains(err.Error(), "nothing to continue"):
+				// Killed while writing the finished run: its write was completed.
+			case err != nil:
+				if !strings.Contains(err.Error(), "no run to continue") && !strings.Contains(err.Error(), "has no "+pretrainLogFile) &&
+					!strings.Contains(err.Error(), "holds no checkpoint") {
 					t.Fatalf("killed at step %d: -resume fails: %+v", k, err)
 				}
 				return
-			}
-			if st.Step != 2 || len(st.Losses) != 2 {
+			case st.Step != 2 || len(st.Losses) != 2:
 				t.Fatalf("killed at step %d: resumed to step %d with %d losses", k, st.Step, len(st.Losses))
 			}
 			if _, err := roberta.Load(out, roberta.LoadOptions{LMHead: true}); err != nil {

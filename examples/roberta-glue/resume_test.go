@@ -33,10 +33,10 @@ func runChild() bool {
 	return true
 }
 
-// killedThenResumed runs args (the command's arguments, writing to out) in
-// a child process of the test named test, killed with SIGKILL after step
-// killAt, and then continues it in this process with -resume.
-func killedThenResumed(t *testing.T, test string, args []string, killAt int) {
+// killedThenResumed runs args (the command's arguments) in a child process
+// of the test named test, killed with SIGKILL after step killAt, and then
+// continues it in this process with resume (the arguments that resume it).
+func killedThenResumed(t *testing.T, test string, args, resume []string, killAt int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
 	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"), fmt.Sprintf("%s=%d", resumetest.KillEnv, killAt))
@@ -46,7 +46,7 @@ func killedThenResumed(t *testing.T, test string, args []string, killAt int) {
 	if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
 		t.Fatalf("kill after step %d: the run was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
 	}
-	if err := run(context.Background(), append(args, "-resume"), io.Discard, io.Discard); err != nil {
+	if err := run(context.Background(), resume, io.Discard, io.Discard); err != nil {
 		t.Fatalf("resuming after a kill at step %d: %+v", killAt, err)
 	}
 }
@@ -95,7 +95,7 @@ func TestFinetuneKilledRunResumesExactly(t *testing.T) {
 	}
 	for _, killAt := range []int{3, 4} {
 		out := filepath.Join(tmp, fmt.Sprintf("killed-%d", killAt))
-		killedThenResumed(t, "TestFinetuneKilledRunResumesExactly", args(out), killAt)
+		killedThenResumed(t, "TestFinetuneKilledRunResumesExactly", args(out), append(args(out), "-resume"), killAt)
 		if res := readFTResult(t, out); res.ResumedFrom != killAt/2*2 {
 			t.Errorf("kill after step %d: resumed from step %d", killAt, res.ResumedFrom)
 		}
@@ -127,6 +127,60 @@ func TestFinetuneResumeAndTrainFlagsRefused(t *testing.T) {
 	}
 	err = run(context.Background(), append(args, "-resume"), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "holds a finished roberta-glue finetune run; there is nothing to continue") {
+		t.Errorf("-resume of a finished run: %v", err)
+	}
+}
+
+// tinyPretrainArgs are the command-line arguments of a pretraining run of
+// a tiny model (with dropout) on the test task's text.
+func tinyPretrainArgs(glueDir, out string) []string {
+	return []string{"pretrain", "-glue_dir", glueDir, "-out", out, "-merges", "60", "-max_len", "16", "-hidden", "16", "-layers", "2",
+		"-heads", "2", "-intermediate", "32", "-dropout", "0.1", "-lr", "1e-3", "-warmup_ratio", "0.1", "-seed", "1"}
+}
+
+// A pretraining run killed with SIGKILL after a checkpoint and resumed
+// (-resume with only -out and -glue_dir: the settings come from -out)
+// writes exactly what the uninterrupted run writes: the model, the
+// tokenizer, the log and the plot. Gradient accumulation is on.
+func TestPretrainKilledRunResumesExactly(t *testing.T) {
+	if runChild() {
+		return
+	}
+	glueDir, _ := fixture(t)
+	tmp := t.TempDir()
+	args := func(out string) []string {
+		return append(tinyPretrainArgs(glueDir, out), "-max_steps", "7", "-save_every", "2", "-grad_accum", "2", "-batch_size", "4")
+	}
+	whole := filepath.Join(tmp, "whole")
+	if err := run(context.Background(), args(whole), io.Discard, io.Discard); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	for _, killAt := range []int{3, 4} {
+		out := filepath.Join(tmp, fmt.Sprintf("killed-%d", killAt))
+		killedThenResumed(t, "TestPretrainKilledRunResumesExactly", args(out), []string{"pretrain", "-out", out, "-glue_dir", glueDir, "-resume"}, killAt)
+		var st ptState
+		b, err := os.ReadFile(filepath.Join(out, pretrainLogFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.ResumedFrom != killAt/2*2 || st.Step != 7 {
+			t.Errorf("kill after step %d: resumed from step %d to %d", killAt, st.ResumedFrom, st.Step)
+		}
+		resumetest.SameOutputs(t, whole, out, resumetest.Timings...)
+	}
+	// Bad training flags are refused before any work, and so is -resume of
+	// a finished run.
+	for _, bad := range [][]string{{"-grad_accum", "0"}, {"-save_every", "-1"}} {
+		_, _, err := parsePretrain(append(tinyPretrainArgs(glueDir, filepath.Join(tmp, "bad"))[1:], bad...), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+	err := run(context.Background(), []string{"pretrain", "-out", whole, "-resume"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "holds a finished roberta-glue pretrain run; there is nothing to continue") {
 		t.Errorf("-resume of a finished run: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lilygo/lily/dataparallel"
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
@@ -201,29 +202,36 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindSweep, Overwrite: common.Overwrite}
 	res := &sweepResult{Common: shared, Tasks: taskNames, TaskSteps: steps, Specs: specs, Seeds: seeds, BLAS: lilyop.BLAS}
-	continuing, err := beginSweep(folder, common.Resume, res)
+	world, err := train.World()
 	if err != nil {
+		return err
+	}
+	rank0 := world.Rank() == 0 // rank 0 decides, prints and writes
+	continuing := false
+	if !rank0 {
+		stdout = io.Discard
+	} else if continuing, err = beginSweep(folder, common.Resume, res); err != nil {
 		return errors.Wrap(err, "sweep")
 	}
 	start := time.Now()
 	pending := false // runs read back since the summary was last written
 	for k, job := range jobs {
-		if ctx.Err() != nil {
+		name := specs[job.spec].Name
+		action, done, err := nextJob(ctx, world, continuing, &job)
+		if err != nil {
+			return errors.Wrapf(err, "sweep: run %q on %s, seed %d", name, job.task, job.cfg.Seed)
+		}
+		if action == jobStop {
 			res.Interrupted = true
 			break
 		}
-		name := specs[job.spec].Name
-		if continuing {
-			done, err := continueJob(&job)
-			if err != nil {
-				return errors.Wrapf(err, "sweep: run %q on %s, seed %d", name, job.task, job.cfg.Seed)
-			}
-			if done != nil {
+		if action == jobDone {
+			if rank0 {
 				fmt.Fprintf(stdout, "\n=== run %d/%d: %s, %s, seed %d: finished before, read from %s\n", k+1, len(jobs), job.task, name, job.cfg.Seed, job.cfg.Out)
 				res.Runs = append(res.Runs, newSweepRun(job, name, done))
 				pending = true
-				continue
 			}
+			continue
 		}
 		fmt.Fprintf(stdout, "\n=== run %d/%d: %s, %s, seed %d\n", k+1, len(jobs), job.task, name, job.cfg.Seed)
 		r, err := finetune(ctx, job.cfg, stdout, runHooks{progress: stderr, afterStep: afterStep})
@@ -233,10 +241,16 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		res.Runs = append(res.Runs, newSweepRun(job, name, r))
 		res.Interrupted = r.Interrupted
 		res.WallSeconds = time.Since(start).Seconds()
+		if !rank0 {
+			continue
+		}
 		if err := writeSweep(folder, res, !r.Interrupted && k == len(jobs)-1); err != nil {
 			return err
 		}
 		pending = false
+	}
+	if !rank0 {
+		return nil
 	}
 	if pending {
 		if err := writeSweep(folder, res, !res.Interrupted && len(res.Runs) == len(jobs)); err != nil {
@@ -297,6 +311,44 @@ func beginSweep(folder outdir.Folder, resume bool, res *sweepResult) (continuing
 
 // sameSpec reports whether two run configurations are the same.
 func sameSpec(a, b sweep.Spec) bool { return a.Name == b.Name && slices.Equal(a.Args, b.Args) }
+
+// What rank 0 decides to do with each run of a sweep (nextJob).
+const (
+	jobRun    = iota // start it (afresh)
+	jobResume        // resume it from its checkpoint
+	jobDone          // it finished before: read it back
+	jobStop          // the sweep was stopped: skip the rest
+)
+
+// nextJob decides on rank 0 what to do with the next run, job, and tells
+// the other ranks, so that every rank takes part in the same runs; done is
+// the run read back (rank 0 only).
+func nextJob(ctx context.Context, world dataparallel.Comm, continuing bool, job *sweepJob) (action int, done *ftResult, err error) {
+	decision := []float64{jobRun}
+	if world.Rank() == 0 {
+		switch {
+		case ctx.Err() != nil:
+			decision[0] = jobStop
+		case continuing:
+			if done, err = continueJob(job); err != nil {
+				return 0, nil, err
+			}
+			if done != nil {
+				decision[0] = jobDone
+			} else if job.cfg.Resume {
+				decision[0] = jobResume
+			}
+		}
+	}
+	if err := world.BroadcastFloat64(decision, 0); err != nil {
+		return 0, nil, errors.Wrap(err, "sharing rank 0's plan")
+	}
+	action = int(decision[0])
+	if action == jobResume {
+		job.cfg.Resume = true
+	}
+	return action, done, nil
+}
 
 // continueJob prepares a run of a continued sweep: a run that finished is
 // read back (done); one that wrote a checkpoint resumes from it; any other
