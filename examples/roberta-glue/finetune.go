@@ -178,9 +178,10 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 	if err != nil {
 		return nil, err
 	}
-	if world.Rank() != 0 {
+	rank0 := world.Rank() == 0
+	if !rank0 {
 		w, hooks.progress = io.Discard, io.Discard
-	} else if err := c.folder().Begin(c.Resume); err != nil {
+	} else if err := checkOut(c.folder(), c.Resume); err != nil {
 		return nil, err
 	}
 	r, err := newFTRun(c, w, world, hooks)
@@ -188,12 +189,17 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 		return nil, err
 	}
 	defer r.sm.close()
+	if rank0 && !c.Resume {
+		if err := c.folder().Begin(false); err != nil {
+			return nil, err
+		}
+	}
 	run, err := train.Run(ctx, r.tc, r)
 	if err != nil {
 		return nil, err
 	}
 	r.record(run)
-	if world.Rank() != 0 {
+	if !rank0 {
 		return r.res, nil
 	}
 	return r.finish(start)
@@ -470,6 +476,17 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	}
 	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, r.c.Out, res.WallSeconds, res.TokensPerSecond)
 	return res, nil
+}
+
+// checkOut checks a run's output folder before any work: a resumed run
+// takes it over at once (outdir.Folder.Begin); a new one is only checked
+// here and claimed with Begin once its model and data are loaded, so that
+// a run that fails to start leaves no unfinished run behind.
+func checkOut(f outdir.Folder, resume bool) error {
+	if resume {
+		return f.Begin(true)
+	}
+	return f.Check()
 }
 
 // folder is the run's output folder.

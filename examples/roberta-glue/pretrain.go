@@ -400,9 +400,10 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 	if err != nil {
 		return nil, err
 	}
-	if world.Rank() != 0 {
+	rank0 := world.Rank() == 0
+	if !rank0 {
 		w, hooks.progress = io.Discard, io.Discard
-	} else if err := pretrainFolder(c).Begin(c.Resume); err != nil {
+	} else if err := checkOut(pretrainFolder(c), c.Resume); err != nil {
 		return nil, err
 	}
 	// The other ranks read -out once rank 0 has checked it.
@@ -424,6 +425,11 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 	if err := p.setup(docs, w); err != nil {
 		return nil, err
 	}
+	if rank0 && !c.Resume {
+		if err := pretrainFolder(c).Begin(false); err != nil {
+			return nil, err
+		}
+	}
 	tc := train.Config{Batch: p.c.BatchSize, GradAccum: p.c.GradAccum, Comm: world, Seed: p.c.Seed,
 		Groups:     pretrainGroups(p.store, p.c.LR, p.c.WeightDecay),
 		EvalAt:     func(s int) bool { return p.c.SaveEvery > 0 && s%p.c.SaveEvery == 0 },
@@ -439,7 +445,7 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 			tc.Identity = p.identity()
 		}
 		p.st.Config, p.st.TotalSteps = p.c, p.c.MaxSteps
-		if world.Rank() == 0 {
+		if rank0 {
 			// The settings (with the fitted budget) and the tokenizer, for
 			// -resume.
 			if err := pretrainFolder(p.c).Update(false, p.writeStart); err != nil {
@@ -458,7 +464,7 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 		return nil, err
 	}
 	p.record(run, world.Size(), start)
-	if world.Rank() != 0 {
+	if !rank0 {
 		return &p.st, nil
 	}
 	if p.st.Interrupted {

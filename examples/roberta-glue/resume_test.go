@@ -104,8 +104,8 @@ func TestFinetuneKilledRunResumesExactly(t *testing.T) {
 }
 
 // Bad -grad_accum and -save_every are refused when the flags are parsed,
-// and -resume of a run that is not there or that finished says so before
-// any work.
+// -resume of a run that is not there or that finished says so before any
+// work, and a run that fails before training claims no folder.
 func TestFinetuneResumeAndTrainFlagsRefused(t *testing.T) {
 	glueDir, model := fixture(t)
 	tmp := t.TempDir()
@@ -128,6 +128,19 @@ func TestFinetuneResumeAndTrainFlagsRefused(t *testing.T) {
 	err = run(context.Background(), append(args, "-resume"), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "holds a finished roberta-glue finetune run; there is nothing to continue") {
 		t.Errorf("-resume of a finished run: %v", err)
+	}
+	// A run that fails to start (no model there) leaves no unfinished run
+	// that only -overwrite would replace; nor does a pretraining without
+	// its text.
+	failed := filepath.Join(tmp, "failed")
+	if err := run(context.Background(), append(tinyFinetuneArgs(glueDir, filepath.Join(tmp, "no-model"), failed), "-max_steps", "2"), io.Discard, io.Discard); err == nil {
+		t.Fatal("fine-tuning a missing model succeeded")
+	}
+	if err := run(context.Background(), append(tinyPretrainArgs(filepath.Join(tmp, "no-glue"), failed), "-max_steps", "2"), io.Discard, io.Discard); err == nil {
+		t.Fatal("pretraining on missing text succeeded")
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Errorf("runs that failed to start left %s: %v", failed, err)
 	}
 }
 
