@@ -162,6 +162,8 @@ type ftRun struct {
 	// evaluation units, each with one prediction per example.
 	evalIdx  [][]int
 	nMatched int // how many of evalIdx are evalEx's
+	// bestSeen is the best score of the evals evaluations this process
+	// printed, for the "(best)" mark.
 	bestSeen float64
 	evals    int
 	w        io.Writer

@@ -433,7 +433,7 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 	tc := train.Config{Batch: p.c.BatchSize, GradAccum: p.c.GradAccum, Comm: world, Seed: p.c.Seed,
 		Groups:     pretrainGroups(p.store, p.c.LR, p.c.WeightDecay),
 		EvalAt:     func(s int) bool { return p.c.SaveEvery > 0 && s%p.c.SaveEvery == 0 },
-		Checkpoint: train.CheckpointDir(p.c.Out), SaveEvery: p.c.SaveEvery, Resume: p.c.Resume, Identity: p.identity(),
+		Checkpoint: train.CheckpointDir(p.c.Out), SaveEvery: p.c.SaveEvery, Resume: p.c.Resume,
 		Progress: hooks.progress, Desc: "pretrain", AfterStep: hooks.afterStep}
 	p.global = tc.GlobalBatch()
 	if !c.Resume {
@@ -442,7 +442,6 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 			if p.c.MaxSteps, err = p.fitSteps(world, start); err != nil {
 				return nil, err
 			}
-			tc.Identity = p.identity()
 		}
 		p.st.Config, p.st.TotalSteps = p.c, p.c.MaxSteps
 		if rank0 {
@@ -453,7 +452,7 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 			}
 		}
 	}
-	tc.Steps = p.c.MaxSteps
+	tc.Steps, tc.Identity = p.c.MaxSteps, p.identity()
 	if tc.Schedule, err = train.NewSchedule(tc.Steps, p.c.WarmupRatio); err != nil {
 		return nil, err
 	}
