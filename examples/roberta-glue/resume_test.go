@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,19 +14,20 @@ import (
 )
 
 // mainArgsEnv carries the arguments of the command that a test runs in a
-// child process (the test binary itself), separated by \x1f.
+// child process (the test binary itself: resumetest.RunKilled).
 const mainArgsEnv = "ROBERTA_GLUE_TEST_MAIN_ARGS"
 
 // runChild is the child process's side of killedThenResumed: it runs the
-// command with the arguments of mainArgsEnv, killing itself after the step
-// that resumetest.KillEnv names. It reports whether this is the child.
+// command with the arguments resumetest.RunKilled passed, killing itself
+// after the step that resumetest.KillEnv names. It reports whether this is
+// the child.
 func runChild() bool {
-	args := os.Getenv(mainArgsEnv)
-	if args == "" {
+	args, ok := resumetest.ChildArgs(mainArgsEnv)
+	if !ok {
 		return false
 	}
 	afterStep = resumetest.KillHook()
-	os.Args = append([]string{"roberta-glue"}, strings.Split(args, "\x1f")...)
+	os.Args = append([]string{"roberta-glue"}, args...)
 	main()
 	return true
 }
@@ -38,14 +37,7 @@ func runChild() bool {
 // continues it in this process with resume (the arguments that resume it).
 func killedThenResumed(t *testing.T, test string, args, resume []string, killAt int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
-	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"), fmt.Sprintf("%s=%d", resumetest.KillEnv, killAt))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !ws.Signaled() {
-		t.Fatalf("kill after step %d: the run was not killed (%v); stderr:\n%s", killAt, err, stderr.String())
-	}
+	resumetest.RunKilled(t, test, mainArgsEnv, args, killAt)
 	if err := run(context.Background(), resume, io.Discard, io.Discard); err != nil {
 		t.Fatalf("resuming after a kill at step %d: %+v", killAt, err)
 	}
