@@ -33,7 +33,7 @@ func defaultDemo(seed uint64) demoSettings {
 	return demoSettings{
 		trainN: 4000, devN: 600,
 		pretrain: ptConfig{Merges: 300, MaxLen: 32, Hidden: 64, Layers: 4, Heads: 4, Intermediate: 256, Dropout: 0.1,
-			BatchSize: 32, LR: 3e-3, WarmupRatio: 0.06, WeightDecay: 0.01, MaxSteps: 250, SaveEvery: 1 << 30, Seed: seed},
+			BatchSize: 32, LR: 3e-3, WarmupRatio: 0.06, WeightDecay: 0.01, MaxSteps: 250, Seed: seed},
 		finetune: ftConfig{Task: "sst2", LilyR: 8, LilyStrideA: 2, LilyNumB: 2, LilyScaling: 1, LilyTargets: "query,value", LilyRouting: "batch",
 			LoraTargets: "query,value", MaxSteps: 800, BatchSize: 32, MaxLen: 32, HeadLR: 2e-3, AdapterLR: 7e-3, WarmupRatio: 0.06,
 			Seed: seed, EvalEvery: 400},

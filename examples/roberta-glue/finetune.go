@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/dataparallel"
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/train"
 	"github.com/lilygo/lily/updatestats"
 	"github.com/pkg/errors"
+	G "gorgonia.org/gorgonia"
 )
 
 // Kinds of run, as their output folders' records (internal/outdir) name
@@ -89,11 +91,15 @@ type ftResult struct {
 	Losses          []float64    `json:"train_loss_per_step"`
 	WallSeconds     float64      `json:"wall_seconds"`
 	TrainSeconds    float64      `json:"train_seconds"`
+	EvalSeconds     float64      `json:"eval_seconds"`
 	TokensPerSecond float64      `json:"train_tokens_per_second"` // real tokens, padding excluded
 	AdapterDir      string       `json:"adapter_dir"`
 	// Analysis measures the saved adapter's updates (Lily's mixing averaged
 	// over the evaluation examples); none for a head only.
 	Analysis *updatestats.Report `json:"analysis,omitempty"`
+	Ranks    int                 `json:"mpi_ranks"`
+	// ResumedFrom is the step a -resume continued from (0: not resumed).
+	ResumedFrom int `json:"resumed_from,omitempty"`
 }
 
 // runHooks are the progress-bar writer and an optional callback for tests.
@@ -142,43 +148,70 @@ func loadTaskData(c ftConfig, task glue.Task) (taskData, error) {
 	return d, nil
 }
 
-// ftRun is one fine-tuning job in progress.
+// ftRun is one fine-tuning job in progress: the train.Task that train.Run
+// drives.
 type ftRun struct {
 	c                             ftConfig
 	task                          glue.Task
 	sm                            *seqModel
 	trainEx, evalEx, mismatchedEx []example // mismatchedEx: MNLI only
-	sched                         train.Schedule
+	tc                            train.Config
 	res                           *ftResult
-	best                          map[string][]float64 // trainable values at the best evaluation
-	w                             io.Writer
+	batches                       *batchQueue
+	// evalIdx are the batches of evalEx and then of mismatchedEx: the
+	// evaluation units, each with one prediction per example.
+	evalIdx  [][]int
+	nMatched int // how many of evalIdx are evalEx's
+	// bestSeen is the best score of the evals evaluations this process
+	// printed, for the "(best)" mark.
+	bestSeen float64
+	evals    int
+	w        io.Writer
 }
 
-// finetune runs one fine-tuning job as c describes and writes results.json,
-// the plot and the adapter to c.Out, replacing the folder as a whole. A
-// cancelled ctx stops it after the current step; what was done is still
-// written.
+// finetune runs one fine-tuning job as c describes (on every rank of an MPI
+// job: train.World) and writes results.json, the plot and the adapter to
+// c.Out, replacing the folder as a whole (rank 0 only). A cancelled ctx
+// stops it after the current step; what was done is still written, with a
+// checkpoint that -resume continues from.
 func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ftResult, error) {
 	start := time.Now()
-	r, err := newFTRun(c, w)
+	world, err := train.World()
+	if err != nil {
+		return nil, err
+	}
+	rank0 := world.Rank() == 0
+	if !rank0 {
+		w, hooks.progress = io.Discard, io.Discard
+	} else if err := checkOut(c.folder(), c.Resume); err != nil {
+		return nil, err
+	}
+	r, err := newFTRun(c, w, world, hooks)
 	if err != nil {
 		return nil, err
 	}
 	defer r.sm.close()
-	if err := r.run(ctx, hooks); err != nil {
+	if rank0 && !c.Resume {
+		if err := c.folder().Begin(false); err != nil {
+			return nil, err
+		}
+	}
+	run, err := train.Run(ctx, r.tc, r)
+	if err != nil {
 		return nil, err
+	}
+	r.record(run)
+	if !rank0 {
+		return r.res, nil
 	}
 	return r.finish(start)
 }
 
-// newFTRun loads the model and the data, attaches adapter and head, and
-// prints what the run will do.
-func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
+// newFTRun loads the model and the data, attaches adapter and head, sets up
+// the training and prints what the run will do.
+func newFTRun(c ftConfig, w io.Writer, world dataparallel.Comm, hooks runHooks) (*ftRun, error) {
 	task, err := glue.Lookup(c.Task)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
 	ck, tok, err := loadEncoder(c.Model, false)
@@ -223,23 +256,38 @@ func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	if err := finetuneNeed(ck.Config, trained, c.BatchSize, c.MaxLen).Check(); err != nil {
 		return nil, errors.Wrapf(err, "fine-tuning with %s", describeAdapter(c))
 	}
-	if r.sm, err = newSeqModel(ck, ad, task.NumLabels, c.Seed, c.HeadLR, c.AdapterLR, c.WeightDecay, c.BatchSize, c.MaxLen); err != nil {
+	if r.sm, err = newSeqModel(ck, ad, task.NumLabels, c.Seed, c.BatchSize, c.MaxLen); err != nil {
 		return nil, err
 	}
 	res := &ftResult{Config: c, AdapterConfig: adapterConfig(ad), ModelLayers: ck.Config.NumHiddenLayers, ModelHidden: ck.Config.HiddenSize,
-		TrainExamples: len(r.trainEx), EvalExamples: len(r.evalEx), EvalSplit: data.evalSplit, DataNote: data.note}
+		TrainExamples: len(r.trainEx), EvalExamples: len(r.evalEx), EvalSplit: data.evalSplit, DataNote: data.note, Ranks: world.Size()}
 	res.HeadParams, res.AdapterParams, res.TotalParams = r.sm.counts()
 	res.TrainableParams = res.HeadParams + res.AdapterParams
 	res.Summary = layers.Summary(res.TrainableParams, res.TotalParams)
-	res.StepsPerEpoch = (len(r.trainEx) + c.BatchSize - 1) / c.BatchSize
+	r.res = res
+	r.tc = train.Config{Batch: c.BatchSize, GradAccum: c.GradAccum, Comm: world, Seed: c.Seed,
+		Groups: r.sm.groups(c.HeadLR, c.AdapterLR, c.WeightDecay), EvalAt: r.evalAt, HigherIsBetter: true, KeepBest: true,
+		Checkpoint: train.CheckpointDir(c.Out), SaveEvery: c.SaveEvery, Resume: c.Resume, Identity: c.identity(),
+		Progress: hooks.progress, Desc: "train", ShownLR: 1, AfterStep: hooks.afterStep}
+	if c.Adapter == "none" {
+		r.tc.ShownLR = 0 // the progress bar shows the adapter's rate, or the head's without adapter
+	}
+	global := r.tc.GlobalBatch()
+	res.StepsPerEpoch = (len(r.trainEx) + global - 1) / global
 	res.TotalSteps = c.Epochs * res.StepsPerEpoch
 	if c.MaxSteps > 0 {
 		res.TotalSteps = c.MaxSteps
 	}
-	r.res = res
-	if r.sched, err = train.NewSchedule(res.TotalSteps, c.WarmupRatio); err != nil {
+	r.tc.Steps = res.TotalSteps
+	if r.tc.Schedule, err = train.NewSchedule(res.TotalSteps, c.WarmupRatio); err != nil {
 		r.sm.close()
 		return nil, err
+	}
+	r.batches = &batchQueue{lengths: lengths(r.trainEx), size: global, rng: rand.New(rand.NewPCG(c.Seed, 1))}
+	r.evalIdx = evalBatches(lengths(r.evalEx), c.BatchSize)
+	r.nMatched = len(r.evalIdx)
+	if r.mismatchedEx != nil {
+		r.evalIdx = append(r.evalIdx, evalBatches(lengths(r.mismatchedEx), c.BatchSize)...)
 	}
 
 	fmt.Fprintf(w, "task %s: %d training examples, %d evaluation examples (%s), max_len %d\n", task.Name, len(r.trainEx), len(r.evalEx), data.evalSplit, c.MaxLen)
@@ -248,118 +296,160 @@ func newFTRun(c ftConfig, w io.Writer) (*ftRun, error) {
 	}
 	fmt.Fprintf(w, "model %s: %d layers, hidden %d; adapter %s %s\n", c.Model, ck.Config.NumHiddenLayers, ck.Config.HiddenSize, c.Adapter, describeAdapter(c))
 	fmt.Fprintf(w, "%s (adapter %d + head %d)\n", res.Summary, res.AdapterParams, res.HeadParams)
-	fmt.Fprintf(w, "%d steps (%d per epoch), batch %d, head lr %g, adapter lr %g, warm-up %g, weight decay %g\n",
-		res.TotalSteps, res.StepsPerEpoch, c.BatchSize, c.HeadLR, c.AdapterLR, c.WarmupRatio, c.WeightDecay)
+	fmt.Fprintf(w, "%d steps (%d per epoch) of %d examples (batch %d × grad_accum %d × %d ranks), head lr %g, adapter lr %g, warm-up %g, weight decay %g\n",
+		res.TotalSteps, res.StepsPerEpoch, global, c.BatchSize, r.tc.GradAccum, world.Size(), c.HeadLR, c.AdapterLR, c.WarmupRatio, c.WeightDecay)
 	if len(c.FromRecipe) > 0 {
 		fmt.Fprintf(w, "from the %s recipe: %s\n", task.Name, strings.Join(c.FromRecipe, ", "))
 	}
 	return r, nil
 }
 
+// identity is what a resumed run must share with the run it continues.
+func (c ftConfig) identity() ftConfig {
+	c.Out, c.SaveEvery = "", 0
+	return c
+}
+
 // evalAt reports whether to evaluate after step: every -eval_every steps,
-// or at the end of every epoch, and after the last step.
+// or at the end of every epoch (train.Run adds the last step).
 func (r *ftRun) evalAt(step int) bool {
-	switch {
-	case step == r.res.TotalSteps:
-		return true
-	case r.c.EvalEvery > 0:
+	if r.c.EvalEvery > 0 {
 		return step%r.c.EvalEvery == 0
 	}
 	return step%r.res.StepsPerEpoch == 0
 }
 
-// run is the training loop: epochs of length-bucketed batches, with
-// evaluations, until the step budget is spent or ctx is cancelled.
-func (r *ftRun) run(ctx context.Context, hooks runHooks) error {
-	c, res := r.c, r.res
-	shuffle := rand.New(rand.NewPCG(c.Seed, 1))
-	dropRNG := rand.New(rand.NewPCG(c.Seed, 2))
-	progress := train.NewProgress(res.TotalSteps, "train", hooks.progress)
-	defer progress.Finish()
-	shownLR := c.AdapterLR // the progress bar shows the adapter's rate, or the head's without adapter
-	if c.Adapter == "none" {
-		shownLR = c.HeadLR
-	}
-	var trainTime time.Duration
-	tokens, lossSince, stepsSince := 0, 0.0, 0
-	defer func() {
-		res.TrainSeconds = trainTime.Seconds()
-		if trainTime > 0 {
-			res.TokensPerSecond = float64(tokens) / trainTime.Seconds()
-		}
-	}()
-	for res.Steps < res.TotalSteps {
-		for _, idx := range trainBatches(lengths(r.trainEx), c.BatchSize, shuffle) {
-			if res.Steps >= res.TotalSteps {
-				break
-			}
-			if ctx.Err() != nil {
-				res.Interrupted = true
-				return nil
-			}
-			t0 := time.Now()
-			loss, n, err := r.sm.trainStep(r.trainEx, idx, c.MaxLen, dropRNG, r.sched, res.Steps)
-			if err != nil {
-				return err
-			}
-			trainTime += time.Since(t0)
-			progress.Step("train", loss, shownLR*r.sched.Factor(res.Steps))
-			res.Steps++
-			tokens += n
-			lossSince += loss
-			stepsSince++
-			res.Losses = append(res.Losses, loss)
-			if hooks.afterStep != nil {
-				hooks.afterStep(res.Steps)
-			}
-			if r.evalAt(res.Steps) {
-				if err := r.evaluateNow(lossSince / float64(stepsSince)); err != nil {
-					return err
-				}
-				lossSince, stepsSince = 0, 0
-			}
-		}
-	}
-	return nil
+// batchQueue draws the global batches, epoch after epoch (trainBatches),
+// from its seeded generator.
+type batchQueue struct {
+	lengths []int
+	size    int
+	rng     *rand.Rand
+	queue   [][]int
 }
 
-// evaluateNow evaluates the current weights, records the result and keeps
-// a copy of the weights if it is the best so far.
-func (r *ftRun) evaluateNow(trainLoss float64) error {
-	res, step := r.res, r.res.Steps
-	rec := evalRecord{Step: step, Epoch: float64(step) / float64(res.StepsPerEpoch), TrainLoss: trainLoss}
-	var err error
-	if rec.Metrics, err = evaluate(r.sm, r.task, r.evalEx, r.c); err != nil {
+// next returns the next global batch.
+func (q *batchQueue) next() []int {
+	if len(q.queue) == 0 {
+		q.queue = trainBatches(q.lengths, q.size, q.rng)
+	}
+	idx := q.queue[0]
+	q.queue = q.queue[1:]
+	return idx
+}
+
+// evalMetrics is an evaluation's record: the task's metrics on the
+// evaluation split (and for MNLI on dev_mismatched).
+type evalMetrics struct {
+	Metrics    map[string]float64 `json:"metrics"`
+	Mismatched map[string]float64 `json:"metrics_mismatched,omitempty"`
+}
+
+// Batch returns the next global batch of the epochs' order.
+func (r *ftRun) Batch(int) ([]int, error) { return r.batches.next(), nil }
+
+// Forward runs forward and backward on a micro-batch, with dropout from
+// the micro-batch's own generator.
+func (r *ftRun) Forward(m train.Micro) (float64, G.Nodes, int, error) {
+	return r.sm.forward(r.trainEx, m.Examples, r.c.MaxLen, m.Rand)
+}
+
+// EvalUnits: one unit per evaluation batch, with one prediction per
+// example.
+func (r *ftRun) EvalUnits() []int {
+	out := make([]int, len(r.evalIdx))
+	for i, idx := range r.evalIdx {
+		out[i] = len(idx)
+	}
+	return out
+}
+
+// EvalUnit predicts the examples of evaluation batch i into out.
+func (r *ftRun) EvalUnit(i int, out []float64) error {
+	exs := r.evalEx
+	if i >= r.nMatched {
+		exs = r.mismatchedEx
+	}
+	logits, err := r.sm.batchLogits(exs, r.evalIdx[i], r.c.MaxLen, nil)
+	if err != nil {
 		return err
 	}
-	if r.mismatchedEx != nil {
-		if rec.Mismatched, err = evaluate(r.sm, r.task, r.mismatchedEx, r.c); err != nil {
-			return err
-		}
-	}
-	res.Evals = append(res.Evals, rec)
-	mark := ""
-	if res.Best == nil || rec.Metrics[r.task.Primary] > res.Best.Value {
-		res.Best = &bestRecord{Metric: r.task.Primary, Value: rec.Metrics[r.task.Primary], evalRecord: rec}
-		r.best = r.sm.snapshot()
-		mark = "  (best)"
-	}
-	fmt.Fprintf(r.w, "\nstep %d (epoch %.2f): train loss %.4f, %s%s\n", step, rec.Epoch, rec.TrainLoss, formatMetrics(rec), mark)
+	copy(out, r.sm.decide(logits))
 	return nil
 }
 
-// finish restores the best weights and writes the adapter, the plot and
-// results.json.
+// Metrics computes the task's metrics from the gathered predictions; the
+// score is the task's primary metric.
+func (r *ftRun) Metrics(stats [][]float64) (evalMetrics, float64, error) {
+	var e evalMetrics
+	var err error
+	if e.Metrics, err = r.metricsOf(r.evalEx, r.evalIdx[:r.nMatched], stats[:r.nMatched]); err != nil {
+		return e, 0, err
+	}
+	if r.mismatchedEx != nil {
+		if e.Mismatched, err = r.metricsOf(r.mismatchedEx, r.evalIdx[r.nMatched:], stats[r.nMatched:]); err != nil {
+			return e, 0, err
+		}
+	}
+	return e, e.Metrics[r.task.Primary], nil
+}
+
+// metricsOf puts the batches' predictions back in example order and scores
+// them against the gold labels.
+func (r *ftRun) metricsOf(exs []example, batches [][]int, stats [][]float64) (map[string]float64, error) {
+	preds := make([]float64, len(exs))
+	for b, idx := range batches {
+		for k, i := range idx {
+			preds[i] = stats[b][k]
+		}
+	}
+	return scoreTask(r.task, exs, preds)
+}
+
+// Evaluated prints every evaluation, marking the best so far.
+func (r *ftRun) Evaluated(e train.Evaluation[evalMetrics]) {
+	rec := r.evalRecord(e)
+	mark := ""
+	if r.evals == 0 || e.Score > r.bestSeen {
+		r.bestSeen, mark = e.Score, "  (best)"
+	}
+	r.evals++
+	fmt.Fprintf(r.w, "\nstep %d (epoch %.2f): train loss %.4f, %s%s\n", rec.Step, rec.Epoch, rec.TrainLoss, formatMetrics(rec), mark)
+}
+
+// evalRecord is an evaluation as results.json records it.
+func (r *ftRun) evalRecord(e train.Evaluation[evalMetrics]) evalRecord {
+	return evalRecord{Step: e.Step, Epoch: float64(e.Step) / float64(r.res.StepsPerEpoch), TrainLoss: e.TrainLoss,
+		Metrics: e.Record.Metrics, Mismatched: e.Record.Mismatched}
+}
+
+// record copies what train.Run did into results.json's fields.
+func (r *ftRun) record(run *train.Result[evalMetrics]) {
+	res := r.res
+	res.Evals = nil
+	for _, e := range run.Evals {
+		res.Evals = append(res.Evals, r.evalRecord(e))
+	}
+	if b, ok := run.BestEval(); ok {
+		res.Best = &bestRecord{Metric: r.task.Primary, Value: b.Score, evalRecord: res.Evals[run.Best]}
+	}
+	res.Steps, res.Interrupted, res.Losses, res.ResumedFrom = run.Steps, run.Interrupted, run.Losses, run.ResumedFrom
+	res.TrainSeconds, res.EvalSeconds = run.TrainSeconds, run.EvalSeconds
+	if run.TrainSeconds > 0 {
+		res.TokensPerSecond = float64(run.Tokens*res.Ranks) / run.TrainSeconds
+	}
+}
+
+// finish writes the adapter (train.Run left the best evaluation's weights
+// in the store), the plot and results.json: a finished run replaces the
+// folder, an interrupted one keeps its checkpoint beside them.
 func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	res, w := r.res, r.w
 	if res.Interrupted {
-		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done\n", res.Steps, res.TotalSteps)
-	}
-	if r.best != nil {
-		r.sm.restore(r.best)
+		fmt.Fprintf(w, "interrupted after step %d of %d; writing what was done (continue with -resume)\n", res.Steps, res.TotalSteps)
 	}
 	res.AdapterDir = filepath.Join(r.c.Out, adapterDir)
-	err := r.c.folder().Write(!res.Interrupted, func(dir string) error {
+	err := r.c.folder().End(!res.Interrupted, func(dir string) error {
 		if err := writeFinetuneOutputs(dir, r.c, r.sm, r.task, res); err != nil {
 			return err
 		}
@@ -390,9 +480,20 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	return res, nil
 }
 
+// checkOut checks a run's output folder before any work: a resumed run
+// takes it over at once (outdir.Folder.Begin); a new one is only checked
+// here and claimed with Begin once its model and data are loaded, so that
+// a run that fails to start leaves no unfinished run behind.
+func checkOut(f outdir.Folder, resume bool) error {
+	if resume {
+		return f.Begin(true)
+	}
+	return f.Check()
+}
+
 // folder is the run's output folder.
 func (c ftConfig) folder() outdir.Folder {
-	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite}
+	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindFinetune, Overwrite: c.Overwrite, Resumable: true}
 }
 
 // evaluate predicts every example and computes the task's metrics.
@@ -401,6 +502,11 @@ func evaluate(sm *seqModel, task glue.Task, exs []example, c ftConfig) (map[stri
 	if err != nil {
 		return nil, err
 	}
+	return scoreTask(task, exs, preds)
+}
+
+// scoreTask computes the task's metrics of the predictions of exs.
+func scoreTask(task glue.Task, exs []example, preds []float64) (map[string]float64, error) {
 	golds := make([]float64, len(exs))
 	for i, e := range exs {
 		golds[i] = e.gold

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/lilyop"
+	"github.com/lilygo/lily/train"
 	"github.com/pkg/errors"
 )
 
@@ -44,6 +45,7 @@ type ftConfig struct {
 	Overwrite   bool    `json:"-"`
 	EvalEvery   int     `json:"eval_every"`
 	PEFTLayout  bool    `json:"peft_layout"`
+	train.Flags
 
 	// FromRecipe lists the settings taken from the task's recipe because
 	// no flag set them.
@@ -91,6 +93,13 @@ After fine-tuning (each has its own -h):
 Ctrl-C stops any mode after the current step, still writes what was done and
 exits with status 130. Every output folder is replaced as a whole; one that
 holds a finished run or another kind of run is refused unless -overwrite.
+Fine-tuning writes a checkpoint into -out every -save_every steps and when
+stopped; -resume continues it exactly (the same losses, metrics and adapter
+as a run that was never stopped; give the same flags, -save_every may
+change). Each optimiser step trains on -batch_size × -grad_accum × MPI ranks
+examples: built with -tags mpi and started with mpirun -np N, the ranks
+share every batch and the dev set and rank 0 writes, with the results of
+one process with -grad_accum N.
 The default build is pure Go (package gemm's assembly kernels); with
 OpenBLAS installed (libopenblas-dev), 'go run -tags openblas
 ./examples/roberta-glue ...' runs the products on OpenBLAS instead, at about
@@ -140,7 +149,7 @@ func newFinetuneFlags(c *ftConfig, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LoraTargets, "lora_target_modules", c.LoraTargets, "LoRA: comma-separated modules to adapt")
 	fs.IntVar(&c.Epochs, "epochs", 0, "training epochs (default: recipe)")
 	fs.IntVar(&c.MaxSteps, "max_steps", 0, "stop after this many optimiser steps; overrides -epochs when positive (default 0: use -epochs)")
-	fs.IntVar(&c.BatchSize, "batch_size", 0, "examples per batch (default: recipe)")
+	fs.IntVar(&c.BatchSize, "batch_size", 0, "examples per micro-batch (default: recipe); an optimiser step trains on batch_size × grad_accum × MPI ranks, and an epoch has ceil(examples / that) steps")
 	fs.IntVar(&c.MaxLen, "max_len", 0, "longest tokenized example, special tokens included; longer ones are truncated (default: 128, or the model's position limit if lower)")
 	fs.Float64Var(&c.HeadLR, "head_lr", 0, "peak learning rate of the classifier head (default: recipe)")
 	fs.Float64Var(&c.AdapterLR, "adapter_lr", 0, "peak learning rate of the adapter (default: recipe)")
@@ -149,6 +158,7 @@ func newFinetuneFlags(c *ftConfig, out io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (head and adapter initialisation, shuffling, dropout)")
 	fs.StringVar(&c.Out, "out", "", "results folder (default: runs/<task>-<adapter>; for the demo a new temporary folder)")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
+	c.Flags.Register(fs)
 	fs.IntVar(&c.EvalEvery, "eval_every", 0, "evaluate on dev every N steps (default: once per epoch, and at the end)")
 	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning; Lily needs -lily_routing batch")
 	fs.Usage = func() {
@@ -244,6 +254,8 @@ func (c ftConfig) validate() error {
 		return bad("-max_steps %d must not be negative", c.MaxSteps)
 	case c.BatchSize < 1:
 		return bad("-batch_size %d must be positive", c.BatchSize)
+	case c.Flags.Check() != nil:
+		return c.Flags.Check()
 	case c.MaxLen != 0 && c.MaxLen < 8:
 		return bad("-max_len %d is too short; use at least 8", c.MaxLen)
 	case !finite(c.HeadLR) || !finite(c.AdapterLR) || c.HeadLR < 0 || c.AdapterLR < 0:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lilygo/lily/graphs/roberta"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/train"
 )
 
 func TestRecipeDefaults(t *testing.T) {
@@ -25,6 +26,7 @@ func TestRecipeDefaults(t *testing.T) {
 	want := ftConfig{Task: "rte", GlueDir: "g", Model: "m", Adapter: "lily", LilyR: 32, LilyNumB: 3, LilyScaling: 0.1,
 		LilyTargets: "query,value", LilyRouting: "batch", LoraR: 8, LoraAlpha: 8, LoraTargets: "query,value",
 		Epochs: 100, BatchSize: 32, HeadLR: 5e-3, AdapterLR: 5e-3, WarmupRatio: 0.06, Seed: 42, Out: "runs/rte-lily",
+		Flags:      train.Flags{GradAccum: 1},
 		FromRecipe: []string{"adapter_lr", "batch_size", "epochs", "head_lr", "lily_num_B", "lily_scaling", "lily_stride_A"}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)

@@ -96,7 +96,7 @@ func TestLossesMatchHandComputation(t *testing.T) {
 				exs[i].gold = 0.7 * float64(i)
 			}
 		}
-		sm, err := newSeqModel(ck, layers.None{}, labels, 1, 0, 0, 0, 6, 16)
+		sm, err := newSeqModel(ck, layers.None{}, labels, 1, 6, 16)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,8 +128,8 @@ func TestLossesMatchHandComputation(t *testing.T) {
 		}
 		want /= float64(len(idx))
 
-		// One step at learning rate 0 through the training path.
-		loss, n, err := sm.trainStep(exs, idx, 16, rand.New(rand.NewPCG(1, 1)), zeroLR, 0)
+		// One forward and backward pass through the training path.
+		loss, nodes, n, err := sm.forward(exs, idx, 16, rand.New(rand.NewPCG(1, 1)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,17 @@ func TestLossesMatchHandComputation(t *testing.T) {
 			}
 			return scalar(tg.loss.Value())
 		}
-		run() // the step above zeroed the gradients; this run alone fills them
+		// Gorgonia adds every run's gradients to the last ones (train.Run's
+		// accumulator takes and zeroes them): zero them, so that this run
+		// alone fills them.
+		for _, nd := range nodes {
+			gv, err := nd.Grad()
+			if err != nil {
+				t.Fatal(err)
+			}
+			setFloats(gv.(*tensor.Dense), func(int) float64 { return 0 })
+		}
+		run()
 		ana := map[string][]float64{}
 		for _, nd := range tg.g.Learnables() {
 			gv, err := nd.Grad()

@@ -40,7 +40,7 @@ func TestMLMLearnsPositionalContext(t *testing.T) {
 	const batch, length, steps, lr = 8, 32, 300, 1e-3
 	opt := gorgoniafix.NewAdamW(gorgoniafix.WithLearnRate(lr), gorgoniafix.WithWeightDecay(0), gorgoniafix.WithBetas(0.9, 0.98),
 		gorgoniafix.WithEps(1e-6), gorgoniafix.WithClipNorm(1))
-	mg, err := newMLMGraph(store, cfg, batch, length, true, opt, opt, lr)
+	mg, err := newMLMGraph(store, cfg, batch, length, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,10 +93,9 @@ type seqGraph struct {
 	g      *layers.Graph
 	m      *roberta.Model
 	vm     G.VM
-	loss   *G.Node        // training graphs only
-	labels *G.Node        // int [batch]: classification targets
-	scores *G.Node        // [batch, 1]: regression targets
-	groups []*train.Group // this graph's parameter nodes with the shared optimisers
+	loss   *G.Node // training graphs only
+	labels *G.Node // int [batch]: classification targets
+	scores *G.Node // [batch, 1]: regression targets
 }
 
 // seqModel is a RoBERTa encoder with a classification (or, with one label,
@@ -108,7 +107,6 @@ type seqModel struct {
 	adapter    layers.Adapter
 	regression bool
 	pad        int
-	head, ad   *train.Group // shared optimisers of the head and the adapter
 	graphs     *graphCache
 }
 
@@ -182,11 +180,10 @@ func (c *graphCache) closeAll() {
 	}
 }
 
-// newSeqModel freezes the encoder in ck, attaches the adapter (initialised
-// from seed) and a fresh head with numLabels outputs, and sets up AdamW for
-// both with their own peak rates. Graphs are cached for up to cachedGraphs
-// batches of batch × maxLen ids.
-func newSeqModel(ck *roberta.Checkpoint, a layers.Adapter, numLabels int, seed uint64, headLR, adapterLR, wd float64, batch, maxLen int) (*seqModel, error) {
+// newSeqModel freezes the encoder in ck and attaches the adapter
+// (initialised from seed) and a fresh head with numLabels outputs. Graphs
+// are cached for up to cachedGraphs batches of batch × maxLen ids.
+func newSeqModel(ck *roberta.Checkpoint, a layers.Adapter, numLabels int, seed uint64, batch, maxLen int) (*seqModel, error) {
 	ck.Store.Freeze()
 	if err := layers.Attach(ck.Store, a, ck.Config.Sites(), rand.New(rand.NewPCG(seed, 3))); err != nil {
 		return nil, err
@@ -195,8 +192,21 @@ func newSeqModel(ck *roberta.Checkpoint, a layers.Adapter, numLabels int, seed u
 		return nil, err
 	}
 	return &seqModel{cfg: ck.Config, store: ck.Store, adapter: a, regression: numLabels == 1, pad: ck.Config.PadTokenID,
-		head: train.NewGroup("head", nil, headLR, wd), ad: train.NewGroup("adapter", nil, adapterLR, wd),
 		graphs: newGraphCache(cachedGraphs * batch * maxLen)}, nil
+}
+
+// groups returns the optimiser groups: the classifier head and the
+// adapter, each with its AdamW at its own peak rate.
+func (s *seqModel) groups(headLR, adapterLR, wd float64) []*train.Group {
+	var head, ad []*layers.Param
+	for _, p := range s.store.Trainable() {
+		if strings.HasPrefix(p.Name, headPrefix) {
+			head = append(head, p)
+		} else {
+			ad = append(ad, p)
+		}
+	}
+	return []*train.Group{train.NewGroup("head", head, headLR, wd), train.NewGroup("adapter", ad, adapterLR, wd)}
 }
 
 // counts returns the trainable parameters of the head and of the adapter,
@@ -255,33 +265,22 @@ func (s *seqModel) graph(trainMode bool, batch, length int) (*seqGraph, error) {
 	if sg.vm, err = g.Machine(sg.loss); err != nil {
 		return nil, err
 	}
-	var head, ad G.Nodes
-	for _, n := range g.Learnables() {
-		if strings.HasPrefix(n.Name(), headPrefix) {
-			head = append(head, n)
-		} else {
-			ad = append(ad, n)
-		}
-	}
-	sg.groups = []*train.Group{
-		{Name: s.head.Name, PeakLR: s.head.PeakLR, Nodes: head, Opt: s.head.Opt},
-		{Name: s.ad.Name, PeakLR: s.ad.PeakLR, Nodes: ad, Opt: s.ad.Opt},
-	}
 	s.graphs.put(key, sg)
 	return sg, nil
 }
 
-// trainStep runs forward and backward on the examples idx and applies one
-// optimiser step at the schedule's step; it returns the loss and the number
-// of real (unpadded) tokens.
-func (s *seqModel) trainStep(exs []example, idx []int, maxLen int, dropRNG *rand.Rand, sched train.Schedule, step int) (float64, int, error) {
+// forward runs forward and backward on the examples idx, with dropout
+// masks drawn from dropRNG; it returns the loss, the graph's parameter
+// nodes (which hold the gradients) and the number of real (unpadded)
+// tokens.
+func (s *seqModel) forward(exs []example, idx []int, maxLen int, dropRNG *rand.Rand) (float64, G.Nodes, int, error) {
 	ids, mask, t := padBatch(exs, idx, s.pad, maxLen)
 	sg, err := s.graph(true, len(idx), t)
 	if err != nil {
-		return 0, 0, err
+		return 0, nil, 0, err
 	}
 	if err := sg.m.SetInputs(ids, mask, nil); err != nil {
-		return 0, 0, err
+		return 0, nil, 0, err
 	}
 	if s.regression {
 		setFloats(sg.scores.Value().(*tensor.Dense), func(r int) float64 { return exs[idx[r]].gold })
@@ -292,20 +291,13 @@ func (s *seqModel) trainStep(exs []example, idx []int, maxLen int, dropRNG *rand
 		}
 	}
 	if err := sg.g.RefillDropout(dropRNG); err != nil {
-		return 0, 0, err
+		return 0, nil, 0, err
 	}
 	sg.vm.Reset()
 	if err := sg.vm.RunAll(); err != nil {
-		return 0, 0, errors.Wrapf(err, "training step %d", step)
+		return 0, nil, 0, errors.Wrap(err, "training forward and backward pass")
 	}
-	loss := scalar(sg.loss.Value())
-	if err := train.CheckLoss(loss, step); err != nil {
-		return loss, 0, err
-	}
-	if err := train.Step(sg.groups, sched, step); err != nil {
-		return loss, 0, err
-	}
-	return loss, sum(mask), nil
+	return scalar(sg.loss.Value()), sg.g.Learnables(), sum(mask), nil
 }
 
 // predict returns, for every example, the predicted class index (argmax of
@@ -344,52 +336,48 @@ func (s *seqModel) decide(logits [][]float64) []float64 {
 func (s *seqModel) logits(exs []example, batch, maxLen int, observe func(*layers.Graph) error) ([][]float64, error) {
 	out := make([][]float64, len(exs))
 	for _, idx := range evalBatches(lengths(exs), batch) {
-		ids, mask, t := padBatch(exs, idx, s.pad, maxLen)
-		sg, err := s.graph(false, len(idx), t)
+		rows, err := s.batchLogits(exs, idx, maxLen, observe)
 		if err != nil {
 			return nil, err
 		}
-		if err := sg.m.SetInputs(ids, mask, nil); err != nil {
-			return nil, err
-		}
-		sg.vm.Reset()
-		if err := sg.vm.RunAll(); err != nil {
-			return nil, errors.Wrap(err, "evaluation")
-		}
-		if observe != nil {
-			if err := observe(sg.g); err != nil {
-				return nil, err
-			}
-		}
-		logits := layers.Float64s(sg.m.Logits.Value().(*tensor.Dense))
-		n := len(logits) / len(idx)
 		for r, i := range idx {
-			out[i] = logits[r*n : (r+1)*n]
+			out[i] = rows[r]
 		}
 	}
 	return out, nil
 }
 
-// close releases every compiled graph.
-func (s *seqModel) close() { s.graphs.closeAll() }
-
-// snapshot copies the values of every trainable parameter.
-func (s *seqModel) snapshot() map[string][]float64 {
-	out := map[string][]float64{}
-	for _, p := range s.store.Trainable() {
-		out[p.Name] = layers.Float64s(p.Value)
+// batchLogits returns the head's outputs for the examples idx (one row
+// each), calling observe (when not nil) with the graph.
+func (s *seqModel) batchLogits(exs []example, idx []int, maxLen int, observe func(*layers.Graph) error) ([][]float64, error) {
+	ids, mask, t := padBatch(exs, idx, s.pad, maxLen)
+	sg, err := s.graph(false, len(idx), t)
+	if err != nil {
+		return nil, err
 	}
-	return out
-}
-
-// restore writes a snapshot back into the store's tensors.
-func (s *seqModel) restore(snap map[string][]float64) {
-	for _, p := range s.store.Trainable() {
-		if v, ok := snap[p.Name]; ok {
-			setFloats(p.Value, func(i int) float64 { return v[i] })
+	if err := sg.m.SetInputs(ids, mask, nil); err != nil {
+		return nil, err
+	}
+	sg.vm.Reset()
+	if err := sg.vm.RunAll(); err != nil {
+		return nil, errors.Wrap(err, "evaluation")
+	}
+	if observe != nil {
+		if err := observe(sg.g); err != nil {
+			return nil, err
 		}
 	}
+	logits := layers.Float64s(sg.m.Logits.Value().(*tensor.Dense))
+	n := len(logits) / len(idx)
+	rows := make([][]float64, len(idx))
+	for r := range idx {
+		rows[r] = logits[r*n : (r+1)*n]
+	}
+	return rows, nil
 }
+
+// close releases every compiled graph.
+func (s *seqModel) close() { s.graphs.closeAll() }
 
 // setFloats sets element i of a float32 or float64 tensor to f(i).
 func setFloats(t *tensor.Dense, f func(i int) float64) {

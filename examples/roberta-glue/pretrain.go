@@ -11,14 +11,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lilygo/lily/dataparallel"
 	"github.com/lilygo/lily/gorgoniafix"
 	"github.com/lilygo/lily/graphs/roberta"
-	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
@@ -31,17 +30,13 @@ import (
 
 // Files a pretraining run writes besides the Hugging Face model files.
 const (
-	stateFile        = "trainer_state.json"
 	pretrainLogFile  = "pretrain_log.json"
 	pretrainPlotFile = "pretrain_loss.png"
-	checkpointPrefix = "checkpoint-"
 )
 
-// calibSteps is how many steps -minutes times before fixing the step budget.
+// calibSteps is how many forward and backward passes -minutes times before
+// fixing the step budget.
 const calibSteps = 5
-
-// zeroLR is a schedule whose learning rate is 0 at every step.
-var zeroLR = train.Schedule{Warmup: 1, Total: 1}
 
 // ptConfig is the configuration of a pretraining run.
 type ptConfig struct {
@@ -61,19 +56,19 @@ type ptConfig struct {
 	LR           float64 `json:"lr"`
 	WarmupRatio  float64 `json:"warmup_ratio"`
 	WeightDecay  float64 `json:"weight_decay"`
-	MaxSteps     int     `json:"max_steps"`
+	MaxSteps     int     `json:"max_steps"` // with -minutes: the fitted budget
 	Minutes      float64 `json:"minutes"`
-	SaveEvery    int     `json:"save_every"`
 	Seed         uint64  `json:"seed"`
-	Resume       bool    `json:"-"`
 	Overwrite    bool    `json:"-"`
+	train.Flags
 }
 
 // defaultPretrain holds the defaults of the pretrain flags: a 2-layer,
 // 128-wide encoder trained for 30 minutes (see the package documentation
 // for the measured speed and why 2 layers).
 var defaultPretrain = ptConfig{Merges: 2000, Out: "runs/pretrain", MaxLen: 64, Hidden: 128, Layers: 2, Heads: 4,
-	Dropout: 0.1, InitRange: 0.05, BatchSize: 32, LR: 1e-3, WarmupRatio: 0.06, WeightDecay: 0.01, Minutes: 30, SaveEvery: 1000, Seed: 42}
+	Dropout: 0.1, InitRange: 0.05, BatchSize: 32, LR: 1e-3, WarmupRatio: 0.06, WeightDecay: 0.01, Minutes: 30, Seed: 42,
+	Flags: train.Flags{GradAccum: 1, SaveEvery: 1000}}
 
 // pretrainHeader explains the pretrain mode for -h.
 const pretrainHeader = `roberta-glue pretrain: masked-language-model pretraining of a small RoBERTa
@@ -86,27 +81,34 @@ Text is packed into sequences of -max_len ids; 15% of the tokens are selected
 output bias starts at the log unigram frequencies of the text.
 
 -out becomes a Hugging Face model directory (config.json, model.safetensors
-with the MLM head, vocab.json, merges.txt, trainer_state.json) that
-fine-tuning reads with -model; it also gets pretrain_log.json (losses,
-held-out loss and accuracy, tokens/s) and pretrain_loss.png. Checkpoints go to
--out/checkpoint-N every -save_every steps, with the log (every write of -out
-is swapped in whole, so a killed run leaves complete files; only the latest
-checkpoint is kept); -resume continues from the latest. An -out that holds a
-finished run, an unfinished one or another kind of run is refused unless
--overwrite replaces it. The step, the random generator and the weights are
-restored; AdamW's moments are not saved and restart from zero.
+with the MLM head, vocab.json, merges.txt) that fine-tuning reads with -model;
+it also gets pretrain_log.json (losses, held-out loss and accuracy, tokens/s)
+and pretrain_loss.png. Every -save_every steps the held-out loss is measured
+and a checkpoint is written to -out/checkpoint (weights, AdamW's moments, the
+log; every write of -out is swapped in whole, so a killed run leaves complete
+files), and when the run is stopped. -resume continues the run in -out from
+its checkpoint exactly: the same losses, evaluations and weights as a run
+that was never stopped. On -resume the run's settings are read from -out;
+only -glue_dir, -text (the same text, elsewhere), -out and -save_every may
+be given. An -out that holds a finished run, an unfinished one or another
+kind of run is refused unless -overwrite replaces it. Each optimiser step
+trains on -batch_size × -grad_accum × MPI ranks sequences: built with -tags
+mpi and started with mpirun -np N, the ranks share every batch (all weights
+train; the whole gradient is reduced) and rank 0 writes.
 
 The defaults train a 2-layer encoder (hidden 128, 4 heads, intermediate 512,
 64 positions, 0.71M parameters with a 2000-merge vocabulary, weights drawn
 with standard deviation 0.05) on batches of 32 sequences at peak learning
-rate 1e-3 for 30 minutes: the first 5 steps are timed at learning rate 0 and
-the step budget (and so the learning-rate schedule) is fitted to -minutes,
-then fitted again to the time left at every checkpoint, as the speed of a
-shared machine changes. -max_steps sets a fixed budget instead. The pure-Go
-and the -tags openblas builds run it at about the same speed (pretrain
--minutes 1 on the 2-core development machine, 2026-12-04: 18,550 and 16,369
-tokens/s; docs/results.md has the commands); docs/results.md's 30-minute run
-used -tags openblas.
+rate 1e-3 for 30 minutes: 5 forward and backward passes are timed before
+training (their gradients are dropped) and the step budget (and so the
+learning-rate schedule) is fitted once to -minutes. The fitted budget is
+one of the run's settings, so -resume keeps it: a resumed run is exact but
+does not fit its budget again to the time left, and ends when the budget is
+spent, earlier or later than -minutes says. -max_steps sets a fixed budget
+instead. The pure-Go and the -tags openblas builds run it at about the same
+speed (pretrain -minutes 1 on the 2-core development machine, 2026-12-04:
+18,550 and 16,369 tokens/s; docs/results.md has the commands);
+docs/results.md's 30-minute run used -tags openblas.
 
 Example:
   go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
@@ -132,15 +134,16 @@ func newPretrainFlags(c *ptConfig, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Intermediate, "intermediate", 0, "feed-forward width (default 4 × hidden)")
 	fs.Float64Var(&c.Dropout, "dropout", c.Dropout, "hidden and attention dropout")
 	fs.Float64Var(&c.InitRange, "init_range", c.InitRange, "standard deviation of the fresh weights (config.json's initializer_range; 0: Hugging Face's 0.02)")
-	fs.IntVar(&c.BatchSize, "batch_size", c.BatchSize, "sequences per step")
+	fs.IntVar(&c.BatchSize, "batch_size", c.BatchSize, "sequences per micro-batch (an optimiser step trains on batch_size × grad_accum × MPI ranks)")
 	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate (AdamW, betas 0.9/0.98, eps 1e-6, gradient clipping at norm 1)")
 	fs.Float64Var(&c.WarmupRatio, "warmup_ratio", c.WarmupRatio, "fraction of the steps with linearly rising learning rate")
 	fs.Float64Var(&c.WeightDecay, "weight_decay", c.WeightDecay, "AdamW weight decay (not applied to biases and LayerNorm weights)")
 	fs.IntVar(&c.MaxSteps, "max_steps", 0, "optimiser steps; replaces the -minutes budget (default 0: use -minutes)")
-	fs.Float64Var(&c.Minutes, "minutes", c.Minutes, "train for about this many minutes: the step budget is set from the speed of the first 5 steps (run at learning rate 0)")
-	fs.IntVar(&c.SaveEvery, "save_every", c.SaveEvery, "write a checkpoint every N steps")
+	fs.Float64Var(&c.Minutes, "minutes", c.Minutes, "train for about this many minutes: the step budget is fitted once, before training, from the time of 5 forward and backward passes (kept on -resume)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed")
-	fs.BoolVar(&c.Resume, "resume", false, "continue from the latest checkpoint in -out (its settings are used)")
+	c.Flags.Register(fs)
+	fs.Lookup("save_every").Usage = "measure the held-out loss and write a checkpoint into -out every N optimiser steps (0: only when interrupted); -resume continues from it"
+	fs.Lookup("resume").Usage = "continue the unfinished run in -out from its checkpoint, exactly as if it had not stopped (its settings are read from -out)"
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a run (finished or not) or another kind of run")
 	fs.Usage = func() {
 		fmt.Fprint(out, pretrainHeader)
@@ -171,10 +174,10 @@ func parsePretrain(args []string, out io.Writer) (ptConfig, map[string]bool, err
 	if c.Resume {
 		for name := range set {
 			if !resumeOverrides[name] {
-				return c, set, errors.Errorf("pretrain: -%s cannot change on -resume (the checkpoint's settings are used); only -glue_dir, -text, -out and -save_every may be given", name)
+				return c, set, errors.Errorf("pretrain: -%s cannot change on -resume (the run's settings are read from -out); only -glue_dir, -text, -out and -save_every may be given", name)
 			}
 		}
-		return c, set, nil
+		return c, set, errors.Wrap(c.Flags.Check(), "pretrain")
 	}
 	if set["minutes"] && set["max_steps"] {
 		return c, set, errors.New("pretrain: set -minutes or -max_steps, not both")
@@ -219,8 +222,8 @@ func (c ptConfig) validate() error {
 		return errors.Errorf("pretrain: -max_steps %d must be positive", c.MaxSteps)
 	case c.MaxSteps == 0 && !(c.Minutes > 0 && c.Minutes < 1e6):
 		return errors.Errorf("pretrain: -minutes %v must be a positive number (or set -max_steps)", c.Minutes)
-	case c.SaveEvery < 1:
-		return errors.Errorf("pretrain: -save_every %d must be positive", c.SaveEvery)
+	case c.Flags.Check() != nil:
+		return errors.Wrap(c.Flags.Check(), "pretrain")
 	}
 	return nil
 }
@@ -232,30 +235,29 @@ type heldOutRecord struct {
 	Accuracy float64 `json:"accuracy"` // of the masked-token predictions
 }
 
-// ptState is trainer_state.json: everything, besides the weights, that
-// -resume needs, and the log of the run so far.
+// ptState is pretrain_log.json: the run's settings (read back on -resume),
+// its data and the log of the run so far.
 type ptState struct {
 	Config       ptConfig        `json:"config"`
 	Step         int             `json:"step"`
 	TotalSteps   int             `json:"total_steps"`
-	RNG          []byte          `json:"rng_state"` // PCG state of the masking and dropout generator
 	Sequences    int             `json:"sequences"`
 	HeldOut      int             `json:"held_out_sequences"`
 	DataHash     string          `json:"data_hash"`
 	Sources      []string        `json:"sources"`
 	Losses       []float64       `json:"loss_per_step"`
 	Evals        []heldOutRecord `json:"held_out"`
-	Tokens       int64           `json:"tokens"` // real tokens trained on
+	Tokens       int64           `json:"tokens"` // real tokens trained on, all ranks
 	TrainSeconds float64         `json:"train_seconds"`
-	WallSeconds  float64         `json:"wall_seconds"` // of the training loops, evaluations and saving included
+	EvalSeconds  float64         `json:"eval_seconds"`
+	WallSeconds  float64         `json:"wall_seconds"` // of every process of the run, set-up and saving included
 	TokensPerSec float64         `json:"tokens_per_second"`
 	Params       int             `json:"params"`
 	Interrupted  bool            `json:"interrupted"`
-	Note         string          `json:"note"`
+	Ranks        int             `json:"mpi_ranks"`
+	// ResumedFrom is the step a -resume continued from (0: not resumed).
+	ResumedFrom int `json:"resumed_from,omitempty"`
 }
-
-// stateNote says what a checkpoint does not hold.
-const stateNote = "AdamW moments are not saved: -resume restores the step, the random generator and the weights and restarts the moments from zero"
 
 // mlmGraph is a compiled masked-language-model graph.
 type mlmGraph struct {
@@ -264,12 +266,10 @@ type mlmGraph struct {
 	vm      G.VM
 	loss    *G.Node
 	targets *G.Node
-	groups  []*train.Group
 }
 
-// newMLMGraph builds a [batch, seqLen] MLM graph; a training graph also
-// gets the optimiser groups (decay for weights, none for biases and norms).
-func newMLMGraph(store *layers.Store, cfg roberta.Config, batch, seqLen int, trainMode bool, decay, noDecay *gorgoniafix.AdamW, lr float64) (*mlmGraph, error) {
+// newMLMGraph builds a [batch, seqLen] MLM graph.
+func newMLMGraph(store *layers.Store, cfg roberta.Config, batch, seqLen int, trainMode bool) (*mlmGraph, error) {
 	g := store.NewGraph(trainMode)
 	m, err := roberta.Build(g, cfg, nil, batch, seqLen, roberta.Options{MLM: true})
 	if err != nil {
@@ -279,24 +279,31 @@ func newMLMGraph(store *layers.Store, cfg roberta.Config, batch, seqLen int, tra
 	if mg.loss, err = lilyop.CrossEntropy(m.MLMLogits, mg.targets); err != nil {
 		return nil, err
 	}
-	if !trainMode {
+	if trainMode {
+		mg.vm, err = g.Machine(mg.loss)
+	} else {
 		mg.vm, err = g.Machine(nil, mg.loss, m.MLMLogits)
-		return mg, err
 	}
-	if mg.vm, err = g.Machine(mg.loss); err != nil {
-		return nil, err
+	return mg, err
+}
+
+// pretrainGroups returns the optimiser groups: AdamW (betas 0.9/0.98, eps
+// 1e-6, gradient clipping at norm 1) with weight decay for the weights and
+// without for biases and LayerNorm weights.
+func pretrainGroups(s *layers.Store, lr, wd float64) []*train.Group {
+	adamW := func(wd float64) *gorgoniafix.AdamW {
+		return gorgoniafix.NewAdamW(gorgoniafix.WithLearnRate(lr), gorgoniafix.WithBetas(0.9, 0.98), gorgoniafix.WithEps(1e-6),
+			gorgoniafix.WithWeightDecay(wd), gorgoniafix.WithClipNorm(1))
 	}
-	var dec, nodec G.Nodes
-	for _, n := range g.Learnables() {
-		name := n.Name()
-		if strings.HasSuffix(name, ".bias") || strings.Contains(name, "LayerNorm") || strings.Contains(name, "layer_norm") {
-			nodec = append(nodec, n)
+	var dec, nodec []*layers.Param
+	for _, p := range s.Trainable() {
+		if strings.HasSuffix(p.Name, ".bias") || strings.Contains(p.Name, "LayerNorm") || strings.Contains(p.Name, "layer_norm") {
+			nodec = append(nodec, p)
 		} else {
-			dec = append(dec, n)
+			dec = append(dec, p)
 		}
 	}
-	mg.groups = []*train.Group{{Name: "decay", PeakLR: lr, Nodes: dec, Opt: decay}, {Name: "no_decay", PeakLR: lr, Nodes: nodec, Opt: noDecay}}
-	return mg, nil
+	return []*train.Group{{Name: "decay", PeakLR: lr, Params: dec, Opt: adamW(wd)}, {Name: "no_decay", PeakLR: lr, Params: nodec, Opt: adamW(0)}}
 }
 
 // modelConfig is the RoBERTa configuration of a new model.
@@ -360,7 +367,7 @@ func dataHash(seqs [][]int) string {
 // read to ±0.03).
 func heldOutCount(n int) int { return max(1, min(n/10, 256)) }
 
-// pretrainer holds a pretraining run.
+// pretrainer is a pretraining run: the train.Task that train.Run drives.
 type pretrainer struct {
 	c        ptConfig
 	cfg      roberta.Config
@@ -373,75 +380,100 @@ type pretrainer struct {
 	heldIn   []int
 	heldTgt  []int
 	heldMask []int
-	pcg      *rand.PCG
-	rng      *rand.Rand
 	st       ptState
 	perms    map[int][]int // epoch → order of the training sequences
-	// trainBase is the training time of the run before a resume.
-	trainBase float64
+	global   int           // sequences of one optimiser step over all ranks
+	graphs   map[int]*mlmGraph
+	eval     *mlmGraph
+	w        io.Writer
+	// wallBase is the wall time of the run's earlier processes (-resume).
+	wallBase float64
 }
 
-// pretrain runs (or resumes) MLM pretraining and writes the model directory.
-// A cancelled ctx stops it after the current step, with a checkpoint.
+// pretrain runs (or, with -resume, continues) MLM pretraining on every rank
+// of an MPI job (train.World) and writes the model directory (rank 0). A
+// cancelled ctx stops it after the current step, with a checkpoint that
+// -resume continues from.
 func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer, hooks runHooks) (*ptState, error) {
-	p := &pretrainer{c: c, perms: map[int][]int{}}
-	var ckDir string
-	if err := claimPretrainOut(c); err != nil {
+	start := time.Now()
+	world, err := train.World()
+	if err != nil {
 		return nil, err
 	}
+	rank0 := world.Rank() == 0
+	if !rank0 {
+		w, hooks.progress = io.Discard, io.Discard
+	} else if err := checkOut(pretrainFolder(c), c.Resume); err != nil {
+		return nil, err
+	}
+	// The other ranks read -out once rank 0 has checked it.
+	if err := world.AllreduceSumFloat64([]float64{0}); err != nil {
+		return nil, errors.Wrap(err, "waiting for rank 0 to check -out")
+	}
+	p := &pretrainer{c: c, perms: map[int][]int{}, graphs: map[int]*mlmGraph{}, w: w}
+	defer p.close()
 	if c.Resume {
-		dir, err := latestCheckpoint(c.Out)
-		if err != nil {
+		if err := p.loadLog(set); err != nil {
 			return nil, err
 		}
-		ckDir = dir
-		if err := p.loadState(dir, set); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(w, "resuming from %s at step %d of %d\n", dir, p.st.Step, p.st.TotalSteps)
-		if p.st.TotalSteps > 0 && p.st.Step >= p.st.TotalSteps {
-			fmt.Fprintln(w, "that checkpoint is the end of its run; only the held-out evaluation and the files are redone")
-		}
+		fmt.Fprintf(w, "resuming the run in %s (%d steps in all)\n", c.Out, p.c.MaxSteps)
 	}
 	docs, sources, err := pretrainTexts(p.c.GlueDir, p.c.Text)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.setup(docs, ckDir, w); err != nil {
+	if err := p.setup(docs, w); err != nil {
 		return nil, err
 	}
+	if rank0 && !c.Resume {
+		if err := pretrainFolder(c).Begin(false); err != nil {
+			return nil, err
+		}
+	}
+	tc := train.Config{Batch: p.c.BatchSize, GradAccum: p.c.GradAccum, Comm: world, Seed: p.c.Seed,
+		Groups:     pretrainGroups(p.store, p.c.LR, p.c.WeightDecay),
+		EvalAt:     func(s int) bool { return p.c.SaveEvery > 0 && s%p.c.SaveEvery == 0 },
+		Checkpoint: train.CheckpointDir(p.c.Out), SaveEvery: p.c.SaveEvery, Resume: p.c.Resume,
+		Progress: hooks.progress, Desc: "pretrain", AfterStep: hooks.afterStep}
+	p.global = tc.GlobalBatch()
 	if !c.Resume {
 		p.st.Sources = sources
+		if p.c.MaxSteps == 0 {
+			if p.c.MaxSteps, err = p.fitSteps(world, start); err != nil {
+				return nil, err
+			}
+		}
+		p.st.Config, p.st.TotalSteps = p.c, p.c.MaxSteps
+		if rank0 {
+			// The settings (with the fitted budget) and the tokenizer, for
+			// -resume.
+			if err := pretrainFolder(p.c).Update(false, p.writeStart); err != nil {
+				return nil, err
+			}
+		}
 	}
-	p.trainBase = p.st.TrainSeconds
-	if err := p.run(ctx, w, hooks); err != nil {
+	tc.Steps, tc.Identity = p.c.MaxSteps, p.identity()
+	if tc.Schedule, err = train.NewSchedule(tc.Steps, p.c.WarmupRatio); err != nil {
 		return nil, err
 	}
-	return &p.st, nil
-}
-
-// claimPretrainOut checks -out before anything is done: a new run needs a
-// new or empty folder (or -overwrite) and takes it over; a resumed run
-// needs a pretraining run there, whose interrupted last write is finished.
-func claimPretrainOut(c ptConfig) error {
-	folder := pretrainFolder(c)
-	if !c.Resume {
-		if err := folder.Check(); err != nil {
-			return err
-		}
-		return folder.Claim()
-	}
-	if err := atomicfile.Recover(c.Out); err != nil {
-		return errors.Wrap(err, "-resume")
-	}
-	rec, ok, err := outdir.ReadRecord(c.Out)
+	fmt.Fprintf(w, "%d steps of %d sequences (batch %d × grad_accum %d × %d ranks), lr %g, warm-up %g, weight decay %g, seed %d\n",
+		tc.Steps, p.global, p.c.BatchSize, max(1, p.c.GradAccum), world.Size(), p.c.LR, p.c.WarmupRatio, p.c.WeightDecay, p.c.Seed)
+	run, err := train.Run(ctx, tc, p)
 	if err != nil {
-		return errors.Wrap(err, "-resume")
+		return nil, err
 	}
-	if ok && rec.Kind != kindPretrain {
-		return errors.Errorf("-resume: %s holds a %s run, not a pretraining run", c.Out, rec.Kind)
+	p.record(run, world.Size(), start)
+	if !rank0 {
+		return &p.st, nil
 	}
-	return nil
+	if p.st.Interrupted {
+		fmt.Fprintf(w, "interrupted at step %d of %d; saving (continue with -resume)\n", p.st.Step, p.st.TotalSteps)
+	}
+	if err := pretrainFolder(p.c).End(!p.st.Interrupted, p.writeModel); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(w, "wrote the model to %s (use it with -model %s)\n", p.c.Out, p.c.Out)
+	return &p.st, nil
 }
 
 // pretrainFolder is the run's output folder.
@@ -449,15 +481,28 @@ func pretrainFolder(c ptConfig) outdir.Folder {
 	return outdir.Folder{Flag: "-out", Path: c.Out, Kind: kindPretrain, Overwrite: c.Overwrite, Resumable: true}
 }
 
-// loadState reads trainer_state.json of a checkpoint and applies the
-// overrides allowed on -resume.
-func (p *pretrainer) loadState(dir string, set map[string]bool) error {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+// identity is what a resumed run must share with the run it continues:
+// the settings but where the data and the outputs are and how often to
+// save (the data must be the same: setup compares its hash).
+func (p *pretrainer) identity() ptConfig {
+	c := p.c
+	c.GlueDir, c.Text, c.Out, c.SaveEvery = "", "", "", 0
+	return c
+}
+
+// loadLog reads the settings and the log of the run in -out and applies
+// the overrides allowed on -resume.
+func (p *pretrainer) loadLog(set map[string]bool) error {
+	path := filepath.Join(p.c.Out, pretrainLogFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return errors.Errorf("-resume: %s has no %s (the run was stopped before it began training); start it again with -overwrite", p.c.Out, pretrainLogFile)
+	}
 	if err != nil {
-		return errors.Wrap(err, "reading the training state")
+		return errors.Wrap(err, "-resume: reading the run's log")
 	}
 	if err := json.Unmarshal(b, &p.st); err != nil {
-		return errors.Wrapf(err, "parsing %s", filepath.Join(dir, stateFile))
+		return errors.Wrapf(err, "-resume: parsing %s", path)
 	}
 	cur := p.c
 	p.c = p.st.Config
@@ -470,22 +515,17 @@ func (p *pretrainer) loadState(dir string, set map[string]bool) error {
 		p.c.SaveEvery = cur.SaveEvery
 	}
 	p.st.Config = p.c
-	p.st.Interrupted = false
-	p.pcg = &rand.PCG{}
-	if err := p.pcg.UnmarshalBinary(p.st.RNG); err != nil {
-		return errors.Wrapf(err, "%s: random generator state", dir)
-	}
-	p.rng = rand.New(p.pcg)
+	p.wallBase = p.st.WallSeconds
 	return nil
 }
 
-// setup prepares the tokenizer, the sequences and the model, fresh or from
-// the checkpoint directory ckDir.
-func (p *pretrainer) setup(docs []string, ckDir string, w io.Writer) error {
+// setup prepares the tokenizer (on -resume the run's, from -out), the
+// sequences, the model and the held-out evaluation.
+func (p *pretrainer) setup(docs []string, w io.Writer) error {
 	var err error
 	switch {
-	case ckDir != "":
-		p.tok, err = bytebpe.Load(ckDir)
+	case p.c.Resume:
+		p.tok, err = bytebpe.Load(p.c.Out)
 	case p.c.Tokenizer != "":
 		p.tok, err = bytebpe.Load(p.c.Tokenizer)
 	default:
@@ -509,8 +549,8 @@ func (p *pretrainer) setup(docs []string, ckDir string, w io.Writer) error {
 		return errors.Errorf("the text packs into %d sequence(s) of %d ids; pretraining needs at least 2", len(seqs), p.c.MaxLen)
 	}
 	hash := dataHash(seqs)
-	if ckDir != "" && (hash != p.st.DataHash || len(seqs) != p.st.Sequences) {
-		return errors.Errorf("the text now packs into %d sequences (hash %s), the checkpoint was trained on %d (hash %s): resume with the same data and tokenizer", len(seqs), hash, p.st.Sequences, p.st.DataHash)
+	if p.c.Resume && (hash != p.st.DataHash || len(seqs) != p.st.Sequences) {
+		return errors.Errorf("the text now packs into %d sequences (hash %s), the run was trained on %d (hash %s): resume with the same data and tokenizer", len(seqs), hash, p.st.Sequences, p.st.DataHash)
 	}
 	nHeld := heldOutCount(len(seqs))
 	var held, heldMasks [][]int
@@ -527,42 +567,79 @@ func (p *pretrainer) setup(docs []string, ckDir string, w io.Writer) error {
 	p.heldIn, p.heldTgt = make([]int, len(flat)), make([]int, len(flat))
 	p.mk.apply(rand.New(rand.NewPCG(p.c.Seed, 99)), flat, p.heldIn, p.heldTgt)
 
-	if ckDir != "" {
-		ck, err := roberta.Load(ckDir, roberta.LoadOptions{LMHead: true})
-		if err != nil {
-			return err
-		}
-		p.cfg, p.store = ck.Config, ck.Store
-	} else {
-		if p.cfg, err = p.c.modelConfig(p.tok); err != nil {
-			return err
-		}
-		if err := pretrainNeed(p.cfg, p.c.BatchSize, p.c.MaxLen, nHeld).Check(); err != nil {
-			return errors.Wrap(err, "pretraining")
-		}
-		if p.store, err = layers.NewStore(tensor.Float32); err != nil {
-			return err
-		}
-		if err := roberta.InitStore(p.store, p.cfg, p.c.Seed); err != nil {
-			return err
-		}
-		if err := roberta.AddLMHead(p.store, p.cfg, p.c.Seed); err != nil {
-			return err
-		}
-		if err := unigramBias(p.store, p.seqs, p.mk); err != nil {
-			return err
-		}
-		p.pcg = rand.NewPCG(p.c.Seed, 7)
-		p.rng = rand.New(p.pcg)
-		p.st = ptState{Config: p.c, TotalSteps: p.c.MaxSteps, Sequences: len(seqs), HeldOut: nHeld, DataHash: hash, Note: stateNote}
+	// A resumed run starts from these weights too; train.Run then reads the
+	// checkpoint's.
+	if p.cfg, err = p.c.modelConfig(p.tok); err != nil {
+		return err
+	}
+	if err := pretrainNeed(p.cfg, p.c.BatchSize, p.c.MaxLen, nHeld).Check(); err != nil {
+		return errors.Wrap(err, "pretraining")
+	}
+	if p.store, err = layers.NewStore(tensor.Float32); err != nil {
+		return err
+	}
+	if err := roberta.InitStore(p.store, p.cfg, p.c.Seed); err != nil {
+		return err
+	}
+	if err := roberta.AddLMHead(p.store, p.cfg, p.c.Seed); err != nil {
+		return err
+	}
+	if err := unigramBias(p.store, p.seqs, p.mk); err != nil {
+		return err
 	}
 	if err := checkTokenizer(p.tok, p.cfg); err != nil {
 		return err
 	}
+	if !p.c.Resume {
+		p.st = ptState{Config: p.c, Sequences: len(seqs), HeldOut: nHeld, DataHash: hash}
+	}
 	p.st.Params, _ = p.store.Count()
+	if p.eval, err = newMLMGraph(p.store, p.cfg, nHeld, p.c.MaxLen, false); err != nil {
+		return err
+	}
+	if err := p.eval.m.SetInputs(p.heldIn, p.heldMask, nil); err != nil {
+		return err
+	}
+	copy(p.eval.targets.Value().Data().([]int), p.heldTgt)
 	fmt.Fprintf(w, "%d documents → %d sequences of %d ids (%d held out); model: %d layers, hidden %d, %d heads, intermediate %d, vocabulary %d, %s parameters\n",
 		len(docs), len(seqs), p.c.MaxLen, nHeld, p.cfg.NumHiddenLayers, p.cfg.HiddenSize, p.cfg.NumAttentionHeads, p.cfg.IntermediateSize, p.cfg.VocabSize, commas(p.st.Params))
 	return nil
+}
+
+// fitSteps times calibSteps forward and backward passes of a micro-batch
+// (whose gradients are dropped: the weights and the optimiser are not
+// touched) and returns the step budget that fills the rest of -minutes at
+// that speed, rank 0's on every rank.
+func (p *pretrainer) fitSteps(world dataparallel.Comm, start time.Time) (int, error) {
+	fmt.Fprintf(p.w, "timing %d forward and backward passes to fit the run into %g minutes\n", calibSteps, p.c.Minutes)
+	acc, err := dataparallel.NewAccumulator(p.store.Trainable())
+	if err != nil {
+		return 0, err
+	}
+	idx := make([]int, p.c.BatchSize)
+	for r := range idx {
+		idx[r] = p.seqAt(r)
+	}
+	rng := rand.New(rand.NewPCG(p.c.Seed, 8))
+	t0 := time.Now()
+	tokens := 0
+	for range calibSteps {
+		_, nodes, n, err := p.forward(idx, rng)
+		if err != nil {
+			return 0, errors.Wrap(err, "timing the steps")
+		}
+		if err := acc.Add(nodes); err != nil { // takes the gradients out of the graph
+			return 0, err
+		}
+		tokens += n
+	}
+	per := time.Since(t0).Seconds() / calibSteps * float64(max(1, p.c.GradAccum))
+	total := []float64{float64(max(1, int((p.c.Minutes*60-time.Since(start).Seconds())/per)))}
+	if err := world.BroadcastFloat64(total, 0); err != nil {
+		return 0, errors.Wrap(err, "sharing the step budget")
+	}
+	fmt.Fprintf(p.w, "%.0f tokens/s → %d steps in all\n", float64(tokens)/time.Since(t0).Seconds(), int(total[0]))
+	return int(total[0]), nil
 }
 
 // seqAt returns the training sequence at global position k of the stream of
@@ -584,204 +661,116 @@ func (p *pretrainer) seqAt(k int) int {
 	return perm[k%n]
 }
 
-// run is the training loop.
-func (p *pretrainer) run(ctx context.Context, w io.Writer, hooks runHooks) error {
-	c := p.c
-	decay := gorgoniafix.NewAdamW(gorgoniafix.WithLearnRate(c.LR), gorgoniafix.WithBetas(0.9, 0.98), gorgoniafix.WithEps(1e-6),
-		gorgoniafix.WithWeightDecay(c.WeightDecay), gorgoniafix.WithClipNorm(1))
-	noDecay := gorgoniafix.NewAdamW(gorgoniafix.WithLearnRate(c.LR), gorgoniafix.WithBetas(0.9, 0.98), gorgoniafix.WithEps(1e-6),
-		gorgoniafix.WithWeightDecay(0), gorgoniafix.WithClipNorm(1))
-	tg, err := newMLMGraph(p.store, p.cfg, c.BatchSize, c.MaxLen, true, decay, noDecay, c.LR)
-	if err != nil {
-		return err
+// Batch returns the global batch of step: the next sequences of the stream.
+func (p *pretrainer) Batch(step int) ([]int, error) {
+	idx := make([]int, p.global)
+	for r := range idx {
+		idx[r] = p.seqAt(step*p.global + r)
 	}
-	defer tg.vm.Close()
-	eg, err := newMLMGraph(p.store, p.cfg, p.nHeld, c.MaxLen, false, nil, nil, 0)
-	if err != nil {
-		return err
-	}
-	defer eg.vm.Close()
-	if err := eg.m.SetInputs(p.heldIn, p.heldMask, nil); err != nil {
-		return err
-	}
-	copy(eg.targets.Value().Data().([]int), p.heldTgt)
-
-	// With a time budget (-minutes) the step budget is unknown until the
-	// first calibSteps steps have been timed; they run at learning rate 0
-	// (zeroLR), which only warms up AdamW's moments.
-	calibrate := p.st.TotalSteps == 0
-	sched := zeroLR
-	if !calibrate {
-		if sched, err = train.NewSchedule(p.st.TotalSteps, c.WarmupRatio); err != nil {
-			return err
-		}
-	}
-	ids := make([]int, c.BatchSize*c.MaxLen)
-	mask := make([]int, len(ids))
-	inputs := make([]int, len(ids))
-	var progress *train.Progress
-	var trainTime time.Duration
-	budget := timeBudget{minutes: c.Minutes, wallBase: p.st.WallSeconds, started: time.Now(), startStep: p.st.Step}
-	if !calibrate {
-		progress = train.NewProgress(p.st.TotalSteps-p.st.Step, "pretrain", hooks.progress)
-	} else {
-		fmt.Fprintf(w, "timing %d steps to fit the run into %g minutes\n", calibSteps, c.Minutes)
-	}
-	for calibrate || p.st.Step < p.st.TotalSteps {
-		if ctx.Err() != nil {
-			p.st.Interrupted = true
-			break
-		}
-		step := p.st.Step
-		for r := 0; r < c.BatchSize; r++ {
-			s := p.seqAt(step*c.BatchSize + r)
-			copy(ids[r*c.MaxLen:], p.seqs[s])
-			copy(mask[r*c.MaxLen:], p.masks[s])
-		}
-		p.mk.apply(p.rng, ids, inputs, tg.targets.Value().Data().([]int))
-		if err := tg.m.SetInputs(inputs, mask, nil); err != nil {
-			return err
-		}
-		if err := tg.g.RefillDropout(p.rng); err != nil {
-			return err
-		}
-		t0 := time.Now()
-		tg.vm.Reset()
-		if err := tg.vm.RunAll(); err != nil {
-			return errors.Wrapf(err, "pretraining step %d", step)
-		}
-		loss := scalar(tg.loss.Value())
-		if err := train.CheckLoss(loss, step); err != nil {
-			return err
-		}
-		if err := train.Step(tg.groups, sched, step); err != nil {
-			return err
-		}
-		trainTime += time.Since(t0)
-		p.st.Step++
-		p.st.Losses = append(p.st.Losses, loss)
-		p.st.Tokens += int64(sum(mask))
-		if progress != nil {
-			progress.Step("pretrain", loss, c.LR*sched.Factor(step))
-		}
-		if calibrate && p.st.Step-budget.startStep >= calibSteps {
-			calibrate = false
-			p.st.TotalSteps = budget.fit(p.st.Step)
-			if sched, err = train.NewSchedule(p.st.TotalSteps, c.WarmupRatio); err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "%.0f tokens/s → %d steps in all\n", float64(p.st.Tokens)/trainTime.Seconds(), p.st.TotalSteps)
-			progress = train.NewProgress(p.st.TotalSteps-p.st.Step, "pretrain", hooks.progress)
-		}
-		if hooks.afterStep != nil {
-			hooks.afterStep(p.st.Step)
-		}
-		if p.st.Step%c.SaveEvery != 0 || p.st.Step >= p.st.TotalSteps {
-			continue
-		}
-		// The machine's speed may have changed since the budget was fitted:
-		// fit it again to the time left, keeping the warm-up.
-		if c.Minutes > 0 && p.st.Step >= sched.Warmup {
-			if total := budget.fit(p.st.Step); total != p.st.TotalSteps {
-				p.st.TotalSteps, sched = total, train.Schedule{Warmup: sched.Warmup, Total: total}
-				progress.Finish()
-				fmt.Fprintf(w, "budget fitted again to the time left: %d steps in all\n", total)
-				progress = train.NewProgress(p.st.TotalSteps-p.st.Step, "pretrain", hooks.progress)
-			}
-		}
-		p.st.WallSeconds = budget.wall()
-		if err := p.checkpoint(eg, trainTime, false, w); err != nil {
-			return err
-		}
-	}
-	if progress != nil {
-		progress.Finish()
-	}
-	if p.st.Interrupted {
-		fmt.Fprintf(w, "interrupted at step %d of %d; saving (continue with -resume)\n", p.st.Step, p.st.TotalSteps)
-	}
-	p.st.WallSeconds = budget.wall()
-	return p.checkpoint(eg, trainTime, true, w)
+	return idx, nil
 }
 
-// timeBudget fits the step budget of a -minutes run to the time left.
-type timeBudget struct {
-	minutes   float64
-	wallBase  float64 // seconds the run took before this process (resumed runs)
-	started   time.Time
-	startStep int
+// Forward masks a micro-batch's sequences and runs forward and backward,
+// with masking and dropout from the micro-batch's own generator.
+func (p *pretrainer) Forward(m train.Micro) (float64, G.Nodes, int, error) {
+	return p.forward(m.Examples, m.Rand)
 }
 
-// wall is the run's time so far, in seconds.
-func (b timeBudget) wall() float64 { return b.wallBase + time.Since(b.started).Seconds() }
-
-// fit returns the total steps that end the run at its time limit, at the
-// speed this process has had so far; at least one more step.
-func (b timeBudget) fit(step int) int {
-	per := time.Since(b.started).Seconds() / float64(max(1, step-b.startStep))
-	return step + max(1, int((b.minutes*60-b.wall())/per))
+// forward runs forward and backward on the training sequences idx, masked
+// (and with dropout) from rng; it returns the loss, the graph's parameter
+// nodes and the number of real tokens.
+func (p *pretrainer) forward(idx []int, rng *rand.Rand) (float64, G.Nodes, int, error) {
+	tg, ok := p.graphs[len(idx)]
+	if !ok {
+		var err error
+		if tg, err = newMLMGraph(p.store, p.cfg, len(idx), p.c.MaxLen, true); err != nil {
+			return 0, nil, 0, err
+		}
+		p.graphs[len(idx)] = tg
+	}
+	n := p.c.MaxLen
+	ids, mask, inputs := make([]int, len(idx)*n), make([]int, len(idx)*n), make([]int, len(idx)*n)
+	for r, s := range idx {
+		copy(ids[r*n:], p.seqs[s])
+		copy(mask[r*n:], p.masks[s])
+	}
+	p.mk.apply(rng, ids, inputs, tg.targets.Value().Data().([]int))
+	if err := tg.m.SetInputs(inputs, mask, nil); err != nil {
+		return 0, nil, 0, err
+	}
+	if err := tg.g.RefillDropout(rng); err != nil {
+		return 0, nil, 0, err
+	}
+	tg.vm.Reset()
+	if err := tg.vm.RunAll(); err != nil {
+		return 0, nil, 0, errors.Wrap(err, "pretraining forward and backward pass")
+	}
+	return scalar(tg.loss.Value()), tg.g.Learnables(), sum(mask), nil
 }
 
-// checkpoint evaluates the held-out loss and writes a checkpoint directory;
-// final also writes the model, log and plot to -out itself.
-func (p *pretrainer) checkpoint(eg *mlmGraph, trainTime time.Duration, final bool, w io.Writer) error {
-	rec, err := p.heldOut(eg)
-	if err != nil {
-		return err
-	}
-	if n := len(p.st.Evals); n == 0 || p.st.Evals[n-1].Step != rec.Step {
-		p.st.Evals = append(p.st.Evals, rec)
-	}
-	p.st.TrainSeconds = p.trainBase + trainTime.Seconds()
-	if p.st.TrainSeconds > 0 {
-		p.st.TokensPerSec = float64(p.st.Tokens) / p.st.TrainSeconds
-	}
-	if p.st.RNG, err = p.pcg.MarshalBinary(); err != nil {
-		return errors.Wrap(err, "saving the random generator")
-	}
-	fmt.Fprintf(w, "\nstep %d: held-out MLM loss %.4f, masked-token accuracy %.3f, %.0f tokens/s\n", rec.Step, rec.Loss, rec.Accuracy, p.st.TokensPerSec)
-	name := fmt.Sprintf("%s%d", checkpointPrefix, p.st.Step)
-	// The checkpoint, the log and (at the end) the model and the record
-	// replace their namesakes in -out together; the older checkpoint goes
-	// after.
-	err = pretrainFolder(p.c).Update(final && !p.st.Interrupted, func(dir string) error {
-		if err := p.writeModel(filepath.Join(dir, name)); err != nil {
-			return err
-		}
-		if err := p.writeLog(dir); err != nil {
-			return err
-		}
-		if !final {
-			return nil
-		}
-		return p.writeModel(dir)
-	})
-	if err != nil {
-		return err
-	}
-	if err := pruneCheckpoints(p.c.Out, filepath.Join(p.c.Out, name)); err != nil {
-		return err
-	}
-	if final {
-		fmt.Fprintf(w, "wrote the model to %s (use it with -model %s)\n", p.c.Out, p.c.Out)
-	}
-	return nil
+// EvalUnits: the held-out set is one unit, with its loss and accuracy.
+func (p *pretrainer) EvalUnits() []int { return []int{2} }
+
+// EvalUnit evaluates the held-out sequences.
+func (p *pretrainer) EvalUnit(_ int, out []float64) error {
+	rec, err := p.heldOut()
+	out[0], out[1] = rec.Loss, rec.Accuracy
+	return err
 }
 
-// writeModel writes the Hugging Face files, the tokenizer and the state.
+// Metrics is the held-out loss and accuracy; a lower loss is better.
+func (p *pretrainer) Metrics(stats [][]float64) (heldOutRecord, float64, error) {
+	return heldOutRecord{Loss: stats[0][0], Accuracy: stats[0][1]}, stats[0][0], nil
+}
+
+// Evaluated prints every evaluation.
+func (p *pretrainer) Evaluated(e train.Evaluation[heldOutRecord]) {
+	fmt.Fprintf(p.w, "\nstep %d: held-out MLM loss %.4f, masked-token accuracy %.3f\n", e.Step, e.Record.Loss, e.Record.Accuracy)
+}
+
+// record copies what train.Run did into the log.
+func (p *pretrainer) record(run *train.Result[heldOutRecord], ranks int, start time.Time) {
+	st := &p.st
+	st.Step, st.Losses, st.Interrupted, st.ResumedFrom, st.Ranks = run.Steps, run.Losses, run.Interrupted, run.ResumedFrom, ranks
+	st.Evals = nil
+	for _, e := range run.Evals {
+		st.Evals = append(st.Evals, heldOutRecord{Step: e.Step, Loss: e.Record.Loss, Accuracy: e.Record.Accuracy})
+	}
+	// Every micro-batch has the same sequences on every rank.
+	st.Tokens = int64(run.Tokens * ranks)
+	st.TrainSeconds, st.EvalSeconds = run.TrainSeconds, run.EvalSeconds
+	if run.TrainSeconds > 0 {
+		st.TokensPerSec = float64(st.Tokens) / run.TrainSeconds
+	}
+	st.WallSeconds = p.wallBase + time.Since(start).Seconds()
+}
+
+// close releases the compiled graphs.
+func (p *pretrainer) close() {
+	for _, g := range p.graphs {
+		g.vm.Close()
+	}
+	if p.eval != nil {
+		p.eval.vm.Close()
+	}
+}
+
+// writeStart writes what -resume needs besides the checkpoint to dir: the
+// log with the run's settings, and the tokenizer.
+func (p *pretrainer) writeStart(dir string) error {
+	if err := p.tok.Save(dir); err != nil {
+		return err
+	}
+	return train.WriteJSON(filepath.Join(dir, pretrainLogFile), &p.st)
+}
+
+// writeModel writes the Hugging Face files, the tokenizer, the log and the
+// loss plot to dir.
 func (p *pretrainer) writeModel(dir string) error {
 	if err := roberta.Save(dir, p.store, p.cfg); err != nil {
 		return err
 	}
-	if err := p.tok.Save(dir); err != nil {
-		return err
-	}
-	return train.WriteJSON(filepath.Join(dir, stateFile), &p.st)
-}
-
-// writeLog writes the JSON log and the loss plot to dir.
-func (p *pretrainer) writeLog(dir string) error {
-	if err := train.WriteJSON(filepath.Join(dir, pretrainLogFile), &p.st); err != nil {
+	if err := p.writeStart(dir); err != nil {
 		return err
 	}
 	var x, y []float64
@@ -801,7 +790,8 @@ func (p *pretrainer) writeLog(dir string) error {
 
 // heldOut computes the MLM loss and masked-token accuracy on the held-out
 // sequences with their fixed masking.
-func (p *pretrainer) heldOut(eg *mlmGraph) (heldOutRecord, error) {
+func (p *pretrainer) heldOut() (heldOutRecord, error) {
+	eg := p.eval
 	eg.vm.Reset()
 	if err := eg.vm.RunAll(); err != nil {
 		return heldOutRecord{}, errors.Wrap(err, "held-out evaluation")
@@ -825,58 +815,11 @@ func (p *pretrainer) heldOut(eg *mlmGraph) (heldOutRecord, error) {
 			right++
 		}
 	}
-	rec := heldOutRecord{Step: p.st.Step, Loss: scalar(eg.loss.Value())}
+	rec := heldOutRecord{Loss: scalar(eg.loss.Value())}
 	if n > 0 {
 		rec.Accuracy = float64(right) / float64(n)
 	}
 	return rec, nil
-}
-
-// latestCheckpoint returns the checkpoint directory with the highest step
-// under out.
-func latestCheckpoint(out string) (string, error) {
-	entries, err := os.ReadDir(out)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", errors.Errorf("-resume: %s does not exist; there is no run to continue", out)
-	}
-	if err != nil {
-		return "", errors.Wrap(err, "-resume: reading the output directory")
-	}
-	best, bestStep := "", -1
-	for _, e := range entries {
-		s, ok := strings.CutPrefix(e.Name(), checkpointPrefix)
-		if !ok || !e.IsDir() {
-			continue
-		}
-		if n, err := strconv.Atoi(s); err == nil && n > bestStep {
-			best, bestStep = filepath.Join(out, e.Name()), n
-		}
-	}
-	if best == "" {
-		return "", errors.Errorf("-resume: no %sN directory in %s", checkpointPrefix, out)
-	}
-	return best, nil
-}
-
-// pruneCheckpoints removes every checkpoint directory under out except keep.
-func pruneCheckpoints(out, keep string) error {
-	entries, err := os.ReadDir(out)
-	if err != nil {
-		return errors.Wrap(err, "listing checkpoints")
-	}
-	var old []string
-	for _, e := range entries {
-		if p := filepath.Join(out, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), checkpointPrefix) && p != keep {
-			old = append(old, p)
-		}
-	}
-	sort.Strings(old)
-	for _, d := range old {
-		if err := os.RemoveAll(d); err != nil {
-			return errors.Wrap(err, "removing an old checkpoint")
-		}
-	}
-	return nil
 }
 
 // flatten concatenates rows.

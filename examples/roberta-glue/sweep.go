@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lilygo/lily/dataparallel"
 	"github.com/lilygo/lily/glue"
 	"github.com/lilygo/lily/internal/atomicfile"
 	"github.com/lilygo/lily/internal/outdir"
@@ -101,7 +105,11 @@ fill what no flag sets, as for a single run); a -run adds its own flags
 Each run writes its fine-tuning outputs to <out>/<task>/<name>-seed<N>/; the
 sweep writes sweep.json, sweep.md (the table) and sweep.png (mean best metric
 per task and configuration) to <out> after every run. Ctrl-C stops the current
-run cleanly and skips the rest.
+run cleanly (with a checkpoint) and skips the rest. A sweep folder that holds
+an unfinished sweep (or -resume) is continued: the runs that finished are
+read back, the interrupted one resumes from its checkpoint (exactly, as
+finetune -resume) and the rest run; give the same flags. -overwrite starts
+the sweep afresh.
 
 Flags:
 `
@@ -140,7 +148,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return errors.Wrap(err, "sweep")
 	}
-	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "task_steps", "out", "overwrite"}, map[string]string{
+	shared, err := sweep.SharedArgs(fs, []string{"run", "seeds", "tasks", "task_steps", "out", "overwrite", "resume"}, map[string]string{
 		"seed": "sweep takes -seeds (a list), not -seed", "task": "sweep takes -tasks (a list), not -task"})
 	if err != nil {
 		return err
@@ -193,35 +201,59 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	folder := outdir.Folder{Flag: "-out", Path: out, Kind: kindSweep, Overwrite: common.Overwrite}
-	if err := folder.Check(); err != nil {
-		return errors.Wrap(err, "sweep")
+	res := &sweepResult{Common: shared, Tasks: taskNames, TaskSteps: steps, Specs: specs, Seeds: seeds, BLAS: lilyop.BLAS}
+	world, err := train.World()
+	if err != nil {
+		return err
 	}
-	if err := folder.Claim(); err != nil {
+	rank0 := world.Rank() == 0 // rank 0 decides, prints and writes
+	continuing := false
+	if !rank0 {
+		stdout = io.Discard
+	} else if continuing, err = beginSweep(folder, common.Resume, res); err != nil {
 		return errors.Wrap(err, "sweep")
 	}
 	start := time.Now()
-	res := &sweepResult{Common: shared, Tasks: taskNames, TaskSteps: steps, Specs: specs, Seeds: seeds, BLAS: lilyop.BLAS}
+	pending := false // runs read back since the summary was last written
 	for k, job := range jobs {
-		if ctx.Err() != nil {
-			res.Interrupted = true
-			break
-		}
 		name := specs[job.spec].Name
-		fmt.Fprintf(stdout, "\n=== run %d/%d: %s, %s, seed %d\n", k+1, len(jobs), job.task, name, job.cfg.Seed)
-		r, err := finetune(ctx, job.cfg, stdout, runHooks{progress: stderr})
+		action, done, err := nextJob(ctx, world, continuing, &job)
 		if err != nil {
 			return errors.Wrapf(err, "sweep: run %q on %s, seed %d", name, job.task, job.cfg.Seed)
 		}
-		run := sweepRun{Task: job.task, Name: name, Seed: job.cfg.Seed, Dir: job.cfg.Out, Trainable: r.TrainableParams,
-			AdapterParams: r.AdapterParams, Steps: r.Steps, Interrupted: r.Interrupted, WallSeconds: r.WallSeconds,
-			TokensPerSecond: r.TokensPerSecond}
-		if r.Best != nil {
-			run.Metric, run.Best, run.BestStep = r.Best.Metric, r.Best.Value, r.Best.Step
+		if action == jobStop {
+			res.Interrupted = true
+			break
 		}
-		res.Runs = append(res.Runs, run)
+		if action == jobDone {
+			if rank0 {
+				fmt.Fprintf(stdout, "\n=== run %d/%d: %s, %s, seed %d: finished before, read from %s\n", k+1, len(jobs), job.task, name, job.cfg.Seed, job.cfg.Out)
+				res.Runs = append(res.Runs, newSweepRun(job, name, done))
+				pending = true
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "\n=== run %d/%d: %s, %s, seed %d\n", k+1, len(jobs), job.task, name, job.cfg.Seed)
+		r, err := finetune(ctx, job.cfg, stdout, runHooks{progress: stderr, afterStep: afterStep})
+		if err != nil {
+			return errors.Wrapf(err, "sweep: run %q on %s, seed %d", name, job.task, job.cfg.Seed)
+		}
+		res.Runs = append(res.Runs, newSweepRun(job, name, r))
 		res.Interrupted = r.Interrupted
 		res.WallSeconds = time.Since(start).Seconds()
+		if !rank0 {
+			continue
+		}
 		if err := writeSweep(folder, res, !r.Interrupted && k == len(jobs)-1); err != nil {
+			return err
+		}
+		pending = false
+	}
+	if !rank0 {
+		return nil
+	}
+	if pending {
+		if err := writeSweep(folder, res, !res.Interrupted && len(res.Runs) == len(jobs)); err != nil {
 			return err
 		}
 	}
@@ -232,6 +264,128 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "\n%s", sweepTable(res))
 	fmt.Fprintf(stdout, "wrote %s, %s and %s to %s (%.0f s)\n", sweepJSON, sweepMarkdown, sweepPlot, out, res.WallSeconds)
 	return nil
+}
+
+// beginSweep checks the sweep folder before any run: -resume needs an
+// unfinished sweep there (outdir.Folder.Begin); without it an unfinished
+// sweep of the same kind is continued too, unless -overwrite, and anything
+// else is claimed for a new sweep as outdir.Folder.Check allows. A
+// continued sweep must have res's settings (its sweep.json's, if it wrote
+// one). continuing reports whether the sweep continues.
+func beginSweep(folder outdir.Folder, resume bool, res *sweepResult) (continuing bool, err error) {
+	if resume {
+		f := folder
+		f.Resumable = true
+		if err := f.Begin(true); err != nil {
+			return false, err
+		}
+	} else {
+		if err := folder.Check(); err != nil {
+			return false, err
+		}
+		rec, ok, err := outdir.ReadRecord(folder.Path)
+		if err != nil {
+			return false, err
+		}
+		if !ok || folder.Overwrite || rec.Finished || rec.Kind != kindSweep {
+			return false, folder.Claim()
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(folder.Path, sweepJSON))
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, errors.Wrap(err, "reading the unfinished sweep's summary")
+	}
+	var prev sweepResult
+	if err := json.Unmarshal(b, &prev); err != nil {
+		return false, errors.Wrapf(err, "reading %s", filepath.Join(folder.Path, sweepJSON))
+	}
+	if !slices.Equal(prev.Common, res.Common) || !slices.Equal(prev.Tasks, res.Tasks) || !maps.Equal(prev.TaskSteps, res.TaskSteps) ||
+		!slices.Equal(prev.Seeds, res.Seeds) || !slices.EqualFunc(prev.Specs, res.Specs, sameSpec) {
+		return false, errors.Errorf("%s holds an unfinished sweep with other settings (%s); continue it with the same flags, or add -overwrite to start afresh", folder.Path, sweepJSON)
+	}
+	return true, nil
+}
+
+// sameSpec reports whether two run configurations are the same.
+func sameSpec(a, b sweep.Spec) bool { return a.Name == b.Name && slices.Equal(a.Args, b.Args) }
+
+// What rank 0 decides to do with each run of a sweep (nextJob).
+const (
+	jobRun    = iota // start it (afresh)
+	jobResume        // resume it from its checkpoint
+	jobDone          // it finished before: read it back
+	jobStop          // the sweep was stopped: skip the rest
+)
+
+// nextJob decides on rank 0 what to do with the next run, job, and tells
+// the other ranks, so that every rank takes part in the same runs; done is
+// the run read back (rank 0 only).
+func nextJob(ctx context.Context, world dataparallel.Comm, continuing bool, job *sweepJob) (action int, done *ftResult, err error) {
+	decision := []float64{jobRun}
+	if world.Rank() == 0 {
+		switch {
+		case ctx.Err() != nil:
+			decision[0] = jobStop
+		case continuing:
+			if done, err = continueJob(job); err != nil {
+				return 0, nil, err
+			}
+			if done != nil {
+				decision[0] = jobDone
+			} else if job.cfg.Resume {
+				decision[0] = jobResume
+			}
+		}
+	}
+	if err := world.BroadcastFloat64(decision, 0); err != nil {
+		return 0, nil, errors.Wrap(err, "sharing rank 0's plan")
+	}
+	action = int(decision[0])
+	if action == jobResume {
+		job.cfg.Resume = true
+	}
+	return action, done, nil
+}
+
+// continueJob prepares a run of a continued sweep: a run that finished is
+// read back (done); one that wrote a checkpoint resumes from it; any other
+// starts afresh, replacing what its folder holds.
+func continueJob(job *sweepJob) (done *ftResult, err error) {
+	out := job.cfg.Out
+	rec, ok, err := outdir.ReadRecord(out)
+	switch {
+	case err != nil:
+		return nil, err
+	case ok && rec.Kind == kindFinetune && rec.Finished:
+		b, err := os.ReadFile(filepath.Join(out, resultsFile))
+		if err != nil {
+			return nil, errors.Wrap(err, "reading the finished run's results")
+		}
+		var r ftResult
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, errors.Wrapf(err, "reading %s", filepath.Join(out, resultsFile))
+		}
+		return &r, nil
+	case ok && rec.Kind == kindFinetune && train.HasCheckpoint(train.CheckpointDir(out)):
+		job.cfg.Resume = true
+	default:
+		job.cfg.Overwrite = true
+	}
+	return nil, nil
+}
+
+// newSweepRun is the sweep's record of a fine-tuning run.
+func newSweepRun(job sweepJob, name string, r *ftResult) sweepRun {
+	run := sweepRun{Task: job.task, Name: name, Seed: job.cfg.Seed, Dir: job.cfg.Out, Trainable: r.TrainableParams,
+		AdapterParams: r.AdapterParams, Steps: r.Steps, Interrupted: r.Interrupted, WallSeconds: r.WallSeconds,
+		TokensPerSecond: r.TokensPerSecond}
+	if r.Best != nil {
+		run.Metric, run.Best, run.BestStep = r.Best.Metric, r.Best.Value, r.Best.Step
+	}
+	return run
 }
 
 // parseTaskSteps reads -task_steps ("sst2=2000,rte=500"): a positive step

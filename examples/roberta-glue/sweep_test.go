@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/lilygo/lily/internal/resumetest"
 	"github.com/lilygo/lily/internal/sweep"
 )
 
@@ -122,5 +124,65 @@ func TestSweepTaskSteps(t *testing.T) {
 	}
 	if len(res.Runs) != 1 || res.Runs[0].Steps != 2 || res.TaskSteps["sst2"] != 2 {
 		t.Errorf("runs %+v, task steps %v", res.Runs, res.TaskSteps)
+	}
+}
+
+// A sweep stopped during its second run is continued by running it again:
+// the first run is read back, the second resumes from its checkpoint and
+// ends exactly as in a sweep that was never stopped.
+func TestSweepContinuesUnfinished(t *testing.T) {
+	glueDir, model := fixture(t)
+	tmp := t.TempDir()
+	args := func(out string) []string {
+		return []string{"-glue_dir", glueDir, "-model", model, "-tasks", "sst2", "-seeds", "1,2", "-max_steps", "3", "-batch_size", "8",
+			"-max_len", "16", "-eval_every", "2", "-save_every", "1", "-out", out, "-run", "lora: -adapter lora -lora_r 2 -lora_alpha 2"}
+	}
+	whole := filepath.Join(tmp, "whole")
+	if err := runSweep(context.Background(), args(whole), io.Discard, io.Discard); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	out := filepath.Join(tmp, "stopped")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	steps := 0
+	afterStep = func(int) {
+		if steps++; steps == 5 { // step 2 of the second run
+			cancel()
+		}
+	}
+	defer func() { afterStep = nil }()
+	if err := runSweep(ctx, args(out), io.Discard, io.Discard); err != nil {
+		t.Fatalf("%+v", err)
+	}
+	afterStep = nil
+	var log bytes.Buffer
+	if err := runSweep(context.Background(), args(out), &log, io.Discard); err != nil {
+		t.Fatalf("continuing: %+v", err)
+	}
+	if !strings.Contains(log.String(), "finished before") {
+		t.Errorf("the first run was not read back:\n%s", log.String())
+	}
+	read := func(dir string) sweepResult {
+		b, err := os.ReadFile(filepath.Join(dir, sweepJSON))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res sweepResult
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	a, b := read(whole), read(out)
+	if b.Interrupted || len(b.Runs) != 2 || !reflect.DeepEqual(a.Rows[0].PerSeed, b.Rows[0].PerSeed) {
+		t.Fatalf("continued sweep: %+v, uninterrupted %+v", b.Rows, a.Rows)
+	}
+	second := filepath.Join("sst2", "lora-seed2")
+	if res := readFTResult(t, filepath.Join(out, second)); res.ResumedFrom != 2 {
+		t.Errorf("the second run resumed from step %d, want 2", res.ResumedFrom)
+	}
+	resumetest.SameOutputs(t, filepath.Join(whole, second), filepath.Join(out, second), resumetest.Timings...)
+	if err := runSweep(context.Background(), append(args(out), "-resume"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "finished") {
+		t.Errorf("-resume of a finished sweep: %v", err)
 	}
 }
