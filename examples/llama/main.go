@@ -63,6 +63,7 @@ of a llama2.c model, by default stories260K from ../shared/data/llama2c.
   llama search [flags]     the best Lily shape at a fixed parameter budget (successive halving)
   llama eval [flags]       held-out perplexity with and without an adapter
   llama export [flags]     the adapter merged: llama2.c model.bin and a Hugging Face folder
+  llama synth [flags]      a Hugging Face LLaMA folder of a real architecture with random weights
 
 Run 'llama <subcommand> -h' for the flags.
 `
@@ -99,10 +100,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			_, err = runExport(c, stdout)
 		}
 		return err
+	case "synth":
+		return synthCmd(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
 	}
 	fmt.Fprint(stderr, usage)
-	return errors.Errorf("unknown subcommand %q (use generate, finetune, sweep, search, eval or export)", cmd)
+	return errors.Errorf("unknown subcommand %q (use generate, finetune, sweep, search, eval, export or synth)", cmd)
 }
