@@ -160,7 +160,7 @@ func parseFinetune(args []string, usageOut io.Writer) (ftConfig, error) {
 // the learning rate, the output folder, "all" in target lists.
 func (c *ftConfig) resolve() {
 	c.Checkpoint = orShared(c.Checkpoint, defaultCheckpoint)
-	c.Tokenizer = orShared(c.Tokenizer, defaultTokenizer)
+	c.Tokenizer = tokenizerFor(c.Checkpoint, c.Tokenizer)
 	if c.TrainFile == "" {
 		c.GlueDir = orShared(c.GlueDir, defaultGlueDir)
 	}

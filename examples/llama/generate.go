@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/pkg/errors"
@@ -60,7 +61,7 @@ func parseGenerate(args []string, usageOut io.Writer) (genConfig, error) {
 		return c, errors.Errorf("-top_p %v must be in [0, 1]", c.TopP)
 	}
 	c.Checkpoint = orShared(c.Checkpoint, defaultCheckpoint)
-	c.Tokenizer = orShared(c.Tokenizer, defaultTokenizer)
+	c.Tokenizer = tokenizerFor(c.Checkpoint, c.Tokenizer)
 	return c, nil
 }
 
@@ -71,7 +72,9 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, func(cfg llama.Config) memcheck.Need {
+		return generateNeed(cfg, c.Steps, len(c.Prompt)+2) // a prompt has at most one id per byte, and BOS
+	})
 	if err != nil {
 		return err
 	}
@@ -81,7 +84,7 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	res, err := llama.Generate(b.cfg, b.store, a, b.tok, c.Prompt, llama.SampleOptions{Steps: c.Steps, Temperature: c.Temperature, TopP: c.TopP, Seed: c.Seed})
+	res, err := llama.Generate(decodeConfig(b.cfg, c.Steps), b.store, a, b.tok, c.Prompt, llama.SampleOptions{Steps: c.Steps, Temperature: c.Temperature, TopP: c.TopP, Seed: c.Seed})
 	if err != nil {
 		return errors.Wrap(err, "generating")
 	}

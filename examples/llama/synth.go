@@ -30,6 +30,9 @@ import (
 // kindSynth is the record kind of a synthesized checkpoint's folder.
 const kindSynth = "llama synth"
 
+// defaultMaxShard is transformers' default max_shard_size, "5GB".
+const defaultMaxShard = 5_000_000_000
+
 // Hugging Face checkpoint file names that synth writes and loadBase reads.
 const (
 	hfConfigFile          = "config.json"
@@ -114,7 +117,7 @@ Flags:
 
 // parseSynth parses the synth flags.
 func parseSynth(args []string, usageOut io.Writer) (synthConfig, error) {
-	c := synthConfig{Dtype: "bf16", Seed: 1, MaxShardSize: 5_000_000_000}
+	c := synthConfig{Dtype: "bf16", Seed: 1, MaxShardSize: defaultMaxShard}
 	fs := flag.NewFlagSet("llama synth", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	fs.StringVar(&c.Config, "config", "", "architecture: "+strings.Join(presetNames(), ", ")+" (required)")
@@ -367,18 +370,20 @@ func synthTokenizer(family string, vocab, maxLen int) (tokJSON, tokCfg []byte, b
 	specialTok := func(name string, id int) map[string]any {
 		return map[string]any{"id": name, "ids": []int{id}, "tokens": []string{name}}
 	}
-	seq := func(id string) map[string]any { return map[string]any{"Sequence": map[string]any{"id": id, "type_id": 0}} }
+	seq := func(id string) map[string]any {
+		return map[string]any{"Sequence": map[string]any{"id": id, "type_id": 0}}
+	}
 	bosPiece := map[string]any{"SpecialToken": map[string]any{"id": bosTok, "type_id": 0}}
 	var unkToken any
 	if unk != "" {
 		unkToken = unk
 	}
 	doc := map[string]any{
-		"version":      "1.0",
-		"truncation":   nil,
-		"padding":      nil,
-		"added_tokens": addedTokens,
-		"normalizer":   nil,
+		"version":       "1.0",
+		"truncation":    nil,
+		"padding":       nil,
+		"added_tokens":  addedTokens,
+		"normalizer":    nil,
 		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
 		"post_processor": map[string]any{"type": "TemplateProcessing",
 			"single":         []any{bosPiece, seq("A")},

@@ -9,8 +9,10 @@ import (
 
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/tokenizers/llama2c"
 	"github.com/pkg/errors"
 )
 
@@ -99,7 +101,7 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		return c, errors.Errorf("%s: unexpected argument %q (flags start with -)", mode, fs.Arg(0))
 	}
 	c.Checkpoint = orShared(c.Checkpoint, defaultCheckpoint)
-	c.Tokenizer = orShared(c.Tokenizer, defaultTokenizer)
+	c.Tokenizer = tokenizerFor(c.Checkpoint, c.Tokenizer)
 	if c.EvalFile == "" || (mode == "export" && c.TrainFile == "") {
 		c.GlueDir = orShared(c.GlueDir, defaultGlueDir)
 	}
@@ -173,7 +175,7 @@ type useResult struct {
 
 // runUseEval prints the held-out perplexity without and with the adapter.
 func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
-	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, func(cfg llama.Config) memcheck.Need { return evalNeed(cfg, c.BatchSize, c.MaxLen) })
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +209,9 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
-	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, func(cfg llama.Config) memcheck.Need {
+		return append(evalNeed(cfg, c.BatchSize, c.MaxLen), generateNeed(cfg, c.Steps, 1)...)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -215,18 +219,22 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := mergeNeed(b.cfg, adapterTargets(a)).Check(); err != nil {
+		return nil, errors.Wrapf(err, "merging %s", c.AdapterDir)
+	}
 	if _, ok := a.(layers.Merger); !ok {
 		return nil, errors.Errorf("the %s adapter in %s cannot be merged (only LoRA and Lily can)", a.Method(), c.AdapterDir)
 	}
 	res := &useResult{}
 	greedy := llama.SampleOptions{Steps: c.Steps}
+	gcfg := decodeConfig(b.cfg, c.Steps)
 	lily, isLily := a.(*layers.Lily)
 	if isLily && !lily.Config().Uniform && len(lily.FrozenMixing()) == 0 {
 		if !c.Calibrate {
 			return nil, errors.Errorf("the Lily adapter in %s routes every input to its own mixture of experts (%s routing), which no single merged weight reproduces; "+
 				"add -calibrate to freeze each site's mixing at its mean over the training text and merge that", c.AdapterDir, lily.Config().Routing)
 		}
-		routed, err := llama.Generate(b.cfg, b.store, a, b.tok, "", greedy)
+		routed, err := llama.Generate(gcfg, b.store, a, b.tok, "", greedy)
 		if err != nil {
 			return nil, errors.Wrap(err, "greedy text with the routed adapter")
 		}
@@ -235,38 +243,26 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 			return nil, err
 		}
 	}
-	before, err := llama.Generate(b.cfg, b.store, a, b.tok, "", greedy)
+	before, err := llama.Generate(gcfg, b.store, a, b.tok, "", greedy)
 	if err != nil {
 		return nil, errors.Wrap(err, "greedy text with the adapter")
 	}
 	if err := layers.Merge(b.store, a, b.cfg.Sites()); err != nil {
 		return nil, errors.Wrapf(err, "merging %s", c.AdapterDir)
 	}
-	after, err := llama.Generate(b.cfg, b.store, nil, b.tok, "", greedy)
+	after, err := llama.Generate(gcfg, b.store, nil, b.tok, "", greedy)
 	if err != nil {
 		return nil, errors.Wrap(err, "greedy text of the merged model")
 	}
 	res.AdapterText, res.MergedText = before.Text, after.Text
-	tok, err := os.ReadFile(c.Tokenizer)
-	if err != nil {
-		return nil, errors.Wrap(err, "export: copying the tokenizer")
-	}
-	err = c.folder().Write(true, func(dir string) error {
-		if err := llama.SaveLlama2C(filepath.Join(dir, exportBin), b.cfg, b.store); err != nil {
-			return err
-		}
-		if err := atomicfile.WriteBytes(filepath.Join(dir, exportTokenizer), tok); err != nil {
-			return errors.Wrap(err, "export: copying the tokenizer")
-		}
-		if err := llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store); err != nil {
-			return err
-		}
-		return errors.Wrap(b.tok.WriteHF(filepath.Join(dir, exportHF), b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
-	})
-	if err != nil {
+	if err := c.writeExport(b); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s, %s and %s/ to %s\n", a.Method(), c.AdapterDir, c.Checkpoint, exportBin, exportTokenizer, exportHF, c.Out)
+	wrote := fmt.Sprintf("%s, %s and %s/", exportBin, exportTokenizer, exportHF)
+	if b.hf {
+		wrote = exportHF + "/"
+	}
+	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s to %s\n", a.Method(), c.AdapterDir, c.Checkpoint, wrote, c.Out)
 	if res.Calibrated > 0 {
 		fmt.Fprintf(w, "Lily's mixing frozen at its mean over %d training texts\n", res.Calibrated)
 	}
@@ -303,4 +299,82 @@ func (c useConfig) calibrate(b *base, lily *layers.Lily) (int, error) {
 		return 0, err
 	}
 	return len(seqs), lily.FreezeMixing(cal.Mean())
+}
+
+// writeExport writes the merged model in b to -out: for a llama2.c
+// checkpoint model.bin, a copy of the tokenizer and hf/ (float32, with the
+// tokenizer converted); for a Hugging Face checkpoint hf/ only, with the
+// source's config.json, weights in its torch_dtype (bfloat16 or float32),
+// and its tokenizer files copied (or converted from a llama2.c -tokenizer).
+func (c useConfig) writeExport(b *base) error {
+	if !b.hf {
+		tok, err := os.ReadFile(c.Tokenizer)
+		if err != nil {
+			return errors.Wrap(err, "export: copying the tokenizer")
+		}
+		return c.folder().Write(true, func(dir string) error {
+			if err := llama.SaveLlama2C(filepath.Join(dir, exportBin), b.cfg, b.store); err != nil {
+				return err
+			}
+			if err := atomicfile.WriteBytes(filepath.Join(dir, exportTokenizer), tok); err != nil {
+				return errors.Wrap(err, "export: copying the tokenizer")
+			}
+			if err := llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store); err != nil {
+				return err
+			}
+			return errors.Wrap(b.tok.(*llama2c.Tokenizer).WriteHF(filepath.Join(dir, exportHF), b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
+		})
+	}
+	src := atomicfile.Resolve(c.Checkpoint)
+	cfgJSON, err := os.ReadFile(filepath.Join(src, hfConfigFile))
+	if err != nil {
+		return errors.Wrap(err, "export: reading the checkpoint's config.json")
+	}
+	dtype := "f32"
+	if torchDtype(src) == "bfloat16" {
+		dtype = "bf16"
+	}
+	copies := map[string]string{hfGenerationFile: filepath.Join(src, hfGenerationFile)}
+	lt, isLlama2c := b.tok.(*llama2c.Tokenizer)
+	if !isLlama2c {
+		tdir := filepath.Dir(c.Tokenizer)
+		copies[hfTokenizerFile] = c.Tokenizer
+		copies[hfTokenizerConfigFile] = filepath.Join(tdir, hfTokenizerConfigFile)
+	}
+	return c.folder().Write(true, func(dir string) error {
+		hf := filepath.Join(dir, exportHF)
+		if err := os.Mkdir(hf, 0o755); err != nil {
+			return errors.Wrap(err, "export")
+		}
+		if err := saveHFStream(hf, b.cfg, b.store, dtype, cfgJSON, defaultMaxShard); err != nil {
+			return errors.Wrap(err, "export")
+		}
+		for name, from := range copies {
+			data, err := os.ReadFile(from)
+			if errors.Is(err, os.ErrNotExist) && name != hfTokenizerFile {
+				continue // optional files
+			}
+			if err != nil {
+				return errors.Wrapf(err, "export: copying %s", name)
+			}
+			if err := atomicfile.WriteBytes(filepath.Join(hf, name), data); err != nil {
+				return errors.Wrapf(err, "export: copying %s", name)
+			}
+		}
+		if isLlama2c {
+			return errors.Wrap(lt.WriteHF(hf, b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
+		}
+		return nil
+	})
+}
+
+// adapterTargets lists the modules an adapter adapts.
+func adapterTargets(a layers.Adapter) []string {
+	switch ad := a.(type) {
+	case *layers.Lily:
+		return ad.Config().TargetModules
+	case *layers.LoRA:
+		return ad.Config().TargetModules
+	}
+	return nil
 }
