@@ -49,28 +49,39 @@ func weightBytes(c llama.Config) float64 {
 }
 
 // checkHFLoad refuses, before any weight is read, a Hugging Face
-// checkpoint whose loading (the float32 store, the largest weights file read
-// whole, one tensor's copy) or whose run (the store and what need lists)
-// does not fit in the memory available.
+// checkpoint whose loading or whose run (hfNeeds) does not fit in the
+// memory available.
 func checkHFLoad(dir string, need func(llama.Config) memcheck.Need) error {
-	cfg, err := llama.LoadHFConfig(filepath.Join(atomicfile.Resolve(dir), hfConfigFile))
+	load, run, err := hfNeeds(dir, need)
 	if err != nil {
-		return errors.Wrap(err, "loading the checkpoint")
+		return err
 	}
-	peak, err := llama.LoadHFPeak(dir, tensor.Float32)
-	if err != nil {
-		return errors.Wrap(err, "loading the checkpoint")
-	}
-	w := weightBytes(cfg)
-	load := memcheck.Need{{What: "float32 weights", Bytes: w}, {What: "the largest weights file and one tensor while loading", Bytes: peak - w}}
 	if err := load.Check(); err != nil {
 		return errors.Wrapf(err, "loading %s", dir)
 	}
-	run := memcheck.Need{{What: "float32 weights", Bytes: w}}
+	return errors.Wrapf(run.Check(), "running on %s", dir)
+}
+
+// hfNeeds estimates loading a Hugging Face checkpoint (the float32 store,
+// the largest weights file read whole, one tensor's copy) and the run that
+// follows (the store and what need lists), from config.json and the files'
+// sizes.
+func hfNeeds(dir string, need func(llama.Config) memcheck.Need) (load, run memcheck.Need, err error) {
+	cfg, err := llama.LoadHFConfig(filepath.Join(atomicfile.Resolve(dir), hfConfigFile))
+	if err != nil {
+		return nil, nil, errors.Wrap(err, "loading the checkpoint")
+	}
+	peak, err := llama.LoadHFPeak(dir, tensor.Float32)
+	if err != nil {
+		return nil, nil, errors.Wrap(err, "loading the checkpoint")
+	}
+	w := weightBytes(cfg)
+	load = memcheck.Need{{What: "float32 weights", Bytes: w}, {What: "the largest weights file and one tensor while loading", Bytes: peak - w}}
+	run = memcheck.Need{{What: "float32 weights", Bytes: w}}
 	if need != nil {
 		run = append(run, need(cfg)...)
 	}
-	return errors.Wrapf(run.Check(), "running on %s", dir)
+	return load, run, nil
 }
 
 // llama2cLoadNeed is what loading a llama2.c file holds at its peak: the

@@ -1,0 +1,421 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/lilygo/lily/gemm"
+	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/memcheck"
+	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/tensorfile"
+	"github.com/lilygo/lily/tokenizers/llama2c"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// runCmd runs the llama command with args and returns its stdout.
+func runCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("llama %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+// synthTiny writes the tiny preset to a new folder with extra flags.
+func synthTiny(t *testing.T, extra ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tiny")
+	runCmd(t, append([]string{"synth", "-config", "tiny", "-out", dir}, extra...)...)
+	return dir
+}
+
+// TestPresetsHaveTheRealSizes: the presets' parameter counts are those of
+// the published models, and the tied Llama 3.2 has no lm_head.
+func TestPresetsHaveTheRealSizes(t *testing.T) {
+	for name, want := range map[string]int64{
+		"llama3-8b":      8_030_261_248,
+		"llama3.2-1b":    1_235_814_400,
+		"tinyllama-1.1b": 1_100_048_384,
+	} {
+		var n int64
+		head := false
+		for _, ts := range hfTensors(synthPresets[name].cfg) {
+			n += elements(ts.shape)
+			head = head || ts.name == llama.HeadName
+		}
+		if n != want {
+			t.Errorf("%s: %d parameters, want %d", name, n, want)
+		}
+		if head == synthPresets[name].cfg.TiedEmbeddings {
+			t.Errorf("%s: lm_head.weight present %t with tied embeddings %t", name, head, synthPresets[name].cfg.TiedEmbeddings)
+		}
+	}
+}
+
+// TestSynthLayout: the folder holds what transformers writes, with Hugging
+// Face's tensor names and [out, in] shapes, and our loader reads it back.
+func TestSynthLayout(t *testing.T) {
+	dir := synthTiny(t, "-dtype", "f32")
+	for _, f := range []string{hfConfigFile, hfGenerationFile, hfTokenizerFile, hfTokenizerConfigFile, hfSingleWeights} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	f, err := tensorfile.Open(filepath.Join(dir, hfSingleWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := synthPresets["tiny"].cfg
+	names := f.Names()
+	if len(names) != 2*9+3 {
+		t.Errorf("%d tensors: %v", len(names), names)
+	}
+	for name, shape := range map[string][]int{
+		"model.embed_tokens.weight":                      {want.VocabSize, want.Dim},
+		"model.layers.1.self_attn.q_proj.weight":         {want.Dim, want.Dim},
+		"model.layers.1.self_attn.k_proj.weight":         {want.KVDim(), want.Dim},
+		"model.layers.0.mlp.down_proj.weight":            {want.Dim, want.HiddenDim},
+		"model.layers.0.mlp.gate_proj.weight":            {want.HiddenDim, want.Dim},
+		"model.layers.0.input_layernorm.weight":          {want.Dim},
+		"model.layers.1.post_attention_layernorm.weight": {want.Dim},
+		"model.norm.weight":                              {want.Dim},
+		"lm_head.weight":                                 {want.VocabSize, want.Dim},
+	} {
+		got, ok := f.Shape(name)
+		if !ok || !tensor.Shape(got).Eq(tensor.Shape(shape)) {
+			t.Errorf("%s: shape %v (present %t), want %v", name, got, ok, shape)
+		}
+	}
+	if dt, _ := f.Dtype("model.norm.weight"); dt != tensorfile.F32 {
+		t.Errorf("dtype %s", dt)
+	}
+	cfg, s, err := llama.LoadHF(dir, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != want {
+		t.Errorf("config %+v, want %+v", cfg, want)
+	}
+	norm, _ := s.Get("model.layers.0.input_layernorm.weight")
+	q, _ := s.Get("model.layers.0.self_attn.q_proj.weight")
+	if v := layers.Float64s(norm.Value); v[0] != 1 {
+		t.Errorf("norm weight %v, want ones", v[0])
+	}
+	sum, sq := 0.0, 0.0
+	v := layers.Float64s(q.Value)
+	for _, x := range v {
+		sum, sq = sum+x, sq+x*x
+	}
+	if std := math.Sqrt(sq / float64(len(v))); math.Abs(std-0.02) > 0.002 || math.Abs(sum/float64(len(v))) > 0.002 {
+		t.Errorf("q_proj: mean %g, std %g, want normal(0, 0.02)", sum/float64(len(v)), std)
+	}
+	var raw map[string]any
+	data, _ := os.ReadFile(filepath.Join(dir, hfConfigFile))
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw["torch_dtype"] != "float32" || raw["bos_token_id"] != 1.0 || raw["model_type"] != "llama" {
+		t.Errorf("config.json: %v", raw)
+	}
+}
+
+// loadAll loads a checkpoint folder and returns every weight by name.
+func loadAll(t *testing.T, dir string) map[string][]float64 {
+	t.Helper()
+	_, s, err := llama.LoadHF(dir, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float64{}
+	for _, p := range s.Params() {
+		out[p.Name] = layers.Float64s(p.Value)
+	}
+	return out
+}
+
+// TestShardedEqualsSingleAndBF16Rounds: a sharded folder (index and
+// model-0000k-of-0000n files) loads to the same weights as one file, and
+// the bf16 folder holds the f32 weights rounded to nearest even.
+func TestShardedEqualsSingleAndBF16Rounds(t *testing.T) {
+	single := synthTiny(t, "-dtype", "f32")
+	sharded := synthTiny(t, "-dtype", "f32", "-max_shard_size", "200KB")
+	bf16 := synthTiny(t)
+	if _, err := os.Stat(filepath.Join(sharded, hfSingleWeights)); err == nil {
+		t.Fatal("the sharded folder has model.safetensors")
+	}
+	var index struct {
+		Metadata  map[string]float64 `json:"metadata"`
+		WeightMap map[string]string  `json:"weight_map"`
+	}
+	data, err := os.ReadFile(filepath.Join(sharded, hfWeightsIndex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &index); err != nil {
+		t.Fatal(err)
+	}
+	shardSet := map[string]bool{}
+	for _, s := range index.WeightMap {
+		shardSet[s] = true
+	}
+	var names []string
+	for s := range shardSet {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	if len(names) < 3 || names[0] != "model-00001-of-0000"+string(rune('0'+len(names)))+".safetensors" {
+		t.Fatalf("shards %v", names)
+	}
+	if index.Metadata["total_size"] != 4*156480 {
+		t.Errorf("total_size %v", index.Metadata["total_size"])
+	}
+	a, b, h := loadAll(t, single), loadAll(t, sharded), loadAll(t, bf16)
+	if len(a) != len(b) || len(a) != len(h) {
+		t.Fatalf("%d, %d and %d tensors", len(a), len(b), len(h))
+	}
+	for name, va := range a {
+		vb, vh := b[name], h[name]
+		for i := range va {
+			if va[i] != vb[i] {
+				t.Fatalf("%s[%d]: %v single, %v sharded", name, i, va[i], vb[i])
+			}
+			if r := float64(gemm.ToBF16(float32(va[i])).Float32()); vh[i] != r {
+				t.Fatalf("%s[%d]: bf16 file holds %v, f32 %v rounds to %v", name, i, vh[i], va[i], r)
+			}
+		}
+	}
+}
+
+// TestHFEndToEnd: synth → generate → finetune → eval → export, and the
+// exported folder is read by eval with the adapter's perplexity.
+func TestHFEndToEnd(t *testing.T) {
+	dir := synthTiny(t, "-dtype", "f32")
+	tmp := t.TempDir()
+	train, eval := filepath.Join(tmp, "train.txt"), filepath.Join(tmp, "eval.txt")
+	var tr, ev []string
+	words := strings.Fields("the little girl saw a big red ball in the park and she played with her dog")
+	for i := 0; i < 40; i++ {
+		line := strings.Join([]string{words[i%len(words)], words[(3*i+1)%len(words)], words[(5*i+2)%len(words)], words[(7*i+3)%len(words)]}, " ")
+		if i < 32 {
+			tr = append(tr, line)
+		} else {
+			ev = append(ev, line)
+		}
+	}
+	if err := os.WriteFile(train, []byte(strings.Join(tr, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(eval, []byte(strings.Join(ev, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gen := runCmd(t, "generate", "-checkpoint", dir, "-temperature", "0", "-steps", "12", "-prompt", "Once upon")
+	if !strings.HasPrefix(gen, "Once upon") {
+		t.Errorf("generate: %q", gen)
+	}
+	ft := filepath.Join(tmp, "ft")
+	runCmd(t, "finetune", "-checkpoint", dir, "-train_file", train, "-eval_file", eval, "-adapter", "lora", "-max_steps", "4",
+		"-batch_size", "8", "-eval_every", "0", "-lr", "0.02", "-out", ft)
+	res := readResult(t, ft)
+	if res.Best.Perplexity >= res.Base.Perplexity {
+		t.Errorf("fine-tuning did not lower perplexity: %v → %v", res.Base.Perplexity, res.Best.Perplexity)
+	}
+	useArgs := []string{"-checkpoint", dir, "-eval_file", eval, "-batch_size", "8", "-adapter", filepath.Join(ft, adapterDir)}
+	c, err := parseUse("eval", useArgs, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := runUseEval(c, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Adapted == nil || r.Adapted.Perplexity != res.Best.Perplexity {
+		t.Errorf("eval: %+v, the run's best %v", r.Adapted, res.Best.Perplexity)
+	}
+	ex := filepath.Join(tmp, "export")
+	out := runCmd(t, append([]string{"export", "-out", ex, "-train_file", train, "-steps", "16"}, useArgs...)...)
+	if !strings.Contains(out, "equals the adapter's") {
+		t.Errorf("export: %s", out)
+	}
+	for _, f := range []string{hfConfigFile, hfTokenizerFile, hfTokenizerConfigFile, hfSingleWeights, hfGenerationFile} {
+		if _, err := os.Stat(filepath.Join(ex, exportHF, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	c, err = parseUse("eval", []string{"-checkpoint", filepath.Join(ex, exportHF), "-eval_file", eval, "-batch_size", "8"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := runUseEval(c, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(merged.Base.Perplexity - r.Adapted.Perplexity); d > 1e-4*r.Adapted.Perplexity {
+		t.Errorf("the exported model's perplexity %v, the adapter's %v", merged.Base.Perplexity, r.Adapted.Perplexity)
+	}
+}
+
+// logits runs the model of b on ids and returns its logits.
+func logits(t *testing.T, b *base, ids []int) []float32 {
+	t.Helper()
+	g := b.store.NewGraph(false)
+	m, err := llama.Build(g, b.cfg, nil, 1, len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetBatch([][]int{ids}); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := g.Machine(nil, m.Logits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), m.Logits.Value().(G.Value).Data().([]float32)...)
+}
+
+// TestLlama2cAndHFLogitsEqual converts stories260K into a Hugging Face
+// folder and checks that the command loads it to the same logits, bit for
+// bit, and decodes the same greedy text.
+func TestLlama2cAndHFLogitsEqual(t *testing.T) {
+	data := sharedData(t)
+	ckpt, tokPath := filepath.Join(data, defaultCheckpoint), filepath.Join(data, defaultTokenizer)
+	b, err := loadBase(ckpt, tokPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "stories260K-hf")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgJSON, err := b.cfg.HFConfigJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := saveHFStream(dir, b.cfg, b.store, "f32", cfgJSON, 100_000); err != nil { // sharded, as large checkpoints are
+		t.Fatal(err)
+	}
+	h, err := loadBase(dir, tokPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.hf || h.cfg != b.cfg {
+		t.Fatalf("loaded as hf %t with %+v, want %+v", h.hf, h.cfg, b.cfg)
+	}
+	ids, err := b.tok.Encode("Once upon a time, there was a dog", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, lh := logits(t, b, ids), logits(t, h, ids)
+	for i := range lb {
+		if lb[i] != lh[i] {
+			t.Fatalf("logit %d: llama2.c %v, Hugging Face %v", i, lb[i], lh[i])
+		}
+	}
+	// The llama2.c model as llama2.c lays it out (interleaved rotary pairs)
+	// computes the same logits up to rounding.
+	cfg, s, err := llama.LoadLlama2C(ckpt, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	li := logits(t, &base{cfg: cfg, store: s}, ids)
+	for i := range li {
+		if d := math.Abs(float64(li[i] - lh[i])); d > 1e-4 {
+			t.Fatalf("logit %d: interleaved %v, Hugging Face %v", i, li[i], lh[i])
+		}
+	}
+	gen := runCmd(t, "generate", "-checkpoint", dir, "-tokenizer", tokPath, "-temperature", "0", "-steps", "40")
+	if want := "Once upon a time, there was a little girl named Lily."; !strings.HasPrefix(gen, want) {
+		t.Errorf("greedy text of the Hugging Face folder: %q", gen)
+	}
+}
+
+// TestHFMemoryRefused: a Llama 3 8B folder is refused with the numbers on
+// a 16 GiB machine, before any weight is read.
+func TestHFMemoryRefused(t *testing.T) {
+	dir := t.TempDir()
+	p := synthPresets["llama3-8b"]
+	cfgJSON, err := synthConfigJSON(p, p.cfg, "bf16", 128000, 128001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := `{"metadata": {"total_size": 16060522496}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00004.safetensors"}}`
+	for name, data := range map[string]string{hfConfigFile: string(cfgJSON), hfWeightsIndex: index, "model-00001-of-00004.safetensors": "x"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load, run, err := hfNeeds(dir, func(c llama.Config) memcheck.Need { return generateNeed(c, 256, 10) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const avail = 16 * memcheck.GiB
+	err = load.Fits(avail)
+	if err == nil || !strings.Contains(err.Error(), "needs about 31.9 GiB") || !strings.Contains(err.Error(), "16.0 GiB available") {
+		t.Errorf("load: %v", err)
+	}
+	if run.Total() < weightBytes(p.cfg) || weightBytes(p.cfg) != 4*8_030_261_248 {
+		t.Errorf("run needs %v", run.Total())
+	}
+	if run.Fits(64*memcheck.GiB) != nil {
+		t.Errorf("generating 256 tokens with Llama 3 8B should fit in 64 GiB: %v", run.Fits(64*memcheck.GiB))
+	}
+}
+
+// TestSentencePieceTokenizerRefused: LLaMA 2's style of tokenizer.json is
+// refused with what to do instead.
+func TestSentencePieceTokenizerRefused(t *testing.T) {
+	data := sharedData(t)
+	tok, err := llama2c.Load(filepath.Join(data, defaultTokenizer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := tok.WriteHF(dir, 512); err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadTokenizer(filepath.Join(dir, hfTokenizerFile), dir)
+	if err == nil || !strings.Contains(err.Error(), "SentencePiece-style") || !strings.Contains(err.Error(), "-tokenizer") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// TestSynthFlagErrors: bad synth flags are refused before any work.
+func TestSynthFlagErrors(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "x")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-out", out}, "-config is required"},
+		{[]string{"-config", "llama4", "-out", out}, "unknown"},
+		{[]string{"-config", "tiny", "-out", out, "-dtype", "f16"}, "bf16 or f32"},
+		{[]string{"-config", "tiny"}, "-out is required"},
+		{[]string{"-config", "llama3-8b", "-vocab", "300", "-out", out}, "at least 512"},
+		{[]string{"-config", "tiny", "-out", out, "-max_shard_size", "big"}, "-max_shard_size"},
+	} {
+		_, err := parseSynth(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if n, err := parseByteSize("5GB"); err != nil || n != 5_000_000_000 {
+		t.Errorf("5GB: %d, %v", n, err)
+	}
+	if n, err := parseByteSize("2MiB"); err != nil || n != 2<<20 {
+		t.Errorf("2MiB: %d, %v", n, err)
+	}
+}
