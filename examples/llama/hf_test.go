@@ -57,8 +57,16 @@ func TestPresetsHaveTheRealSizes(t *testing.T) {
 		if n != want {
 			t.Errorf("%s: %d parameters, want %d", name, n, want)
 		}
-		if head == synthPresets[name].cfg.TiedEmbeddings {
-			t.Errorf("%s: lm_head.weight present %t with tied embeddings %t", name, head, synthPresets[name].cfg.TiedEmbeddings)
+		p := synthPresets[name]
+		if head == p.cfg.TiedEmbeddings {
+			t.Errorf("%s: lm_head.weight present %t with tied embeddings %t", name, head, p.cfg.TiedEmbeddings)
+		}
+		js, err := synthConfigJSON(p, p.cfg, "bf16", 1, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := llama.ParseHFConfig(js); err != nil || back != p.cfg {
+			t.Errorf("%s: config.json reads back as %+v, %v", name, back, err)
 		}
 	}
 }

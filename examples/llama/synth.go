@@ -54,8 +54,6 @@ const (
 type synthPreset struct {
 	cfg    llama.Config
 	family string
-	// ropeScaling is config.json's rope_scaling (nil: none).
-	ropeScaling map[string]any
 	// headDim writes head_dim, as newer configs do.
 	headDim bool
 	source  string // the Hugging Face repository the values come from
@@ -69,10 +67,9 @@ var synthPresets = map[string]synthPreset{
 	"tinyllama-1.1b": {cfg: llama.Config{Dim: 2048, HiddenDim: 5632, NLayers: 22, NHeads: 32, NKVHeads: 4, VocabSize: 32000,
 		MaxSeqLen: 2048, NormEps: 1e-5, RopeTheta: 10000}, family: familyLlama2, source: "TinyLlama/TinyLlama-1.1B-Chat-v1.0"},
 	"llama3.2-1b": {cfg: llama.Config{Dim: 2048, HiddenDim: 8192, NLayers: 16, NHeads: 32, NKVHeads: 8, VocabSize: 128256,
-		MaxSeqLen: 131072, NormEps: 1e-5, RopeTheta: 500000, TiedEmbeddings: true}, family: familyLlama3, headDim: true,
-		ropeScaling: map[string]any{"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-			"original_max_position_embeddings": 8192, "rope_type": "llama3"},
-		source: "meta-llama/Llama-3.2-1B"},
+		MaxSeqLen: 131072, NormEps: 1e-5, RopeTheta: 500000, TiedEmbeddings: true,
+		RopeScaling: llama.RopeScaling{Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 8192}},
+		family: familyLlama3, headDim: true, source: "meta-llama/Llama-3.2-1B"},
 	"llama3-8b": {cfg: llama.Config{Dim: 4096, HiddenDim: 14336, NLayers: 32, NHeads: 32, NKVHeads: 8, VocabSize: 128256,
 		MaxSeqLen: 8192, NormEps: 1e-5, RopeTheta: 500000}, family: familyLlama3, source: "meta-llama/Meta-Llama-3-8B"},
 }
@@ -265,7 +262,6 @@ func synthConfigJSON(p synthPreset, c llama.Config, dtype string, bos, eos int) 
 	}
 	m["bos_token_id"], m["eos_token_id"] = bos, eos
 	m["torch_dtype"] = map[string]string{"bf16": "bfloat16", "f32": "float32"}[dtype]
-	m["rope_scaling"] = p.ropeScaling
 	m["initializer_range"] = 0.02
 	m["attention_dropout"] = 0.0
 	m["pretraining_tp"] = 1
