@@ -74,8 +74,9 @@ func defaultConfig() ftConfig {
 }
 
 // finetuneUsage explains the subcommand; -h prints it above the flags.
-const finetuneUsage = `llama finetune: adapt a llama2.c model (default: stories260K, trained on
-children's stories) to a new text domain and measure held-out perplexity.
+const finetuneUsage = `llama finetune: adapt a LLaMA (a llama2.c file or a Hugging Face directory;
+default: stories260K, trained on children's stories) to a new text domain and
+measure held-out perplexity.
 
 By default the training text is the SST-2 training sentences (movie-review
 language the model never saw) and the held-out text the SST-2 dev sentences.
@@ -102,8 +103,8 @@ Flags:
 // addFinetuneFlags registers the fine-tuning flags on fs, bound to c, whose
 // values are the defaults.
 func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
-	fs.StringVar(&c.Checkpoint, "checkpoint", "", "llama2.c checkpoint (default ../shared/data/"+defaultCheckpoint+", looked up from the working directory up to the repository root)")
-	fs.StringVar(&c.Tokenizer, "tokenizer", "", "llama2.c tokenizer (default ../shared/data/"+defaultTokenizer+")")
+	fs.StringVar(&c.Checkpoint, "checkpoint", "", checkpointHelp)
+	fs.StringVar(&c.Tokenizer, "tokenizer", "", tokenizerHelp)
 	fs.StringVar(&c.GlueDir, "glue_dir", "", "GLUE directory for the text (default ../shared/data/"+defaultGlueDir+")")
 	fs.StringVar(&c.GlueTask, "glue_task", c.GlueTask, "GLUE task whose train sentences are trained on and dev sentences held out")
 	fs.StringVar(&c.TrainFile, "train_file", "", "plain-text training file, one example per line (instead of GLUE; needs -eval_file)")

@@ -22,8 +22,8 @@ type genConfig struct {
 }
 
 // generateUsage explains the subcommand; -h prints it above the flags.
-const generateUsage = `llama generate: continue a prompt with a llama2.c model (default:
-stories260K), as llama2.c's run does: -temperature 0 decodes greedily, otherwise
+const generateUsage = `llama generate: continue a prompt with a LLaMA (a llama2.c file or a Hugging
+Face directory; default: stories260K), as llama2.c's run does: -temperature 0 decodes greedily, otherwise
 top-p sampling. Prints the text on stdout and the speed on stderr.
 
 Flags:
@@ -35,8 +35,8 @@ func parseGenerate(args []string, usageOut io.Writer) (genConfig, error) {
 	c := genConfig{Steps: 256, Temperature: 1, TopP: 0.9, Seed: 42}
 	fs := flag.NewFlagSet("llama generate", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	fs.StringVar(&c.Checkpoint, "checkpoint", "", "llama2.c checkpoint (default ../shared/data/"+defaultCheckpoint+", looked up from the working directory up to the repository root)")
-	fs.StringVar(&c.Tokenizer, "tokenizer", "", "llama2.c tokenizer (default ../shared/data/"+defaultTokenizer+")")
+	fs.StringVar(&c.Checkpoint, "checkpoint", "", checkpointHelp)
+	fs.StringVar(&c.Tokenizer, "tokenizer", "", tokenizerHelp)
 	fs.StringVar(&c.Adapter, "adapter", "", "adapter directory written by finetune (its adapter/ folder); none by default")
 	fs.StringVar(&c.Prompt, "prompt", "", "text to continue (BOS is prepended)")
 	fs.IntVar(&c.Steps, "steps", c.Steps, "positions to run, prompt included, as llama2.c's -n (0: the model's maximum)")

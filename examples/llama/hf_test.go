@@ -427,3 +427,71 @@ func TestSynthFlagErrors(t *testing.T) {
 		t.Errorf("2MiB: %d, %v", n, err)
 	}
 }
+
+// TestSynthLlama3Tokenizer: a LLaMA 3 family tokenizer (shrunk with -vocab)
+// has LLaMA 3's layout and ids: BOS and EOS first of the last 256, its
+// pre-tokenizer splits digits in threes, and it reads back through the
+// command's loader.
+func TestSynthLlama3Tokenizer(t *testing.T) {
+	tokJSON, _, bos, eos, err := synthTokenizer(familyLlama3, 2048, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bos != 2048-256 || eos != bos+1 {
+		t.Errorf("bos %d, eos %d", bos, eos)
+	}
+	var doc struct {
+		Pre struct {
+			Type string `json:"type"`
+		} `json:"pre_tokenizer"`
+		Added []struct {
+			ID int `json:"id"`
+		} `json:"added_tokens"`
+		Model struct {
+			Vocab        map[string]int `json:"vocab"`
+			IgnoreMerges bool           `json:"ignore_merges"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal(tokJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Pre.Type != "Sequence" || !doc.Model.IgnoreMerges || len(doc.Added) != 256 || len(doc.Model.Vocab) != 2048-256 {
+		t.Errorf("pre_tokenizer %s, ignore_merges %t, %d added, %d in model.vocab", doc.Pre.Type, doc.Model.IgnoreMerges, len(doc.Added), len(doc.Model.Vocab))
+	}
+	dir := t.TempDir()
+	cfg := `{"bos_token_id": 1792, "eos_token_id": [1793, 1800]}`
+	if err := os.WriteFile(filepath.Join(dir, hfConfigFile), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, hfTokenizerFile), tokJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := loadTokenizer(filepath.Join(dir, hfTokenizerFile), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.BOS() != 1792 || tok.EOS() != 1793 || tok.VocabSize() != 2048 {
+		t.Errorf("BOS %d, EOS %d, vocabulary %d", tok.BOS(), tok.EOS(), tok.VocabSize())
+	}
+	ids, err := tok.Encode("The children played 12345 times.", true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] != 1792 || ids[len(ids)-1] != 1793 {
+		t.Errorf("ids %v", ids)
+	}
+	var text strings.Builder
+	for i := 1; i < len(ids)-1; i++ {
+		s, err := tok.Decode(ids[i-1], ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.WriteString(s)
+	}
+	if text.String() != "The children played 12345 times." {
+		t.Errorf("decoded %q", text.String())
+	}
+	if s, _ := tok.Decode(0, 1800); s != "<|reserved_special_token_1|>" && !strings.HasPrefix(s, "<|reserved_special_token_") {
+		t.Errorf("id 1800 decodes to %q", s)
+	}
+}

@@ -301,7 +301,10 @@ const synthMaxMerges = 1000
 // synthTokenizer trains the byte-level BPE of a synthesized checkpoint and
 // returns its tokenizer.json and tokenizer_config.json and the BOS and EOS
 // ids. Ids up to vocab that BPE does not use hold reserved tokens, so that
-// every id the model can produce decodes.
+// every id the model can produce decodes. LLaMA 3's family gets LLaMA 3's
+// layout: its pre-tokenizer (Split by bytebpe.Llama3Pattern, then
+// ByteLevel), ignore_merges, and the last 256 ids as added special tokens
+// (<|begin_of_text|>, <|end_of_text|>, reserved ones).
 func synthTokenizer(family string, vocab, maxLen int) (tokJSON, tokCfg []byte, bos, eos int, err error) {
 	var specials []string
 	nSpecial := 256
@@ -337,10 +340,16 @@ func synthTokenizer(family string, vocab, maxLen int) (tokJSON, tokCfg []byte, b
 			reserved++
 		}
 	}
-	// model.vocab in id order, written by hand to keep the order.
+	// model.vocab in id order, written by hand to keep the order. LLaMA 3
+	// keeps its last 256 ids, the special tokens, out of model.vocab (they
+	// are added_tokens only).
+	inVocab := len(names)
+	if family == familyLlama3 {
+		inVocab = vocab - 256
+	}
 	var v bytes.Buffer
 	v.WriteByte('{')
-	for id, n := range names {
+	for id, n := range names[:inVocab] {
 		if id > 0 {
 			v.WriteByte(',')
 		}
@@ -370,6 +379,15 @@ func synthTokenizer(family string, vocab, maxLen int) (tokJSON, tokCfg []byte, b
 		return map[string]any{"Sequence": map[string]any{"id": id, "type_id": 0}}
 	}
 	bosPiece := map[string]any{"SpecialToken": map[string]any{"id": bosTok, "type_id": 0}}
+	// GPT-2's pattern for LLaMA 2's family (whose real tokenizer is
+	// SentencePiece's, which this one does not imitate); LLaMA 3's own
+	// Split and ignore_merges for LLaMA 3's.
+	var pre any = map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
+	if family == familyLlama3 {
+		pre = map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": bytebpe.Llama3Pattern}, "behavior": "Isolated", "invert": false},
+			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}}}
+	}
 	var unkToken any
 	if unk != "" {
 		unkToken = unk
@@ -380,14 +398,14 @@ func synthTokenizer(family string, vocab, maxLen int) (tokJSON, tokCfg []byte, b
 		"padding":       nil,
 		"added_tokens":  addedTokens,
 		"normalizer":    nil,
-		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+		"pre_tokenizer": pre,
 		"post_processor": map[string]any{"type": "TemplateProcessing",
 			"single":         []any{bosPiece, seq("A")},
 			"pair":           []any{bosPiece, seq("A"), bosPiece, seq("B")},
 			"special_tokens": map[string]any{bosTok: specialTok(bosTok, bos)}},
 		"decoder": map[string]any{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
 		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": unkToken, "continuing_subword_prefix": nil,
-			"end_of_word_suffix": nil, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+			"end_of_word_suffix": nil, "fuse_unk": false, "byte_fallback": false, "ignore_merges": family == familyLlama3,
 			"vocab": json.RawMessage(v.Bytes()), "merges": tok.Merges()},
 	}
 	if tokJSON, err = marshalIndent(doc); err != nil {

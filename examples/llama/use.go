@@ -43,6 +43,9 @@ text from the merged model checked against the adapter's.
   llama export -adapter runs/llama-lora/adapter -out runs/llama-merged
   llama generate -checkpoint runs/llama-merged/model.bin -tokenizer runs/llama-merged/tokenizer.bin -temperature 0
 
+A Hugging Face -checkpoint gives hf/ only: its config.json and tokenizer
+files copied, the merged weights in its torch_dtype (bfloat16 or float32).
+
 LoRA merges exactly. A Lily adapter routes every input to its own mixture of
 experts, which no single weight matrix reproduces: -calibrate freezes each
 site's mixing at its mean over the training text (-train_file or the GLUE
@@ -71,8 +74,8 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 	c := useConfig{ftConfig: defaultConfig(), Mode: mode, CalibrateExamples: 2000, Steps: 64}
 	fs := flag.NewFlagSet("llama "+mode, flag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	fs.StringVar(&c.Checkpoint, "checkpoint", "", "llama2.c checkpoint the adapter was trained on (default ../shared/data/"+defaultCheckpoint+")")
-	fs.StringVar(&c.Tokenizer, "tokenizer", "", "llama2.c tokenizer (default ../shared/data/"+defaultTokenizer+")")
+	fs.StringVar(&c.Checkpoint, "checkpoint", "", "the checkpoint the adapter was trained on: "+checkpointHelp)
+	fs.StringVar(&c.Tokenizer, "tokenizer", "", tokenizerHelp)
 	fs.StringVar(&c.AdapterDir, "adapter", "", "adapter directory (a finetune run's adapter/ folder, or PEFT's)")
 	fs.StringVar(&c.GlueDir, "glue_dir", "", "GLUE directory for -glue_task (default ../shared/data/"+defaultGlueDir+")")
 	fs.StringVar(&c.GlueTask, "glue_task", c.GlueTask, "GLUE task whose dev sentences are held out (train sentences calibrate)")
@@ -83,7 +86,7 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 	switch mode {
 	case "eval":
 	case "export":
-		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (required)")
+		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (for a Hugging Face -checkpoint: hf/ only) (required)")
 		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 		fs.StringVar(&c.TrainFile, "train_file", "", "calibration text instead of GLUE's train split, one text per line")
 		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over the training text, so that it can be merged")
