@@ -84,27 +84,40 @@ func (h *hfTokenizer) BOS() int { return h.bos }
 // EOS is the end-of-sequence id.
 func (h *hfTokenizer) EOS() int { return h.eos }
 
-// loadTokenizer reads -tokenizer: a Hugging Face tokenizer.json (its BOS
-// and EOS ids from checkpoint's config.json, else from
-// tokenizer_config.json beside it) or a llama2.c tokenizer file.
+// loadTokenizer reads -tokenizer: a Hugging Face tokenizer.json or a
+// llama2.c tokenizer file. A tokenizer.json is byte-level BPE (GPT-2's or
+// LLaMA 3's pre-tokenizer; BOS and EOS ids from checkpoint's config.json,
+// else from tokenizer_config.json beside it) or SentencePiece-style BPE
+// with byte_fallback (LLaMA 2's, TinyLlama's: read as a llama2.c
+// tokenizer, BOS 1 and EOS 2).
 func loadTokenizer(path, checkpoint string) (llama.Tokenizer, error) {
 	if !strings.HasSuffix(path, ".json") {
 		tok, err := llama2c.Load(path)
 		return tok, err
 	}
-	t, err := bytebpe.LoadTokenizerJSON(path)
-	if err != nil {
-		return nil, errors.Wrapf(err, "%s is not a byte-level BPE tokenizer as LLaMA 3's and llama synth's are, the only Hugging Face kind this command reads; "+
-			"a SentencePiece-style one (LLaMA 2, TinyLlama: BPE with byte_fallback and a Metaspace or Prepend \"▁\" normalizer) needs -tokenizer with a llama2.c tokenizer.bin of the same vocabulary (llama2.c's tokenizer.py writes one from tokenizer.model)", path)
-	}
-	h := &hfTokenizer{t: t, bos: -1, eos: -1}
 	var cfg struct {
 		BOS json.RawMessage `json:"bos_token_id"`
 		EOS json.RawMessage `json:"eos_token_id"`
 	}
+	bos, eos := -1, -1
 	if data, err := os.ReadFile(filepath.Join(atomicfile.Resolve(checkpoint), hfConfigFile)); err == nil && json.Unmarshal(data, &cfg) == nil {
-		h.bos, h.eos = firstID(cfg.BOS), firstID(cfg.EOS)
+		bos, eos = firstID(cfg.BOS), firstID(cfg.EOS)
 	}
+	if data, err := os.ReadFile(path); err == nil && llama2c.IsSentencePieceJSON(data) {
+		tok, err := llama2c.ParseHF(data)
+		if err != nil {
+			return nil, errors.Wrap(err, path)
+		}
+		if bos >= 0 && bos != tok.BOS() || eos >= 0 && eos != tok.EOS() {
+			return nil, errors.Errorf("%s: config.json's bos_token_id %d and eos_token_id %d differ from the SentencePiece-style tokenizer's %d and %d", path, bos, eos, tok.BOS(), tok.EOS())
+		}
+		return tok, nil
+	}
+	t, err := bytebpe.LoadTokenizerJSON(path)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%s is neither byte-level BPE (GPT-2's or LLaMA 3's pre-tokenizer) nor SentencePiece-style BPE with byte_fallback (LLaMA 2's, TinyLlama's), the Hugging Face kinds this command reads; give a llama2.c tokenizer.bin of the same vocabulary with -tokenizer", path)
+	}
+	h := &hfTokenizer{t: t, bos: bos, eos: eos}
 	var tc struct {
 		BOS any `json:"bos_token"`
 		EOS any `json:"eos_token"`

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -296,8 +297,9 @@ func logits(t *testing.T, b *base, ids []int) []float32 {
 }
 
 // TestLlama2cAndHFLogitsEqual converts stories260K into a Hugging Face
-// folder and checks that the command loads it to the same logits, bit for
-// bit, and decodes the same greedy text.
+// folder (sharded weights, LLaMA 2's tokenizer.json) and checks that the
+// command loads it to the same logits, bit for bit, and decodes the same
+// greedy text with the folder's own tokenizer.
 func TestLlama2cAndHFLogitsEqual(t *testing.T) {
 	data := sharedData(t)
 	ckpt, tokPath := filepath.Join(data, defaultCheckpoint), filepath.Join(data, defaultTokenizer)
@@ -316,7 +318,11 @@ func TestLlama2cAndHFLogitsEqual(t *testing.T) {
 	if err := saveHFStream(dir, b.cfg, b.store, "f32", cfgJSON, 100_000); err != nil { // sharded, as large checkpoints are
 		t.Fatal(err)
 	}
-	h, err := loadBase(dir, tokPath, nil)
+	// LLaMA 2's layout of tokenizer.json, as TinyLlama ships it.
+	if err := b.tok.(*llama2c.Tokenizer).WriteHF(dir, b.cfg.MaxSeqLen); err != nil {
+		t.Fatal(err)
+	}
+	h, err := loadBase(dir, tokenizerFor(dir, ""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +351,7 @@ func TestLlama2cAndHFLogitsEqual(t *testing.T) {
 			t.Fatalf("logit %d: interleaved %v, Hugging Face %v", i, li[i], lh[i])
 		}
 	}
-	gen := runCmd(t, "generate", "-checkpoint", dir, "-tokenizer", tokPath, "-temperature", "0", "-steps", "40")
+	gen := runCmd(t, "generate", "-checkpoint", dir, "-temperature", "0", "-steps", "40")
 	if want := "Once upon a time, there was a little girl named Lily."; !strings.HasPrefix(gen, want) {
 		t.Errorf("greedy text of the Hugging Face folder: %q", gen)
 	}
@@ -383,9 +389,10 @@ func TestHFMemoryRefused(t *testing.T) {
 	}
 }
 
-// TestSentencePieceTokenizerRefused: LLaMA 2's style of tokenizer.json is
+// TestSentencePieceTokenizer: LLaMA 2's style of tokenizer.json is read as
+// the llama2.c tokenizer it was converted from, and another kind is
 // refused with what to do instead.
-func TestSentencePieceTokenizerRefused(t *testing.T) {
+func TestSentencePieceTokenizer(t *testing.T) {
 	data := sharedData(t)
 	tok, err := llama2c.Load(filepath.Join(data, defaultTokenizer))
 	if err != nil {
@@ -393,6 +400,24 @@ func TestSentencePieceTokenizerRefused(t *testing.T) {
 	}
 	dir := t.TempDir()
 	if err := tok.WriteHF(dir, 512); err != nil {
+		t.Fatal(err)
+	}
+	back, err := loadTokenizer(filepath.Join(dir, hfTokenizerFile), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "Once upon a time, there was a little girl named Lily."
+	a, _ := tok.Encode(text, true, false)
+	b, _ := back.Encode(text, true, false)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("tokenizer.json encodes %v, tok512.bin %v", b, a)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, hfTokenizerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(js), `"type": "BPE"`, `"type": "Unigram"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, hfTokenizerFile), []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err = loadTokenizer(filepath.Join(dir, hfTokenizerFile), dir)

@@ -6,9 +6,10 @@
 // Every subcommand's -checkpoint is a llama2.c checkpoint file or a Hugging
 // Face LLaMA directory: config.json, model.safetensors (or the shards
 // model-0000k-of-0000n.safetensors listed by model.safetensors.index.json),
-// tokenizer.json (byte-level BPE, as LLaMA 3 and llama synth have it; BOS
-// and EOS from config.json) — the layout huggingface-cli download and
-// save_pretrained give. Before any weight is read, the memory the run needs
+// tokenizer.json (byte-level BPE as LLaMA 3's and llama synth's, BOS and
+// EOS from config.json; or SentencePiece-style BPE as LLaMA 2's and
+// TinyLlama's) — the layout huggingface-cli download and save_pretrained
+// give. Before any weight is read, the memory the run needs
 // is estimated and a run that does not fit is refused with the numbers.
 //
 // Subcommands (run any with -h for its flags):

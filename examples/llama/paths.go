@@ -52,5 +52,5 @@ func orShared(path, rel string) string {
 // Help of -checkpoint and -tokenizer, shared by every subcommand.
 const (
 	checkpointHelp = "llama2.c checkpoint file, or Hugging Face LLaMA directory (config.json, model.safetensors or model-0000k-of-0000n.safetensors shards with model.safetensors.index.json, tokenizer.json) (default ../shared/data/" + defaultCheckpoint + ", looked up from the working directory up to the repository root)"
-	tokenizerHelp  = "llama2.c tokenizer file, or a byte-level BPE tokenizer.json (default: the -checkpoint directory's tokenizer.json, else ../shared/data/" + defaultTokenizer + ")"
+	tokenizerHelp  = "llama2.c tokenizer file, or a Hugging Face tokenizer.json (byte-level BPE as LLaMA 3's, or SentencePiece-style as LLaMA 2's) (default: the -checkpoint directory's tokenizer.json, else ../shared/data/" + defaultTokenizer + ")"
 )

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/internal/atomicfile"
@@ -338,8 +339,8 @@ func (c useConfig) writeExport(b *base) error {
 		dtype = "bf16"
 	}
 	copies := map[string]string{hfGenerationFile: filepath.Join(src, hfGenerationFile)}
-	lt, isLlama2c := b.tok.(*llama2c.Tokenizer)
-	if !isLlama2c {
+	lt, convert := b.tok.(*llama2c.Tokenizer)
+	if convert = convert && !strings.HasSuffix(c.Tokenizer, ".json"); !convert {
 		tdir := filepath.Dir(c.Tokenizer)
 		copies[hfTokenizerFile] = c.Tokenizer
 		copies[hfTokenizerConfigFile] = filepath.Join(tdir, hfTokenizerConfigFile)
@@ -364,7 +365,7 @@ func (c useConfig) writeExport(b *base) error {
 				return errors.Wrapf(err, "export: copying %s", name)
 			}
 		}
-		if isLlama2c {
+		if convert {
 			return errors.Wrap(lt.WriteHF(hf, b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
 		}
 		return nil
