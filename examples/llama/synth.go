@@ -11,7 +11,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -582,7 +581,6 @@ func runSynth(c synthConfig, w io.Writer) (*synthResult, error) {
 		files = []string{fmt.Sprintf("%s … %s", shardName(0, len(groups)), shardName(len(groups)-1, len(groups))), hfWeightsIndex}
 	}
 	files = append(files, hfConfigFile, hfGenerationFile, hfTokenizerFile, hfTokenizerConfigFile)
-	sort.Strings(files[len(files)-4:])
 	fmt.Fprintf(w, "wrote %s to %s in %.1f s (%.0f MB/s)\n", strings.Join(files, ", "), c.Out, res.Seconds, float64(res.Bytes)/1e6/max(res.Seconds, 1e-9))
 	return res, nil
 }
