@@ -206,12 +206,11 @@ func TestShardedEqualsSingleAndBF16Rounds(t *testing.T) {
 	}
 }
 
-// TestHFEndToEnd: synth → generate → finetune → eval → export, and the
-// exported folder is read by eval with the adapter's perplexity.
-func TestHFEndToEnd(t *testing.T) {
-	dir := synthTiny(t, "-dtype", "f32")
+// writeTexts writes small training and held-out text files.
+func writeTexts(t *testing.T) (train, eval string) {
+	t.Helper()
 	tmp := t.TempDir()
-	train, eval := filepath.Join(tmp, "train.txt"), filepath.Join(tmp, "eval.txt")
+	train, eval = filepath.Join(tmp, "train.txt"), filepath.Join(tmp, "eval.txt")
 	var tr, ev []string
 	words := strings.Fields("the little girl saw a big red ball in the park and she played with her dog")
 	for i := 0; i < 40; i++ {
@@ -228,6 +227,15 @@ func TestHFEndToEnd(t *testing.T) {
 	if err := os.WriteFile(eval, []byte(strings.Join(ev, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return train, eval
+}
+
+// TestHFEndToEnd: synth → generate → finetune → eval → export, and the
+// exported folder is read by eval with the adapter's perplexity.
+func TestHFEndToEnd(t *testing.T) {
+	dir := synthTiny(t, "-dtype", "f32")
+	tmp := t.TempDir()
+	train, eval := writeTexts(t)
 	gen := runCmd(t, "generate", "-checkpoint", dir, "-temperature", "0", "-steps", "12", "-prompt", "Once upon")
 	if !strings.HasPrefix(gen, "Once upon") {
 		t.Errorf("generate: %q", gen)
@@ -518,5 +526,24 @@ func TestSynthLlama3Tokenizer(t *testing.T) {
 	}
 	if s, _ := tok.Decode(0, 1800); s != "<|reserved_special_token_1|>" && !strings.HasPrefix(s, "<|reserved_special_token_") {
 		t.Errorf("id 1800 decodes to %q", s)
+	}
+}
+
+// TestSweepAndSearchTakeHFDirs: sweep and search run on a Hugging Face
+// directory.
+func TestSweepAndSearchTakeHFDirs(t *testing.T) {
+	dir := synthTiny(t)
+	train, eval := writeTexts(t)
+	common := []string{"-checkpoint", dir, "-train_file", train, "-eval_file", eval, "-batch_size", "8", "-max_len", "16"}
+	out := t.TempDir()
+	runCmd(t, append([]string{"sweep", "-seeds", "1", "-out", out, "-max_steps", "2", "-run", "lora: -adapter lora -lora_r 2"}, common...)...)
+	if _, err := os.Stat(filepath.Join(out, sweepJSON)); err != nil {
+		t.Error(err)
+	}
+	out = t.TempDir()
+	runCmd(t, append([]string{"search", "-out", out, "-lora_budget", "1", "-tolerance", "0.2", "-max_r", "4", "-max_num_B", "2",
+		"-rungs", "1,2", "-keep", "0.5", "-seeds", "1"}, common...)...)
+	if _, err := os.Stat(filepath.Join(out, searchJSON)); err != nil {
+		t.Error(err)
 	}
 }
