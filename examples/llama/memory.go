@@ -39,13 +39,18 @@ func finetuneNeed(c llama.Config, trained float64, full bool, batch, maxLen int)
 	return n
 }
 
-// weightBytes is the memory of a model's weights in a float32 store.
+// hfWeightBytes is the bytes of one weight as loadHFWeights keeps it
+// (float32; 2 with bfloat16 storage).
+const hfWeightBytes = 4
+
+// weightBytes is the memory of a model's weights as loadHFWeights keeps
+// them.
 func weightBytes(c llama.Config) float64 {
 	n := 0.0
 	for _, t := range hfTensors(c) {
 		n += float64(elements(t.shape))
 	}
-	return 4 * n
+	return hfWeightBytes * n
 }
 
 // checkHFLoad refuses, before any weight is read, a Hugging Face
@@ -76,8 +81,8 @@ func hfNeeds(dir string, need func(llama.Config) memcheck.Need) (load, run memch
 		return nil, nil, errors.Wrap(err, "loading the checkpoint")
 	}
 	w := weightBytes(cfg)
-	load = memcheck.Need{{What: "float32 weights", Bytes: w}, {What: "the largest weights file and one tensor while loading", Bytes: peak - w}}
-	run = memcheck.Need{{What: "float32 weights", Bytes: w}}
+	load = memcheck.Need{{What: "the weights", Bytes: w}, {What: "the largest weights file and one tensor while loading", Bytes: peak - w}}
+	run = memcheck.Need{{What: "the weights", Bytes: w}}
 	if need != nil {
 		run = append(run, need(cfg)...)
 	}
@@ -148,7 +153,7 @@ func mergeNeed(c llama.Config, targets []string) memcheck.Need {
 func (c ftConfig) memoryNeed(cfg llama.Config) memcheck.Need {
 	trained := 0.0
 	if c.Adapter == "full" {
-		trained = weightBytes(cfg) / 4
+		trained = weightBytes(cfg) / hfWeightBytes
 	} else if a, err := newAdapter(c); err == nil {
 		if n, err := layers.CountParams(a, cfg.Sites()); err == nil {
 			trained = float64(n)

@@ -43,7 +43,7 @@ func loadBase(checkpoint, tokenizer string, need func(llama.Config) memcheck.Nee
 		if err := checkHFLoad(checkpoint, need); err != nil {
 			return nil, err
 		}
-		cfg, s, err = llama.LoadHF(checkpoint, tensor.Float32)
+		cfg, s, err = loadHFWeights(checkpoint)
 	} else {
 		if err := llama2cLoadNeed(checkpoint).Check(); err != nil {
 			return nil, errors.Wrapf(err, "loading %s", checkpoint)
@@ -310,4 +310,12 @@ func newAdapter(c ftConfig) (layers.Adapter, error) {
 		return layers.None{}, nil
 	}
 	return nil, errors.Errorf("unknown adapter %q (use lily, lora or full)", c.Adapter)
+}
+
+// loadHFWeights loads a Hugging Face checkpoint's weights into a float32
+// store. It is the one call to change (with hfWeightBytes) when frozen
+// weights are kept in bfloat16 (graphs/llama's LoadHFWith with bf16
+// storage, branch bf16lib).
+func loadHFWeights(dir string) (llama.Config, *layers.Store, error) {
+	return llama.LoadHF(dir, tensor.Float32)
 }
