@@ -261,6 +261,9 @@ func TestHFEndToEnd(t *testing.T) {
 	}
 	ex := filepath.Join(tmp, "export")
 	out := runCmd(t, append([]string{"export", "-out", ex, "-train_file", train, "-steps", "16"}, useArgs...)...)
+	if strings.Contains(out, "bfloat16") {
+		t.Errorf("a float32 checkpoint exported in bfloat16: %s", out)
+	}
 	if !strings.Contains(out, "equals the adapter's") {
 		t.Errorf("export: %s", out)
 	}
@@ -545,5 +548,41 @@ func TestSweepAndSearchTakeHFDirs(t *testing.T) {
 		"-rungs", "1,2", "-keep", "0.5", "-seeds", "1"}, common...)...)
 	if _, err := os.Stat(filepath.Join(out, searchJSON)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestExportDtype: a bf16 checkpoint exports in bf16 by default, with a
+// note, and exactly in float32 with -dtype f32 (config.json saying so).
+func TestExportDtype(t *testing.T) {
+	dir := synthTiny(t)
+	train, eval := writeTexts(t)
+	tmp := t.TempDir()
+	ft := filepath.Join(tmp, "ft")
+	runCmd(t, "finetune", "-checkpoint", dir, "-train_file", train, "-eval_file", eval, "-adapter", "lora", "-max_steps", "2",
+		"-batch_size", "8", "-eval_every", "0", "-out", ft)
+	args := []string{"export", "-checkpoint", dir, "-adapter", filepath.Join(ft, adapterDir), "-train_file", train, "-eval_file", eval, "-steps", "4"}
+	bf := filepath.Join(tmp, "bf16")
+	if out := runCmd(t, append(args, "-out", bf)...); !strings.Contains(out, "rounded to bfloat16") {
+		t.Errorf("no note of the rounding: %s", out)
+	}
+	f32 := filepath.Join(tmp, "f32")
+	if out := runCmd(t, append(args, "-out", f32, "-dtype", "f32")...); strings.Contains(out, "bfloat16") {
+		t.Errorf("-dtype f32: %s", out)
+	}
+	for dir, want := range map[string]string{bf: "bfloat16", f32: "float32"} {
+		hf := filepath.Join(dir, exportHF)
+		if got := torchDtype(hf); got != want {
+			t.Errorf("%s: torch_dtype %q, want %q", hf, got, want)
+		}
+		f, err := tensorfile.Open(filepath.Join(hf, hfSingleWeights))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dt, _ := f.Dtype(llama.EmbedName); dt != map[string]string{"bfloat16": tensorfile.BF16, "float32": tensorfile.F32}[want] {
+			t.Errorf("%s: the embedding is %s", hf, dt)
+		}
+	}
+	if _, err := parseUse("export", []string{"-adapter", "a", "-out", "b", "-dtype", "f16"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-dtype") {
+		t.Errorf("-dtype f16: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -45,7 +46,9 @@ text from the merged model checked against the adapter's.
   llama generate -checkpoint runs/llama-merged/model.bin -tokenizer runs/llama-merged/tokenizer.bin -temperature 0
 
 A Hugging Face -checkpoint gives hf/ only: its config.json and tokenizer
-files copied, the merged weights in its torch_dtype (bfloat16 or float32).
+files copied, the merged weights in its torch_dtype (bfloat16 or float32) as
+save_pretrained keeps it, or in -dtype f32 to keep the merge exact (a small
+update rounded to bfloat16 partly vanishes).
 
 LoRA merges exactly. A Lily adapter routes every input to its own mixture of
 experts, which no single weight matrix reproduces: -calibrate freezes each
@@ -62,7 +65,8 @@ type useConfig struct {
 	AdapterDir        string
 	Calibrate         bool
 	CalibrateExamples int
-	Steps             int // export: positions of the greedy check
+	Steps             int    // export: positions of the greedy check
+	Dtype             string // export of a Hugging Face checkpoint: auto, f32 or bf16
 }
 
 // folder is export's -out.
@@ -93,6 +97,7 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over the training text, so that it can be merged")
 		fs.IntVar(&c.CalibrateExamples, "calibrate_examples", c.CalibrateExamples, "with -calibrate: the first N training texts (0: all)")
 		fs.IntVar(&c.Steps, "steps", c.Steps, "positions of the greedy text compared before and after merging")
+		fs.StringVar(&c.Dtype, "dtype", "auto", "weights of hf/ for a Hugging Face -checkpoint: auto (the checkpoint's torch_dtype, as save_pretrained keeps it), f32 (the merge exactly) or bf16")
 	}
 	fs.Usage = func() {
 		fmt.Fprint(usageOut, useUsage[mode])
@@ -116,6 +121,8 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		return c, errors.New("export: -out is required: the folder for the merged model")
 	case c.BatchSize < 1 || c.MaxLen < 2:
 		return c, errors.Errorf("%s: -batch_size %d must be positive and -max_len %d at least 2", mode, c.BatchSize, c.MaxLen)
+	case mode == "export" && c.Dtype != "auto" && c.Dtype != "f32" && c.Dtype != "bf16":
+		return c, errors.Errorf("export: -dtype %q: use auto, f32 or bf16", c.Dtype)
 	case c.EvalExamples < 0 || c.CalibrateExamples < 0 || c.Steps < 0:
 		return c, errors.Errorf("%s: -eval_examples %d, -calibrate_examples %d and -steps %d must not be negative", mode, c.EvalExamples, c.CalibrateExamples, c.Steps)
 	}
@@ -259,7 +266,8 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 		return nil, errors.Wrap(err, "greedy text of the merged model")
 	}
 	res.AdapterText, res.MergedText = before.Text, after.Text
-	if err := c.writeExport(b); err != nil {
+	dtype, err := c.writeExport(b)
+	if err != nil {
 		return nil, err
 	}
 	wrote := fmt.Sprintf("%s, %s and %s/", exportBin, exportTokenizer, exportHF)
@@ -277,6 +285,9 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	fmt.Fprintf(w, "greedy text (%d positions) of the merged model %s the adapter's:\n%s\n", c.Steps, same, after.Text)
 	if res.Calibrated > 0 && res.RoutedText != after.Text {
 		fmt.Fprintf(w, "the adapter as trained (routed) decodes instead:\n%s\n", res.RoutedText)
+	}
+	if dtype == "bf16" {
+		fmt.Fprintf(w, "%s/ holds the merged weights rounded to bfloat16, so its outputs differ slightly from the float32 merge checked above (-dtype f32 keeps them exactly)\n", exportHF)
 	}
 	return res, nil
 }
@@ -305,18 +316,19 @@ func (c useConfig) calibrate(b *base, lily *layers.Lily) (int, error) {
 	return len(seqs), lily.FreezeMixing(cal.Mean())
 }
 
-// writeExport writes the merged model in b to -out: for a llama2.c
-// checkpoint model.bin, a copy of the tokenizer and hf/ (float32, with the
-// tokenizer converted); for a Hugging Face checkpoint hf/ only, with the
-// source's config.json, weights in its torch_dtype (bfloat16 or float32),
-// and its tokenizer files copied (or converted from a llama2.c -tokenizer).
-func (c useConfig) writeExport(b *base) error {
+// writeExport writes the merged model in b to -out and returns the dtype of
+// hf/'s weights: for a llama2.c checkpoint model.bin, a copy of the
+// tokenizer and hf/ (float32, with the tokenizer converted); for a Hugging
+// Face checkpoint hf/ only, with the source's config.json, weights in -dtype
+// (auto: its torch_dtype), and its tokenizer files copied (or converted
+// from a llama2.c -tokenizer).
+func (c useConfig) writeExport(b *base) (dtype string, err error) {
 	if !b.hf {
 		tok, err := os.ReadFile(c.Tokenizer)
 		if err != nil {
-			return errors.Wrap(err, "export: copying the tokenizer")
+			return "", errors.Wrap(err, "export: copying the tokenizer")
 		}
-		return c.folder().Write(true, func(dir string) error {
+		return "f32", c.folder().Write(true, func(dir string) error {
 			if err := llama.SaveLlama2C(filepath.Join(dir, exportBin), b.cfg, b.store); err != nil {
 				return err
 			}
@@ -332,11 +344,24 @@ func (c useConfig) writeExport(b *base) error {
 	src := atomicfile.Resolve(c.Checkpoint)
 	cfgJSON, err := os.ReadFile(filepath.Join(src, hfConfigFile))
 	if err != nil {
-		return errors.Wrap(err, "export: reading the checkpoint's config.json")
+		return "", errors.Wrap(err, "export: reading the checkpoint's config.json")
 	}
-	dtype := "f32"
-	if torchDtype(src) == "bfloat16" {
-		dtype = "bf16"
+	dtype = c.Dtype
+	if dtype == "auto" {
+		dtype = "f32"
+		if torchDtype(src) == "bfloat16" {
+			dtype = "bf16"
+		}
+	}
+	if want := map[string]string{"f32": "float32", "bf16": "bfloat16"}[dtype]; torchDtype(src) != want {
+		var m map[string]any
+		if err := json.Unmarshal(cfgJSON, &m); err != nil {
+			return "", errors.Wrap(err, "export: reading the checkpoint's config.json")
+		}
+		m["torch_dtype"] = want
+		if cfgJSON, err = marshalIndent(m); err != nil {
+			return "", err
+		}
 	}
 	copies := map[string]string{hfGenerationFile: filepath.Join(src, hfGenerationFile)}
 	lt, convert := b.tok.(*llama2c.Tokenizer)
@@ -345,7 +370,7 @@ func (c useConfig) writeExport(b *base) error {
 		copies[hfTokenizerFile] = c.Tokenizer
 		copies[hfTokenizerConfigFile] = filepath.Join(tdir, hfTokenizerConfigFile)
 	}
-	return c.folder().Write(true, func(dir string) error {
+	return dtype, c.folder().Write(true, func(dir string) error {
 		hf := filepath.Join(dir, exportHF)
 		if err := os.Mkdir(hf, 0o755); err != nil {
 			return errors.Wrap(err, "export")
