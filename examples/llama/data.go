@@ -120,6 +120,7 @@ func encodeTexts(tok llama.Tokenizer, texts []string, maxLen int) ([][]int, erro
 type corpusKey struct {
 	checkpoint, tokenizer, glueDir, glueTask, trainFile, evalFile string
 	trainExamples, evalExamples, maxLen, batchSize                int
+	baseDtype                                                     string // the base model's held-out result depends on it
 }
 
 // corpusCache keeps tokenized corpora (and the base model's held-out result)
@@ -129,7 +130,7 @@ type corpusCache map[corpusKey]*corpus
 
 // loadCorpus reads and tokenizes the text c asks for, or takes it from cache.
 func loadCorpus(c ftConfig, tok llama.Tokenizer, cache corpusCache) (*corpus, error) {
-	key := corpusKey{c.Checkpoint, c.Tokenizer, c.GlueDir, c.GlueTask, c.TrainFile, c.EvalFile, c.TrainExamples, c.EvalExamples, c.MaxLen, c.BatchSize}
+	key := corpusKey{c.Checkpoint, c.Tokenizer, c.GlueDir, c.GlueTask, c.TrainFile, c.EvalFile, c.TrainExamples, c.EvalExamples, c.MaxLen, c.BatchSize, c.BaseDtype}
 	if d, ok := cache[key]; ok {
 		return d, nil
 	}

@@ -59,6 +59,7 @@ type ftConfig struct {
 	Out         string  `json:"out"`
 	Overwrite   bool    `json:"-"`
 	PEFTLayout  bool    `json:"peft_layout"`
+	BaseDtype   string  `json:"base_dtype"`
 	train.Flags
 }
 
@@ -70,7 +71,7 @@ func defaultConfig() ftConfig {
 	return ftConfig{GlueTask: "sst2", Adapter: "lily",
 		LilyR: 13, LilyStrideA: 5, LilyNumB: 2, LilyScaling: 1, LilyTargets: allLinears, LilyRouting: "batch",
 		LoraR: 4, LoraAlpha: 4, LoraTargets: allLinears,
-		MaxSteps: 150, BatchSize: 32, MaxLen: 128, WarmupRatio: 0.06, EvalEvery: 50, Seed: 1}
+		MaxSteps: 150, BatchSize: 32, MaxLen: 128, WarmupRatio: 0.06, EvalEvery: 50, Seed: 1, BaseDtype: "f32"}
 }
 
 // finetuneUsage explains the subcommand; -h prints it above the flags.
@@ -133,6 +134,7 @@ func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
 	fs.StringVar(&c.Out, "out", "", "results folder (default runs/llama-<adapter>)")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 	c.Flags.Register(fs)
+	fs.StringVar(&c.BaseDtype, "base_dtype", c.BaseDtype, baseDtypeHelp)
 	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning; Lily needs batch routing")
 }
 
@@ -213,6 +215,10 @@ func (c ftConfig) validate() error {
 		return bad("-warmup_ratio %v must be in [0, 1)", c.WarmupRatio)
 	case !finite(c.WeightDecay) || c.WeightDecay < 0:
 		return bad("-weight_decay %v must be a non-negative number", c.WeightDecay)
+	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
+		return bad("-base_dtype %q: use f32 or bf16", c.BaseDtype)
+	case c.BaseDtype == "bf16" && c.Adapter == "full":
+		return bad("-adapter full trains every weight, which bfloat16 storage (-base_dtype bf16) cannot hold; use -base_dtype f32")
 	case c.EvalEvery < 0:
 		return bad("-eval_every %d must not be negative (0: only before and after training)", c.EvalEvery)
 	}

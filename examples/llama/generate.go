@@ -15,10 +15,10 @@ import (
 
 // genConfig holds the generate flags.
 type genConfig struct {
-	Checkpoint, Tokenizer, Adapter, Prompt string
-	Steps                                  int
-	Temperature, TopP                      float64
-	Seed                                   uint64
+	Checkpoint, Tokenizer, Adapter, Prompt, BaseDtype string
+	Steps                                             int
+	Temperature, TopP                                 float64
+	Seed                                              uint64
 }
 
 // generateUsage explains the subcommand; -h prints it above the flags.
@@ -43,6 +43,7 @@ func parseGenerate(args []string, usageOut io.Writer) (genConfig, error) {
 	fs.Float64Var(&c.Temperature, "temperature", c.Temperature, "sampling temperature; 0 decodes greedily")
 	fs.Float64Var(&c.TopP, "top_p", c.TopP, "nucleus sampling: draw from the most likely tokens holding this probability (1: all)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "sampling seed")
+	fs.StringVar(&c.BaseDtype, "base_dtype", "f32", baseDtypeHelp)
 	fs.Usage = func() {
 		fmt.Fprint(usageOut, generateUsage)
 		fs.PrintDefaults()
@@ -53,6 +54,8 @@ func parseGenerate(args []string, usageOut io.Writer) (genConfig, error) {
 	switch {
 	case fs.NArg() > 0:
 		return c, errors.Errorf("unexpected argument %q (flags start with -; quote the prompt: -prompt \"...\")", fs.Arg(0))
+	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
+		return c, errors.Errorf("-base_dtype %q: use f32 or bf16", c.BaseDtype)
 	case c.Steps < 0:
 		return c, errors.Errorf("-steps %d must not be negative", c.Steps)
 	case math.IsNaN(c.Temperature) || c.Temperature < 0:
@@ -72,7 +75,7 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := loadBase(c.Checkpoint, c.Tokenizer, func(cfg llama.Config) memcheck.Need {
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, c.BaseDtype, func(cfg llama.Config) memcheck.Need {
 		return generateNeed(cfg, c.Steps, len(c.Prompt)+2) // a prompt has at most one id per byte, and BOS
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tensorfile"
 	"github.com/lilygo/lily/tokenizers/llama2c"
 	G "gorgonia.org/gorgonia"
@@ -314,7 +315,7 @@ func logits(t *testing.T, b *base, ids []int) []float32 {
 func TestLlama2cAndHFLogitsEqual(t *testing.T) {
 	data := sharedData(t)
 	ckpt, tokPath := filepath.Join(data, defaultCheckpoint), filepath.Join(data, defaultTokenizer)
-	b, err := loadBase(ckpt, tokPath, nil)
+	b, err := loadBase(ckpt, tokPath, "f32", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +334,7 @@ func TestLlama2cAndHFLogitsEqual(t *testing.T) {
 	if err := b.tok.(*llama2c.Tokenizer).WriteHF(dir, b.cfg.MaxSeqLen); err != nil {
 		t.Fatal(err)
 	}
-	h, err := loadBase(dir, tokenizerFor(dir, ""), nil)
+	h, err := loadBase(dir, tokenizerFor(dir, ""), "f32", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +384,7 @@ func TestHFMemoryRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	load, run, err := hfNeeds(dir, func(c llama.Config) memcheck.Need { return generateNeed(c, 256, 10) })
+	load, run, err := hfNeeds(dir, tensor.Float32, func(c llama.Config) memcheck.Need { return generateNeed(c, 256, 10) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,11 +393,19 @@ func TestHFMemoryRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "needs about 31.9 GiB") || !strings.Contains(err.Error(), "16.0 GiB available") {
 		t.Errorf("load: %v", err)
 	}
-	if run.Total() < weightBytes(p.cfg) || weightBytes(p.cfg) != 4*8_030_261_248 {
+	if run.Total() < weightBytes(p.cfg, tensor.Float32) || weightBytes(p.cfg, tensor.Float32) != 4*8_030_261_248 {
 		t.Errorf("run needs %v", run.Total())
 	}
 	if run.Fits(64*memcheck.GiB) != nil {
 		t.Errorf("generating 256 tokens with Llama 3 8B should fit in 64 GiB: %v", run.Fits(64*memcheck.GiB))
+	}
+	// In bfloat16 the weights take half, and loading adds no copy.
+	load, _, err = hfNeeds(dir, lilyop.BFloat16, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := load.Fits(14 * memcheck.GiB); err == nil || !strings.Contains(err.Error(), "needs about 15.0 GiB") {
+		t.Errorf("bf16 load: %v", err)
 	}
 }
 
@@ -584,5 +593,29 @@ func TestExportDtype(t *testing.T) {
 	}
 	if _, err := parseUse("export", []string{"-adapter", "a", "-out", "b", "-dtype", "f16"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-dtype") {
 		t.Errorf("-dtype f16: %v", err)
+	}
+}
+
+// TestBaseDtypeBF16: with -base_dtype bf16 a bfloat16 checkpoint decodes
+// and fine-tunes exactly as in float32 (its values are the same; the
+// products widen them exactly), and full fine-tuning is refused.
+func TestBaseDtypeBF16(t *testing.T) {
+	dir := synthTiny(t)
+	train, eval := writeTexts(t)
+	gen := []string{"generate", "-checkpoint", dir, "-temperature", "0", "-steps", "16", "-prompt", "The little"}
+	if a, b := runCmd(t, gen...), runCmd(t, append(gen, "-base_dtype", "bf16")...); a != b {
+		t.Errorf("greedy text in float32 %q, in bfloat16 %q", a, b)
+	}
+	ft := []string{"finetune", "-checkpoint", dir, "-train_file", train, "-eval_file", eval, "-adapter", "lora", "-max_steps", "3",
+		"-batch_size", "8", "-eval_every", "0"}
+	f32, bf16 := filepath.Join(t.TempDir(), "f32"), filepath.Join(t.TempDir(), "bf16")
+	runCmd(t, append(ft, "-out", f32)...)
+	runCmd(t, append(ft, "-out", bf16, "-base_dtype", "bf16")...)
+	a, b := readResult(t, f32), readResult(t, bf16)
+	if d := math.Abs(a.Best.Perplexity - b.Best.Perplexity); d > 1e-5*a.Best.Perplexity {
+		t.Errorf("best perplexity %v in float32, %v in bfloat16", a.Best.Perplexity, b.Best.Perplexity)
+	}
+	if _, err := parseFinetune([]string{"-adapter", "full", "-base_dtype", "bf16"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-base_dtype f32") {
+		t.Errorf("full fine-tuning in bfloat16: %v", err)
 	}
 }

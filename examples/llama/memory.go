@@ -39,25 +39,34 @@ func finetuneNeed(c llama.Config, trained float64, full bool, batch, maxLen int)
 	return n
 }
 
-// hfWeightBytes is the bytes of one weight as loadHFWeights keeps it
-// (float32; 2 with bfloat16 storage).
-const hfWeightBytes = 4
-
-// weightBytes is the memory of a model's weights as loadHFWeights keeps
-// them.
-func weightBytes(c llama.Config) float64 {
+// paramCount is the number of a model's weights.
+func paramCount(c llama.Config) float64 {
 	n := 0.0
 	for _, t := range hfTensors(c) {
 		n += float64(elements(t.shape))
 	}
-	return hfWeightBytes * n
+	return n
+}
+
+// weightBytes is the memory of a model's weights with the matrices in
+// weights (float32 or bfloat16) and the norms in float32.
+func weightBytes(c llama.Config, weights tensor.Dtype) float64 {
+	n := 0.0
+	for _, t := range hfTensors(c) {
+		size := 4.0
+		if len(t.shape) >= 2 {
+			size = float64(layers.ElementSize(weights))
+		}
+		n += size * float64(elements(t.shape))
+	}
+	return n
 }
 
 // checkHFLoad refuses, before any weight is read, a Hugging Face
 // checkpoint whose loading or whose run (hfNeeds) does not fit in the
 // memory available.
-func checkHFLoad(dir string, need func(llama.Config) memcheck.Need) error {
-	load, run, err := hfNeeds(dir, need)
+func checkHFLoad(dir string, weights tensor.Dtype, need func(llama.Config) memcheck.Need) error {
+	load, run, err := hfNeeds(dir, weights, need)
 	if err != nil {
 		return err
 	}
@@ -67,21 +76,20 @@ func checkHFLoad(dir string, need func(llama.Config) memcheck.Need) error {
 	return errors.Wrapf(run.Check(), "running on %s", dir)
 }
 
-// hfNeeds estimates loading a Hugging Face checkpoint (the float32 store,
-// the largest weights file read whole, one tensor's copy) and the run that
-// follows (the store and what need lists), from config.json and the files'
-// sizes.
-func hfNeeds(dir string, need func(llama.Config) memcheck.Need) (load, run memcheck.Need, err error) {
+// hfNeeds estimates loading a Hugging Face checkpoint with its matrices in
+// weights (the store and, for float32 matrices, one tensor's copy) and the
+// run that follows (the store and what need lists), from config.json.
+func hfNeeds(dir string, weights tensor.Dtype, need func(llama.Config) memcheck.Need) (load, run memcheck.Need, err error) {
 	cfg, err := llama.LoadHFConfig(filepath.Join(atomicfile.Resolve(dir), hfConfigFile))
 	if err != nil {
 		return nil, nil, errors.Wrap(err, "loading the checkpoint")
 	}
-	peak, err := llama.LoadHFPeak(dir, tensor.Float32)
+	peak, err := llama.LoadHFPeak(dir, weights)
 	if err != nil {
 		return nil, nil, errors.Wrap(err, "loading the checkpoint")
 	}
-	w := weightBytes(cfg)
-	load = memcheck.Need{{What: "the weights", Bytes: w}, {What: "the largest weights file and one tensor while loading", Bytes: peak - w}}
+	w := weightBytes(cfg, weights)
+	load = memcheck.Need{{What: "the weights", Bytes: w}, {What: "one tensor's copy while loading", Bytes: peak - w}}
 	run = memcheck.Need{{What: "the weights", Bytes: w}}
 	if need != nil {
 		run = append(run, need(cfg)...)
@@ -153,7 +161,7 @@ func mergeNeed(c llama.Config, targets []string) memcheck.Need {
 func (c ftConfig) memoryNeed(cfg llama.Config) memcheck.Need {
 	trained := 0.0
 	if c.Adapter == "full" {
-		trained = weightBytes(cfg) / hfWeightBytes
+		trained = paramCount(cfg)
 	} else if a, err := newAdapter(c); err == nil {
 		if n, err := layers.CountParams(a, cfg.Sites()); err == nil {
 			trained = float64(n)

@@ -28,10 +28,16 @@ type base struct {
 // shards, tokenizer.json), or a llama2.c checkpoint file, converted to
 // Hugging Face's rotary layout so that adapters on q_proj and k_proj (and
 // adapter files) use the layout PEFT expects (the logits do not change).
-// need (may be nil) lists what the command needs beyond the weights; for a
-// Hugging Face directory it is checked with the loading itself before any
-// weight is read, for a llama2.c file after loading.
-func loadBase(checkpoint, tokenizer string, need func(llama.Config) memcheck.Need) (*base, error) {
+// baseDtype "bf16" keeps the frozen weight matrices in bfloat16 (rounded
+// to it from a float32 file), "f32" in float32. need (may be nil) lists what
+// the command needs beyond the weights; for a Hugging Face directory it is
+// checked with the loading itself before any weight is read, for a llama2.c
+// file after loading.
+func loadBase(checkpoint, tokenizer, baseDtype string, need func(llama.Config) memcheck.Need) (*base, error) {
+	weights := tensor.Float32
+	if baseDtype == "bf16" {
+		weights = lilyop.BFloat16
+	}
 	hf := isHFDir(checkpoint)
 	tok, err := loadTokenizer(tokenizer, checkpoint)
 	if err != nil {
@@ -40,10 +46,10 @@ func loadBase(checkpoint, tokenizer string, need func(llama.Config) memcheck.Nee
 	var cfg llama.Config
 	var s *layers.Store
 	if hf {
-		if err := checkHFLoad(checkpoint, need); err != nil {
+		if err := checkHFLoad(checkpoint, weights, need); err != nil {
 			return nil, err
 		}
-		cfg, s, err = loadHFWeights(checkpoint)
+		cfg, s, err = loadHFWeights(checkpoint, weights)
 	} else {
 		if err := llama2cLoadNeed(checkpoint).Check(); err != nil {
 			return nil, errors.Wrapf(err, "loading %s", checkpoint)
@@ -66,6 +72,11 @@ func loadBase(checkpoint, tokenizer string, need func(llama.Config) memcheck.Nee
 	}
 	if cfg, err = llama.ToHFLayout(cfg, s); err != nil {
 		return nil, errors.Wrap(err, "converting to the Hugging Face rotary layout")
+	}
+	if !hf && weights == lilyop.BFloat16 {
+		if _, err := s.ConvertFrozen(weights, layers.Matrices); err != nil {
+			return nil, errors.Wrap(err, "keeping the weights in bfloat16")
+		}
 	}
 	return &base{cfg: cfg, store: s, tok: tok, hf: hf}, nil
 }
@@ -312,10 +323,9 @@ func newAdapter(c ftConfig) (layers.Adapter, error) {
 	return nil, errors.Errorf("unknown adapter %q (use lily, lora or full)", c.Adapter)
 }
 
-// loadHFWeights loads a Hugging Face checkpoint's weights into a float32
-// store. It is the one call to change (with hfWeightBytes) when frozen
-// weights are kept in bfloat16 (graphs/llama's LoadHFWith with bf16
-// storage, branch bf16lib).
-func loadHFWeights(dir string) (llama.Config, *layers.Store, error) {
-	return llama.LoadHF(dir, tensor.Float32)
+// loadHFWeights loads a Hugging Face checkpoint into a float32 store with
+// its weight matrices in weights (tensor.Float32, or lilyop.BFloat16:
+// rounded to bfloat16 if the file is not, kept as they are if it is).
+func loadHFWeights(dir string, weights tensor.Dtype) (llama.Config, *layers.Store, error) {
+	return llama.LoadHFWith(dir, llama.HFOptions{Dtype: tensor.Float32, Weights: weights})
 }

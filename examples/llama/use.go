@@ -90,6 +90,7 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 	fs.IntVar(&c.MaxLen, "max_len", c.MaxLen, "longest sequence in ids, BOS included; longer texts are truncated")
 	switch mode {
 	case "eval":
+		fs.StringVar(&c.BaseDtype, "base_dtype", c.BaseDtype, baseDtypeHelp)
 	case "export":
 		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (for a Hugging Face -checkpoint: hf/ only) (required)")
 		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
@@ -123,6 +124,8 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		return c, errors.Errorf("%s: -batch_size %d must be positive and -max_len %d at least 2", mode, c.BatchSize, c.MaxLen)
 	case mode == "export" && c.Dtype != "auto" && c.Dtype != "f32" && c.Dtype != "bf16":
 		return c, errors.Errorf("export: -dtype %q: use auto, f32 or bf16", c.Dtype)
+	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
+		return c, errors.Errorf("%s: -base_dtype %q: use f32 or bf16", mode, c.BaseDtype)
 	case c.EvalExamples < 0 || c.CalibrateExamples < 0 || c.Steps < 0:
 		return c, errors.Errorf("%s: -eval_examples %d, -calibrate_examples %d and -steps %d must not be negative", mode, c.EvalExamples, c.CalibrateExamples, c.Steps)
 	}
@@ -186,7 +189,7 @@ type useResult struct {
 
 // runUseEval prints the held-out perplexity without and with the adapter.
 func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
-	b, err := loadBase(c.Checkpoint, c.Tokenizer, func(cfg llama.Config) memcheck.Need { return evalNeed(cfg, c.BatchSize, c.MaxLen) })
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, c.BaseDtype, func(cfg llama.Config) memcheck.Need { return evalNeed(cfg, c.BatchSize, c.MaxLen) })
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +223,8 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
-	b, err := loadBase(c.Checkpoint, c.Tokenizer, func(cfg llama.Config) memcheck.Need {
+	// Merging writes into the weights, which must be float32 for it.
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, "f32", func(cfg llama.Config) memcheck.Need {
 		return append(evalNeed(cfg, c.BatchSize, c.MaxLen), generateNeed(cfg, c.Steps, 1)...)
 	})
 	if err != nil {
