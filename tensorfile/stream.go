@@ -109,8 +109,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// streamHeader is the 8-byte length and the header of encode for tensors
-// of the given sizes, laid out in order.
+// streamHeader returns the 8-byte length and the JSON header of a file of
+// specs whose data take sizes bytes, laid out in order: "__metadata__" first
+// (keys sorted), then the tensors in data order, each with its fields in the
+// order dtype, shape, data_offsets, padded with spaces to a multiple of 8,
+// as the reference implementation writes it. Encode and WriteStream share
+// it.
 func streamHeader(specs []Spec, sizes, order []int, metadata map[string]string) ([]byte, error) {
 	for k, v := range metadata {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
