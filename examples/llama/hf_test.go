@@ -465,6 +465,12 @@ func TestSynthFlagErrors(t *testing.T) {
 			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
 		}
 	}
+	dir := synthTiny(t)
+	var errOut bytes.Buffer
+	if err := run(context.Background(), []string{"synth", "-config", "tiny", "-out", dir}, io.Discard, &errOut); err == nil || !strings.Contains(err.Error(), "-overwrite") {
+		t.Errorf("a second synth into a finished folder: %v", err)
+	}
+	runCmd(t, "synth", "-config", "tiny", "-out", dir, "-overwrite", "-seed", "2")
 	if n, err := parseByteSize("5GB"); err != nil || n != 5_000_000_000 {
 		t.Errorf("5GB: %d, %v", n, err)
 	}
