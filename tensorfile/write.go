@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math"
 	"sort"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/lilygo/lily/internal/atomicfile"
@@ -118,61 +117,23 @@ func checkTensors(tensors []Tensor, metadata map[string]string) ([]int, error) {
 // encode lays out validated tensors in the given order, with a compact JSON
 // header in the reference implementation's style: "__metadata__" first
 // (keys sorted), then the tensors in data order, each with its fields in the
-// order dtype, shape, data_offsets; padded with spaces to a multiple of 8.
-// It fails if the header would exceed MaxHeaderSize, which readers refuse.
+// order dtype, shape, data_offsets; padded with spaces to a multiple of 8
+// (streamHeader). It fails if the header would exceed MaxHeaderSize, which
+// readers refuse.
 func encode(tensors []Tensor, order []int, metadata map[string]string) ([]byte, error) {
-	h := []byte{'{'}
-	if len(metadata) > 0 {
-		keys := make([]string, 0, len(metadata))
-		for k := range metadata {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		h = appendJSONString(h, metadataKey)
-		h = append(h, ":{"...)
-		for i, k := range keys {
-			if i > 0 {
-				h = append(h, ',')
-			}
-			h = appendJSONString(h, k)
-			h = append(h, ':')
-			h = appendJSONString(h, metadata[k])
-		}
-		h = append(h, '}')
+	specs := make([]Spec, len(tensors))
+	sizes := make([]int, len(tensors))
+	total := 0
+	for i, t := range tensors {
+		specs[i] = Spec{Name: t.Name, Dtype: t.Dtype, Shape: t.Shape}
+		sizes[i] = len(t.Data)
+		total += len(t.Data)
 	}
-	offset := 0
-	for i, idx := range order {
-		t := tensors[idx]
-		if i > 0 || len(metadata) > 0 {
-			h = append(h, ',')
-		}
-		h = appendJSONString(h, t.Name)
-		h = append(h, `:{"dtype":`...)
-		h = appendJSONString(h, t.Dtype)
-		h = append(h, `,"shape":[`...)
-		for j, d := range t.Shape {
-			if j > 0 {
-				h = append(h, ',')
-			}
-			h = strconv.AppendInt(h, int64(d), 10)
-		}
-		h = append(h, `],"data_offsets":[`...)
-		h = strconv.AppendInt(h, int64(offset), 10)
-		h = append(h, ',')
-		offset += len(t.Data)
-		h = strconv.AppendInt(h, int64(offset), 10)
-		h = append(h, "]}"...)
+	h, err := streamHeader(specs, sizes, order, metadata)
+	if err != nil {
+		return nil, err
 	}
-	h = append(h, '}')
-	for len(h)%8 != 0 {
-		h = append(h, ' ')
-	}
-	if len(h) > MaxHeaderSize {
-		return nil, errors.Errorf("header of %d bytes exceeds the limit of %d", len(h), MaxHeaderSize)
-	}
-
-	out := make([]byte, 0, 8+len(h)+offset)
-	out = binary.LittleEndian.AppendUint64(out, uint64(len(h)))
+	out := make([]byte, 0, len(h)+total)
 	out = append(out, h...)
 	for _, idx := range order {
 		out = append(out, tensors[idx].Data...)

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/lilygo/lily/glue"
-	"github.com/lilygo/lily/tokenizers/llama2c"
+	"github.com/lilygo/lily/graphs/llama"
 	"github.com/pkg/errors"
 )
 
@@ -100,7 +100,7 @@ func readLines(path string) ([]string, error) {
 
 // encodeTexts tokenizes every text with BOS first and no EOS (as llama2.c's
 // TinyStories data is), truncated to maxLen ids. Blank texts are skipped.
-func encodeTexts(tok *llama2c.Tokenizer, texts []string, maxLen int) ([][]int, error) {
+func encodeTexts(tok llama.Tokenizer, texts []string, maxLen int) ([][]int, error) {
 	out := make([][]int, 0, len(texts))
 	for i, s := range texts {
 		s = strings.TrimSpace(s)
@@ -120,6 +120,7 @@ func encodeTexts(tok *llama2c.Tokenizer, texts []string, maxLen int) ([][]int, e
 type corpusKey struct {
 	checkpoint, tokenizer, glueDir, glueTask, trainFile, evalFile string
 	trainExamples, evalExamples, maxLen, batchSize                int
+	baseDtype                                                     string // the base model's held-out result depends on it
 }
 
 // corpusCache keeps tokenized corpora (and the base model's held-out result)
@@ -128,8 +129,8 @@ type corpusKey struct {
 type corpusCache map[corpusKey]*corpus
 
 // loadCorpus reads and tokenizes the text c asks for, or takes it from cache.
-func loadCorpus(c ftConfig, tok *llama2c.Tokenizer, cache corpusCache) (*corpus, error) {
-	key := corpusKey{c.Checkpoint, c.Tokenizer, c.GlueDir, c.GlueTask, c.TrainFile, c.EvalFile, c.TrainExamples, c.EvalExamples, c.MaxLen, c.BatchSize}
+func loadCorpus(c ftConfig, tok llama.Tokenizer, cache corpusCache) (*corpus, error) {
+	key := corpusKey{c.Checkpoint, c.Tokenizer, c.GlueDir, c.GlueTask, c.TrainFile, c.EvalFile, c.TrainExamples, c.EvalExamples, c.MaxLen, c.BatchSize, c.BaseDtype}
 	if d, ok := cache[key]; ok {
 		return d, nil
 	}

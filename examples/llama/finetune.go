@@ -96,7 +96,7 @@ type setup struct {
 // prepare loads the model, attaches the adapter (initialised from the seed)
 // or, for full fine-tuning, makes every weight trainable.
 func prepare(c ftConfig) (*setup, error) {
-	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, c.BaseDtype, c.memoryNeed)
 	if err != nil {
 		return nil, err
 	}

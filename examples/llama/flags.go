@@ -59,6 +59,7 @@ type ftConfig struct {
 	Out         string  `json:"out"`
 	Overwrite   bool    `json:"-"`
 	PEFTLayout  bool    `json:"peft_layout"`
+	BaseDtype   string  `json:"base_dtype"`
 	train.Flags
 }
 
@@ -70,12 +71,13 @@ func defaultConfig() ftConfig {
 	return ftConfig{GlueTask: "sst2", Adapter: "lily",
 		LilyR: 13, LilyStrideA: 5, LilyNumB: 2, LilyScaling: 1, LilyTargets: allLinears, LilyRouting: "batch",
 		LoraR: 4, LoraAlpha: 4, LoraTargets: allLinears,
-		MaxSteps: 150, BatchSize: 32, MaxLen: 128, WarmupRatio: 0.06, EvalEvery: 50, Seed: 1}
+		MaxSteps: 150, BatchSize: 32, MaxLen: 128, WarmupRatio: 0.06, EvalEvery: 50, Seed: 1, BaseDtype: "f32"}
 }
 
 // finetuneUsage explains the subcommand; -h prints it above the flags.
-const finetuneUsage = `llama finetune: adapt a llama2.c model (default: stories260K, trained on
-children's stories) to a new text domain and measure held-out perplexity.
+const finetuneUsage = `llama finetune: adapt a LLaMA (a llama2.c file or a Hugging Face directory;
+default: stories260K, trained on children's stories) to a new text domain and
+measure held-out perplexity.
 
 By default the training text is the SST-2 training sentences (movie-review
 language the model never saw) and the held-out text the SST-2 dev sentences.
@@ -102,8 +104,8 @@ Flags:
 // addFinetuneFlags registers the fine-tuning flags on fs, bound to c, whose
 // values are the defaults.
 func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
-	fs.StringVar(&c.Checkpoint, "checkpoint", "", "llama2.c checkpoint (default ../shared/data/"+defaultCheckpoint+", looked up from the working directory up to the repository root)")
-	fs.StringVar(&c.Tokenizer, "tokenizer", "", "llama2.c tokenizer (default ../shared/data/"+defaultTokenizer+")")
+	fs.StringVar(&c.Checkpoint, "checkpoint", "", checkpointHelp)
+	fs.StringVar(&c.Tokenizer, "tokenizer", "", tokenizerHelp)
 	fs.StringVar(&c.GlueDir, "glue_dir", "", "GLUE directory for the text (default ../shared/data/"+defaultGlueDir+")")
 	fs.StringVar(&c.GlueTask, "glue_task", c.GlueTask, "GLUE task whose train sentences are trained on and dev sentences held out")
 	fs.StringVar(&c.TrainFile, "train_file", "", "plain-text training file, one example per line (instead of GLUE; needs -eval_file)")
@@ -132,6 +134,7 @@ func addFinetuneFlags(fs *flag.FlagSet, c *ftConfig) {
 	fs.StringVar(&c.Out, "out", "", "results folder (default runs/llama-<adapter>)")
 	fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 	c.Flags.Register(fs)
+	fs.StringVar(&c.BaseDtype, "base_dtype", c.BaseDtype, baseDtypeHelp)
 	fs.BoolVar(&c.PEFTLayout, "peft_layout", false, "save the adapter exactly as PEFT does (Lily's shared tensors repeated per layer, no lily_go config section), so PeftModel.from_pretrained loads it without a warning; Lily needs batch routing")
 }
 
@@ -160,7 +163,7 @@ func parseFinetune(args []string, usageOut io.Writer) (ftConfig, error) {
 // the learning rate, the output folder, "all" in target lists.
 func (c *ftConfig) resolve() {
 	c.Checkpoint = orShared(c.Checkpoint, defaultCheckpoint)
-	c.Tokenizer = orShared(c.Tokenizer, defaultTokenizer)
+	c.Tokenizer = tokenizerFor(c.Checkpoint, c.Tokenizer)
 	if c.TrainFile == "" {
 		c.GlueDir = orShared(c.GlueDir, defaultGlueDir)
 	}
@@ -212,6 +215,10 @@ func (c ftConfig) validate() error {
 		return bad("-warmup_ratio %v must be in [0, 1)", c.WarmupRatio)
 	case !finite(c.WeightDecay) || c.WeightDecay < 0:
 		return bad("-weight_decay %v must be a non-negative number", c.WeightDecay)
+	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
+		return bad("-base_dtype %q: use f32 or bf16", c.BaseDtype)
+	case c.BaseDtype == "bf16" && c.Adapter == "full":
+		return bad("-adapter full trains every weight, which bfloat16 storage (-base_dtype bf16) cannot hold; use -base_dtype f32")
 	case c.EvalEvery < 0:
 		return bad("-eval_every %d must not be negative (0: only before and after training)", c.EvalEvery)
 	}

@@ -97,7 +97,7 @@ func checkRun(t *testing.T, dir string) {
 	}
 	checkAnalysis(t, dir, &res)
 
-	fresh, err := loadBase(c.Checkpoint, c.Tokenizer)
+	fresh, err := loadBase(c.Checkpoint, c.Tokenizer, "f32", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestInterruptKeepsOutputs(t *testing.T) {
 // must not change.
 func TestPerplexityIsTokenWeighted(t *testing.T) {
 	data := sharedData(t)
-	b, err := loadBase(filepath.Join(data, defaultCheckpoint), filepath.Join(data, defaultTokenizer))
+	b, err := loadBase(filepath.Join(data, defaultCheckpoint), filepath.Join(data, defaultTokenizer), "f32", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,9 @@ import (
 
 	"github.com/lilygo/lily/adapterfile"
 	"github.com/lilygo/lily/graphs/llama"
+	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
-	"github.com/lilygo/lily/tokenizers/llama2c"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -17,29 +17,68 @@ import (
 type base struct {
 	cfg   llama.Config
 	store *layers.Store
-	tok   *llama2c.Tokenizer
+	tok   llama.Tokenizer
+	// hf is set for a Hugging Face checkpoint directory, unset for a
+	// llama2.c file.
+	hf bool
 }
 
-// loadBase reads a llama2.c checkpoint (float32, weights frozen) and its
-// tokenizer, checks that they fit, and converts the model to Hugging Face's
-// rotary layout so that adapters on q_proj and k_proj (and adapter files)
-// use the layout PEFT expects. The logits do not change.
-func loadBase(checkpoint, tokenizer string) (*base, error) {
-	cfg, s, err := llama.LoadLlama2C(checkpoint, tensor.Float32)
-	if err != nil {
-		return nil, errors.Wrap(err, "loading the checkpoint")
+// loadBase reads a checkpoint (float32, weights frozen) and its tokenizer:
+// a Hugging Face LLaMA directory (config.json, model.safetensors or its
+// shards, tokenizer.json), or a llama2.c checkpoint file, converted to
+// Hugging Face's rotary layout so that adapters on q_proj and k_proj (and
+// adapter files) use the layout PEFT expects (the logits do not change).
+// baseDtype "bf16" keeps the frozen weight matrices in bfloat16 (rounded
+// to it from a float32 file), "f32" in float32. need (may be nil) lists what
+// the command needs beyond the weights; for a Hugging Face directory it is
+// checked with the loading itself before any weight is read, for a llama2.c
+// file after loading.
+func loadBase(checkpoint, tokenizer, baseDtype string, need func(llama.Config) memcheck.Need) (*base, error) {
+	weights := tensor.Float32
+	if baseDtype == "bf16" {
+		weights = lilyop.BFloat16
 	}
-	tok, err := llama2c.Load(tokenizer)
+	hf := isHFDir(checkpoint)
+	tok, err := loadTokenizer(tokenizer, checkpoint)
 	if err != nil {
 		return nil, errors.Wrap(err, "loading the tokenizer")
 	}
-	if tok.VocabSize() != cfg.VocabSize {
+	var cfg llama.Config
+	var s *layers.Store
+	if hf {
+		if err := checkHFLoad(checkpoint, weights, need); err != nil {
+			return nil, err
+		}
+		cfg, s, err = loadHFWeights(checkpoint, weights)
+	} else {
+		if err := llama2cLoadNeed(checkpoint).Check(); err != nil {
+			return nil, errors.Wrapf(err, "loading %s", checkpoint)
+		}
+		cfg, s, err = llama.LoadLlama2C(checkpoint, tensor.Float32)
+	}
+	if err != nil {
+		return nil, errors.Wrap(err, "loading the checkpoint")
+	}
+	if !hf && need != nil {
+		if err := need(cfg).Check(); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case !hf && tok.VocabSize() != cfg.VocabSize:
 		return nil, errors.Errorf("the tokenizer %s has %d tokens but the model %s has %d", tokenizer, tok.VocabSize(), checkpoint, cfg.VocabSize)
+	case hf && tok.VocabSize() > cfg.VocabSize:
+		return nil, errors.Errorf("the tokenizer %s has %d tokens but the model %s only %d (vocab_size of config.json); give the model's own tokenizer", tokenizer, tok.VocabSize(), checkpoint, cfg.VocabSize)
 	}
 	if cfg, err = llama.ToHFLayout(cfg, s); err != nil {
 		return nil, errors.Wrap(err, "converting to the Hugging Face rotary layout")
 	}
-	return &base{cfg: cfg, store: s, tok: tok}, nil
+	if !hf && weights == lilyop.BFloat16 {
+		if _, err := s.ConvertFrozen(weights, layers.Matrices); err != nil {
+			return nil, errors.Wrap(err, "keeping the weights in bfloat16")
+		}
+	}
+	return &base{cfg: cfg, store: s, tok: tok, hf: hf}, nil
 }
 
 // loadAdapter reads an adapter directory written by finetune into the
@@ -282,4 +321,11 @@ func newAdapter(c ftConfig) (layers.Adapter, error) {
 		return layers.None{}, nil
 	}
 	return nil, errors.Errorf("unknown adapter %q (use lily, lora or full)", c.Adapter)
+}
+
+// loadHFWeights loads a Hugging Face checkpoint into a float32 store with
+// its weight matrices in weights (tensor.Float32, or lilyop.BFloat16:
+// rounded to bfloat16 if the file is not, kept as they are if it is).
+func loadHFWeights(dir string, weights tensor.Dtype) (llama.Config, *layers.Store, error) {
+	return llama.LoadHFWith(dir, llama.HFOptions{Dtype: tensor.Float32, Weights: weights})
 }

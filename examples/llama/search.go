@@ -137,7 +137,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	b, err := loadBase(probe.Checkpoint, probe.Tokenizer)
+	b, err := loadBase(probe.Checkpoint, probe.Tokenizer, probe.BaseDtype, nil)
 	if err != nil {
 		return err
 	}

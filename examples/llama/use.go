@@ -1,16 +1,20 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/internal/atomicfile"
+	"github.com/lilygo/lily/internal/memcheck"
 	"github.com/lilygo/lily/internal/outdir"
 	"github.com/lilygo/lily/layers"
+	"github.com/lilygo/lily/tokenizers/llama2c"
 	"github.com/pkg/errors"
 )
 
@@ -41,6 +45,11 @@ text from the merged model checked against the adapter's.
   llama export -adapter runs/llama-lora/adapter -out runs/llama-merged
   llama generate -checkpoint runs/llama-merged/model.bin -tokenizer runs/llama-merged/tokenizer.bin -temperature 0
 
+A Hugging Face -checkpoint gives hf/ only: its config.json and tokenizer
+files copied, the merged weights in its torch_dtype (bfloat16 or float32) as
+save_pretrained keeps it, or in -dtype f32 to keep the merge exact (a small
+update rounded to bfloat16 partly vanishes).
+
 LoRA merges exactly. A Lily adapter routes every input to its own mixture of
 experts, which no single weight matrix reproduces: -calibrate freezes each
 site's mixing at its mean over the training text (-train_file or the GLUE
@@ -56,7 +65,8 @@ type useConfig struct {
 	AdapterDir        string
 	Calibrate         bool
 	CalibrateExamples int
-	Steps             int // export: positions of the greedy check
+	Steps             int    // export: positions of the greedy check
+	Dtype             string // export of a Hugging Face checkpoint: auto, f32 or bf16
 }
 
 // folder is export's -out.
@@ -69,8 +79,8 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 	c := useConfig{ftConfig: defaultConfig(), Mode: mode, CalibrateExamples: 2000, Steps: 64}
 	fs := flag.NewFlagSet("llama "+mode, flag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	fs.StringVar(&c.Checkpoint, "checkpoint", "", "llama2.c checkpoint the adapter was trained on (default ../shared/data/"+defaultCheckpoint+")")
-	fs.StringVar(&c.Tokenizer, "tokenizer", "", "llama2.c tokenizer (default ../shared/data/"+defaultTokenizer+")")
+	fs.StringVar(&c.Checkpoint, "checkpoint", "", "the checkpoint the adapter was trained on: "+checkpointHelp)
+	fs.StringVar(&c.Tokenizer, "tokenizer", "", tokenizerHelp)
 	fs.StringVar(&c.AdapterDir, "adapter", "", "adapter directory (a finetune run's adapter/ folder, or PEFT's)")
 	fs.StringVar(&c.GlueDir, "glue_dir", "", "GLUE directory for -glue_task (default ../shared/data/"+defaultGlueDir+")")
 	fs.StringVar(&c.GlueTask, "glue_task", c.GlueTask, "GLUE task whose dev sentences are held out (train sentences calibrate)")
@@ -80,13 +90,15 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 	fs.IntVar(&c.MaxLen, "max_len", c.MaxLen, "longest sequence in ids, BOS included; longer texts are truncated")
 	switch mode {
 	case "eval":
+		fs.StringVar(&c.BaseDtype, "base_dtype", c.BaseDtype, baseDtypeHelp)
 	case "export":
-		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (required)")
+		fs.StringVar(&c.Out, "out", "", "folder for model.bin, tokenizer.bin and hf/ (for a Hugging Face -checkpoint: hf/ only) (required)")
 		fs.BoolVar(&c.Overwrite, "overwrite", false, "replace -out when it holds a finished run or another kind of run")
 		fs.StringVar(&c.TrainFile, "train_file", "", "calibration text instead of GLUE's train split, one text per line")
 		fs.BoolVar(&c.Calibrate, "calibrate", false, "Lily: freeze each site's mixing at its mean over the training text, so that it can be merged")
 		fs.IntVar(&c.CalibrateExamples, "calibrate_examples", c.CalibrateExamples, "with -calibrate: the first N training texts (0: all)")
 		fs.IntVar(&c.Steps, "steps", c.Steps, "positions of the greedy text compared before and after merging")
+		fs.StringVar(&c.Dtype, "dtype", "auto", "weights of hf/ for a Hugging Face -checkpoint: auto (the checkpoint's torch_dtype, as save_pretrained keeps it), f32 (the merge exactly) or bf16")
 	}
 	fs.Usage = func() {
 		fmt.Fprint(usageOut, useUsage[mode])
@@ -99,7 +111,7 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		return c, errors.Errorf("%s: unexpected argument %q (flags start with -)", mode, fs.Arg(0))
 	}
 	c.Checkpoint = orShared(c.Checkpoint, defaultCheckpoint)
-	c.Tokenizer = orShared(c.Tokenizer, defaultTokenizer)
+	c.Tokenizer = tokenizerFor(c.Checkpoint, c.Tokenizer)
 	if c.EvalFile == "" || (mode == "export" && c.TrainFile == "") {
 		c.GlueDir = orShared(c.GlueDir, defaultGlueDir)
 	}
@@ -110,6 +122,10 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		return c, errors.New("export: -out is required: the folder for the merged model")
 	case c.BatchSize < 1 || c.MaxLen < 2:
 		return c, errors.Errorf("%s: -batch_size %d must be positive and -max_len %d at least 2", mode, c.BatchSize, c.MaxLen)
+	case mode == "export" && c.Dtype != "auto" && c.Dtype != "f32" && c.Dtype != "bf16":
+		return c, errors.Errorf("export: -dtype %q: use auto, f32 or bf16", c.Dtype)
+	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
+		return c, errors.Errorf("%s: -base_dtype %q: use f32 or bf16", mode, c.BaseDtype)
 	case c.EvalExamples < 0 || c.CalibrateExamples < 0 || c.Steps < 0:
 		return c, errors.Errorf("%s: -eval_examples %d, -calibrate_examples %d and -steps %d must not be negative", mode, c.EvalExamples, c.CalibrateExamples, c.Steps)
 	}
@@ -173,7 +189,7 @@ type useResult struct {
 
 // runUseEval prints the held-out perplexity without and with the adapter.
 func runUseEval(c useConfig, w io.Writer) (*useResult, error) {
-	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, c.BaseDtype, func(cfg llama.Config) memcheck.Need { return evalNeed(cfg, c.BatchSize, c.MaxLen) })
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +223,10 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err := c.folder().Check(); err != nil {
 		return nil, err
 	}
-	b, err := loadBase(c.Checkpoint, c.Tokenizer)
+	// Merging writes into the weights, which must be float32 for it.
+	b, err := loadBase(c.Checkpoint, c.Tokenizer, "f32", func(cfg llama.Config) memcheck.Need {
+		return append(evalNeed(cfg, c.BatchSize, c.MaxLen), generateNeed(cfg, c.Steps, 1)...)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -215,18 +234,22 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := mergeNeed(b.cfg, adapterTargets(a)).Check(); err != nil {
+		return nil, errors.Wrapf(err, "merging %s", c.AdapterDir)
+	}
 	if _, ok := a.(layers.Merger); !ok {
 		return nil, errors.Errorf("the %s adapter in %s cannot be merged (only LoRA and Lily can)", a.Method(), c.AdapterDir)
 	}
 	res := &useResult{}
 	greedy := llama.SampleOptions{Steps: c.Steps}
+	gcfg := decodeConfig(b.cfg, c.Steps)
 	lily, isLily := a.(*layers.Lily)
 	if isLily && !lily.Config().Uniform && len(lily.FrozenMixing()) == 0 {
 		if !c.Calibrate {
 			return nil, errors.Errorf("the Lily adapter in %s routes every input to its own mixture of experts (%s routing), which no single merged weight reproduces; "+
 				"add -calibrate to freeze each site's mixing at its mean over the training text and merge that", c.AdapterDir, lily.Config().Routing)
 		}
-		routed, err := llama.Generate(b.cfg, b.store, a, b.tok, "", greedy)
+		routed, err := llama.Generate(gcfg, b.store, a, b.tok, "", greedy)
 		if err != nil {
 			return nil, errors.Wrap(err, "greedy text with the routed adapter")
 		}
@@ -235,38 +258,27 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 			return nil, err
 		}
 	}
-	before, err := llama.Generate(b.cfg, b.store, a, b.tok, "", greedy)
+	before, err := llama.Generate(gcfg, b.store, a, b.tok, "", greedy)
 	if err != nil {
 		return nil, errors.Wrap(err, "greedy text with the adapter")
 	}
 	if err := layers.Merge(b.store, a, b.cfg.Sites()); err != nil {
 		return nil, errors.Wrapf(err, "merging %s", c.AdapterDir)
 	}
-	after, err := llama.Generate(b.cfg, b.store, nil, b.tok, "", greedy)
+	after, err := llama.Generate(gcfg, b.store, nil, b.tok, "", greedy)
 	if err != nil {
 		return nil, errors.Wrap(err, "greedy text of the merged model")
 	}
 	res.AdapterText, res.MergedText = before.Text, after.Text
-	tok, err := os.ReadFile(c.Tokenizer)
-	if err != nil {
-		return nil, errors.Wrap(err, "export: copying the tokenizer")
-	}
-	err = c.folder().Write(true, func(dir string) error {
-		if err := llama.SaveLlama2C(filepath.Join(dir, exportBin), b.cfg, b.store); err != nil {
-			return err
-		}
-		if err := atomicfile.WriteBytes(filepath.Join(dir, exportTokenizer), tok); err != nil {
-			return errors.Wrap(err, "export: copying the tokenizer")
-		}
-		if err := llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store); err != nil {
-			return err
-		}
-		return errors.Wrap(b.tok.WriteHF(filepath.Join(dir, exportHF), b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
-	})
+	dtype, err := c.writeExport(b)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s, %s and %s/ to %s\n", a.Method(), c.AdapterDir, c.Checkpoint, exportBin, exportTokenizer, exportHF, c.Out)
+	wrote := fmt.Sprintf("%s, %s and %s/", exportBin, exportTokenizer, exportHF)
+	if b.hf {
+		wrote = exportHF + "/"
+	}
+	fmt.Fprintf(w, "merged the %s adapter of %s into %s and wrote %s to %s\n", a.Method(), c.AdapterDir, c.Checkpoint, wrote, c.Out)
 	if res.Calibrated > 0 {
 		fmt.Fprintf(w, "Lily's mixing frozen at its mean over %d training texts\n", res.Calibrated)
 	}
@@ -277,6 +289,9 @@ func runExport(c useConfig, w io.Writer) (*useResult, error) {
 	fmt.Fprintf(w, "greedy text (%d positions) of the merged model %s the adapter's:\n%s\n", c.Steps, same, after.Text)
 	if res.Calibrated > 0 && res.RoutedText != after.Text {
 		fmt.Fprintf(w, "the adapter as trained (routed) decodes instead:\n%s\n", res.RoutedText)
+	}
+	if dtype == "bf16" {
+		fmt.Fprintf(w, "%s/ holds the merged weights rounded to bfloat16, so its outputs differ slightly from the float32 merge checked above (-dtype f32 keeps them exactly)\n", exportHF)
 	}
 	return res, nil
 }
@@ -303,4 +318,96 @@ func (c useConfig) calibrate(b *base, lily *layers.Lily) (int, error) {
 		return 0, err
 	}
 	return len(seqs), lily.FreezeMixing(cal.Mean())
+}
+
+// writeExport writes the merged model in b to -out and returns the dtype of
+// hf/'s weights: for a llama2.c checkpoint model.bin, a copy of the
+// tokenizer and hf/ (float32, with the tokenizer converted); for a Hugging
+// Face checkpoint hf/ only, with the source's config.json, weights in -dtype
+// (auto: its torch_dtype), and its tokenizer files copied (or converted
+// from a llama2.c -tokenizer).
+func (c useConfig) writeExport(b *base) (dtype string, err error) {
+	if !b.hf {
+		tok, err := os.ReadFile(c.Tokenizer)
+		if err != nil {
+			return "", errors.Wrap(err, "export: copying the tokenizer")
+		}
+		return "f32", c.folder().Write(true, func(dir string) error {
+			if err := llama.SaveLlama2C(filepath.Join(dir, exportBin), b.cfg, b.store); err != nil {
+				return err
+			}
+			if err := atomicfile.WriteBytes(filepath.Join(dir, exportTokenizer), tok); err != nil {
+				return errors.Wrap(err, "export: copying the tokenizer")
+			}
+			if err := llama.SaveHF(filepath.Join(dir, exportHF), b.cfg, b.store); err != nil {
+				return err
+			}
+			return errors.Wrap(b.tok.(*llama2c.Tokenizer).WriteHF(filepath.Join(dir, exportHF), b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
+		})
+	}
+	src := atomicfile.Resolve(c.Checkpoint)
+	cfgJSON, err := os.ReadFile(filepath.Join(src, hfConfigFile))
+	if err != nil {
+		return "", errors.Wrap(err, "export: reading the checkpoint's config.json")
+	}
+	dtype = c.Dtype
+	if dtype == "auto" {
+		dtype = "f32"
+		if torchDtype(src) == "bfloat16" {
+			dtype = "bf16"
+		}
+	}
+	if want := map[string]string{"f32": "float32", "bf16": "bfloat16"}[dtype]; torchDtype(src) != want {
+		var m map[string]any
+		if err := json.Unmarshal(cfgJSON, &m); err != nil {
+			return "", errors.Wrap(err, "export: reading the checkpoint's config.json")
+		}
+		m["torch_dtype"] = want
+		if cfgJSON, err = marshalIndent(m); err != nil {
+			return "", err
+		}
+	}
+	copies := map[string]string{hfGenerationFile: filepath.Join(src, hfGenerationFile)}
+	lt, convert := b.tok.(*llama2c.Tokenizer)
+	if convert = convert && !strings.HasSuffix(c.Tokenizer, ".json"); !convert {
+		tdir := filepath.Dir(c.Tokenizer)
+		copies[hfTokenizerFile] = c.Tokenizer
+		copies[hfTokenizerConfigFile] = filepath.Join(tdir, hfTokenizerConfigFile)
+	}
+	return dtype, c.folder().Write(true, func(dir string) error {
+		hf := filepath.Join(dir, exportHF)
+		if err := os.Mkdir(hf, 0o755); err != nil {
+			return errors.Wrap(err, "export")
+		}
+		if err := saveHFStream(hf, b.cfg, b.store, dtype, cfgJSON, defaultMaxShard); err != nil {
+			return errors.Wrap(err, "export")
+		}
+		for name, from := range copies {
+			data, err := os.ReadFile(from)
+			if errors.Is(err, os.ErrNotExist) && name != hfTokenizerFile {
+				continue // optional files
+			}
+			if err != nil {
+				return errors.Wrapf(err, "export: copying %s", name)
+			}
+			if err := atomicfile.WriteBytes(filepath.Join(hf, name), data); err != nil {
+				return errors.Wrapf(err, "export: copying %s", name)
+			}
+		}
+		if convert {
+			return errors.Wrap(lt.WriteHF(hf, b.cfg.MaxSeqLen), "export: the Hugging Face tokenizer")
+		}
+		return nil
+	})
+}
+
+// adapterTargets lists the modules an adapter adapts.
+func adapterTargets(a layers.Adapter) []string {
+	switch ad := a.(type) {
+	case *layers.Lily:
+		return ad.Config().TargetModules
+	case *layers.LoRA:
+		return ad.Config().TargetModules
+	}
+	return nil
 }

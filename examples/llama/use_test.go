@@ -94,7 +94,7 @@ func greedyOf(t *testing.T, out string, steps int) (bin, hf string) {
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}
-	b, err := loadBase(filepath.Join(out, exportBin), filepath.Join(out, exportTokenizer))
+	b, err := loadBase(filepath.Join(out, exportBin), filepath.Join(out, exportTokenizer), "f32", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/lilygo/lily/layers"
@@ -88,6 +89,52 @@ type Config struct {
 	// and new models. Hugging Face's config.json has no such field: its
 	// files are always Halves.
 	Rope RopeLayout `json:"rope_layout,omitempty"`
+	// RopeScaling is config.json's rope_scaling of type "llama3" (Llama
+	// 3.1 and 3.2); the zero value is none.
+	RopeScaling RopeScaling `json:"-"`
+}
+
+// RopeScaling is Llama 3.1's rescaling of the rotary frequencies
+// (rope_scaling {"rope_type": "llama3", ...} in config.json), as
+// transformers' _compute_llama3_parameters computes it: a frequency whose
+// wavelength 2π/f is longer than OriginalMaxPos/LowFreqFactor is divided
+// by Factor, one shorter than OriginalMaxPos/HighFreqFactor is kept, and
+// those between are interpolated. The zero value scales nothing.
+type RopeScaling struct {
+	Factor, LowFreqFactor, HighFreqFactor float64
+	OriginalMaxPos                        int
+}
+
+// Enabled reports whether s scales anything.
+func (s RopeScaling) Enabled() bool { return s != RopeScaling{} }
+
+// Apply returns the scaled inverse frequency f.
+func (s RopeScaling) Apply(f float64) float64 {
+	if !s.Enabled() {
+		return f
+	}
+	old := float64(s.OriginalMaxPos)
+	wavelen := 2 * math.Pi / f
+	switch {
+	case wavelen < old/s.HighFreqFactor:
+		return f
+	case wavelen > old/s.LowFreqFactor:
+		return f / s.Factor
+	}
+	smooth := (old/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+	return (1-smooth)*f/s.Factor + smooth*f
+}
+
+// validate reports a scaling transformers would not accept.
+func (s RopeScaling) validate() error {
+	if !s.Enabled() {
+		return nil
+	}
+	if !(s.Factor >= 1) || !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || s.OriginalMaxPos <= 0 ||
+		math.IsInf(s.Factor, 0) || math.IsInf(s.HighFreqFactor, 0) {
+		return errors.Errorf("llama: rope_scaling %+v: want factor ≥ 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0", s)
+	}
+	return nil
 }
 
 // HeadDim is the width of one attention head.
@@ -114,7 +161,7 @@ func (c Config) Validate() error {
 	case c.Rope != Interleaved && c.Rope != Halves:
 		return errors.Errorf("llama: unknown rope layout %v", c.Rope)
 	}
-	return nil
+	return c.RopeScaling.validate()
 }
 
 // hfConfig is config.json as Hugging Face writes it; pointers tell absent
@@ -184,10 +231,32 @@ func ParseHFConfig(data []byte) (Config, error) {
 	switch {
 	case h.HiddenAct != "" && h.HiddenAct != "silu":
 		return Config{}, errors.Errorf("llama: hidden_act %q is not supported (only silu)", h.HiddenAct)
-	case len(h.RopeScaling) > 0 && string(h.RopeScaling) != "null":
-		return Config{}, errors.Errorf("llama: rope_scaling %s is not supported", h.RopeScaling)
 	case h.AttentionBias || h.MLPBias:
 		return Config{}, errors.New("llama: attention_bias and mlp_bias are not supported")
+	}
+	if len(h.RopeScaling) > 0 && string(h.RopeScaling) != "null" {
+		var rs struct {
+			RopeType string   `json:"rope_type"`
+			Type     string   `json:"type"`
+			Factor   *float64 `json:"factor"`
+			Low      *float64 `json:"low_freq_factor"`
+			High     *float64 `json:"high_freq_factor"`
+			Original *int     `json:"original_max_position_embeddings"`
+		}
+		if err := json.Unmarshal(h.RopeScaling, &rs); err != nil {
+			return Config{}, errors.Wrapf(err, "llama: rope_scaling %s", h.RopeScaling)
+		}
+		typ := rs.RopeType
+		if typ == "" {
+			typ = rs.Type
+		}
+		if typ == "default" {
+			// transformers' name for no scaling
+		} else if typ != "llama3" || rs.Factor == nil || rs.Low == nil || rs.High == nil || rs.Original == nil {
+			return Config{}, errors.Errorf("llama: rope_scaling %s is not supported (only rope_type \"llama3\" with factor, low_freq_factor, high_freq_factor and original_max_position_embeddings, as Llama 3.1 and 3.2 have)", h.RopeScaling)
+		} else {
+			c.RopeScaling = RopeScaling{Factor: *rs.Factor, LowFreqFactor: *rs.Low, HighFreqFactor: *rs.High, OriginalMaxPos: *rs.Original}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -230,7 +299,7 @@ func (c Config) HFConfigJSON() ([]byte, error) {
 		"tie_word_embeddings":     c.TiedEmbeddings,
 		"attention_bias":          false,
 		"mlp_bias":                false,
-		"rope_scaling":            nil,
+		"rope_scaling":            c.RopeScaling.hfJSON(),
 		"bos_token_id":            1,
 		"eos_token_id":            2,
 		"torch_dtype":             "float32",
@@ -278,4 +347,13 @@ func (c Config) Sites() []layers.Site {
 		}
 	}
 	return out
+}
+
+// hfJSON is config.json's rope_scaling: nil, or the llama3 object.
+func (s RopeScaling) hfJSON() any {
+	if !s.Enabled() {
+		return nil
+	}
+	return map[string]any{"rope_type": "llama3", "factor": s.Factor, "low_freq_factor": s.LowFreqFactor,
+		"high_freq_factor": s.HighFreqFactor, "original_max_position_embeddings": s.OriginalMaxPos}
 }

@@ -242,6 +242,9 @@ func storeFrom(c Config, dt tensor.Dtype, vals map[string][]float64) (*layers.St
 // 1e-5 and rope theta 10000, so a model with other values is refused.
 // Adapter parameters are not written; the file is replaced atomically.
 func SaveLlama2C(path string, c Config, s *layers.Store) error {
+	if c.RopeScaling.Enabled() {
+		return errors.New("llama.SaveLlama2C: llama2.c's run.c has no rope_scaling; save this model with SaveHF instead")
+	}
 	if err := checkStore(c, s); err != nil {
 		return err
 	}

@@ -127,11 +127,11 @@ func (m *Model) block(g *layers.Graph, adapter layers.Adapter, l int, sites []la
 		}
 	}
 	hd := c.HeadDim()
-	q, err := rope(qkv[0], m.Positions, c.NHeads, hd, c.RopeTheta, c.Rope)
+	q, err := ropeScaled(qkv[0], m.Positions, c.NHeads, hd, c.RopeTheta, c.Rope, c.RopeScaling)
 	if err != nil {
 		return nil, err
 	}
-	k, err := rope(qkv[1], m.Positions, c.NKVHeads, hd, c.RopeTheta, c.Rope)
+	k, err := ropeScaled(qkv[1], m.Positions, c.NKVHeads, hd, c.RopeTheta, c.Rope, c.RopeScaling)
 	if err != nil {
 		return nil, err
 	}

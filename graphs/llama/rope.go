@@ -16,7 +16,13 @@ import (
 // at the positions pos (an int node [seq]): the pair (a, b) of frequency
 // index i in each head turns by the angle pos·theta^(−2i/headDim).
 func rope(x, pos *G.Node, heads, headDim int, theta float64, layout RopeLayout) (*G.Node, error) {
-	op := ropeOp{heads: heads, headDim: headDim, theta: theta, layout: layout}
+	return ropeScaled(x, pos, heads, headDim, theta, layout, RopeScaling{})
+}
+
+// ropeScaled is rope with the frequencies scaled as sc says (the zero
+// value: not scaled).
+func ropeScaled(x, pos *G.Node, heads, headDim int, theta float64, layout RopeLayout, sc RopeScaling) (*G.Node, error) {
+	op := ropeOp{heads: heads, headDim: headDim, theta: theta, layout: layout, scaling: sc}
 	n, err := G.ApplyOp(op, x, pos)
 	return n, errors.Wrapf(err, "applying %v to %v", op, x.Shape())
 }
@@ -28,6 +34,7 @@ type ropeOp struct {
 	heads, headDim int
 	theta          float64
 	layout         RopeLayout
+	scaling        RopeScaling
 	inverse        bool
 }
 
@@ -38,7 +45,11 @@ func (op ropeOp) Type() hm.Type {
 func (op ropeOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 func (op ropeOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op ropeOp) String() string {
-	return fmt.Sprintf("llama.RoPE{heads=%d,headDim=%d,theta=%g,%v,inverse=%t}", op.heads, op.headDim, op.theta, op.layout, op.inverse)
+	sc := ""
+	if op.scaling.Enabled() {
+		sc = fmt.Sprintf(",%+v", op.scaling)
+	}
+	return fmt.Sprintf("llama.RoPE{heads=%d,headDim=%d,theta=%g,%v%s,inverse=%t}", op.heads, op.headDim, op.theta, op.layout, sc, op.inverse)
 }
 
 func (op ropeOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
@@ -74,7 +85,7 @@ func (op ropeOp) angles(pos []int, single bool) (cos, sin []float64) {
 	half := op.headDim / 2
 	cos, sin = make([]float64, len(pos)*half), make([]float64, len(pos)*half)
 	for i := 0; i < half; i++ {
-		freq := 1 / math.Pow(op.theta, float64(2*i)/float64(op.headDim))
+		freq := op.scaling.Apply(1 / math.Pow(op.theta, float64(2*i)/float64(op.headDim)))
 		for t, p := range pos {
 			a := float64(p) * freq
 			if single {

@@ -6,7 +6,8 @@
 // Load reads the Hugging Face layout (vocab.json and merges.txt, as RoBERTa
 // ships it), OpenAI's GPT-2 files (encoder.json and vocab.bpe) or the single
 // tokenizer.json of Hugging Face's tokenizers library (see
-// LoadTokenizerJSON), as GPT-NeoX and Mamba checkpoints ship it. Encode
+// LoadTokenizerJSON), as GPT-NeoX, Mamba and LLaMA 3 checkpoints ship it
+// (LLaMA 3 splits text by its own pattern, Llama3Pattern). Encode
 // gives the plain BPE ids of a text, as GPT-2's encoder does; EncodeSingle and
 // EncodePair add RoBERTa's template (<s> A </s> and <s> A </s></s> B </s>),
 // truncation, padding and masks; Decode turns ids back into text. Train learns

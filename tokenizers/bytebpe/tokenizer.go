@@ -51,6 +51,13 @@ type Tokenizer struct {
 	mergeOf   map[uint64]merge // (left id, right id) -> merge
 	byteID    [256]int32       // byte -> id of its one-rune token
 
+	// llama3 splits text by Llama3Pattern instead of GPT-2's Pattern.
+	llama3 bool
+	// ignoreMerges takes a pre-token that is itself in the vocabulary as
+	// that one token without applying merges (tokenizer.json's
+	// ignore_merges, which LLaMA 3's sets).
+	ignoreMerges bool
+
 	// specialTokens lists the special tokens longest first, for ParseSpecial.
 	specialTokens []string
 
@@ -115,7 +122,14 @@ func newTokenizer(vocab map[string]int, merges [][2]string, wrap func(merge int,
 // tokens and following merges whose two parts are producible, and makes the
 // others special. It fills raw: the bytes of producible tokens, and the text
 // itself of special ones.
-func (t *Tokenizer) markSpecials() {
+//
+// With ignoreMerges, every vocabulary entry made of byte tokens is
+// producible too (a pre-token equal to it becomes it), except the tokens in
+// added, which the file lists as added tokens.
+func (t *Tokenizer) markSpecials() { t.markSpecialsExcept(nil) }
+
+// markSpecialsExcept is markSpecials keeping the tokens in added apart.
+func (t *Tokenizer) markSpecialsExcept(added map[string]bool) {
 	size := len(t.idToToken)
 	reachable := make([]bool, size)
 	type use struct{ other, result int32 }
@@ -139,6 +153,14 @@ func (t *Tokenizer) markSpecials() {
 			if reachable[u.other] && !reachable[u.result] {
 				reachable[u.result] = true
 				queue = append(queue, u.result)
+			}
+		}
+	}
+	if t.ignoreMerges {
+		// A pre-token that is a vocabulary entry becomes that entry.
+		for id, tok := range t.idToToken {
+			if _, ok := bytesOfSymbols(tok); ok && tok != "" && !added[tok] {
+				reachable[id] = true
 			}
 		}
 	}
@@ -303,7 +325,7 @@ func (t *Tokenizer) Tokenize(text string) []string {
 // appendEncoded appends the ids of text to dst.
 func (t *Tokenizer) appendEncoded(dst []int, text string) []int {
 	for i := 0; i < len(text); {
-		j := nextPiece(text, i)
+		j := t.nextPiece(text, i)
 		for _, id := range t.word(text[i:j]) {
 			dst = append(dst, int(id))
 		}
@@ -339,10 +361,24 @@ func (t *Tokenizer) appendEncodedSpecial(dst []int, text string) []int {
 	return t.appendEncoded(dst, text[start:])
 }
 
+// nextPiece returns the end of the pre-token at text[i:] under the
+// tokenizer's pattern.
+func (t *Tokenizer) nextPiece(text string, i int) int {
+	if t.llama3 {
+		return nextPieceLlama3(text, i)
+	}
+	return nextPiece(text, i)
+}
+
 // word returns the BPE ids of one pre-token, from the cache when it can.
 func (t *Tokenizer) word(w string) []int32 {
 	if len(w) == 1 {
 		return t.byteID[w[0] : w[0]+1 : w[0]+1]
+	}
+	if t.ignoreMerges {
+		if id, ok := t.vocab[ByteLevelString(w)]; ok && !t.special[id] {
+			return []int32{id}
+		}
 	}
 	if len(w) > maxCachedWord {
 		return t.bpe(w)

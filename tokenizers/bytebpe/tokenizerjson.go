@@ -12,8 +12,8 @@ import (
 )
 
 // LoadTokenizerJSON reads a tokenizer from a Hugging Face tokenizer.json, the
-// single-file format of the tokenizers library, in which GPT-2, RoBERTa and
-// GPT-NeoX (Pythia, Mamba) checkpoints ship their byte-level BPE.
+// single-file format of the tokenizers library, in which GPT-2, RoBERTa,
+// GPT-NeoX (Pythia, Mamba) and LLaMA 3 checkpoints ship their byte-level BPE.
 //
 // What it reads:
 //
@@ -21,14 +21,19 @@ import (
 //     id, checked as vocab.json is) and model.merges the merges in rank
 //     order, each either "a b" (older files) or ["a", "b"] (tokenizers 0.20
 //     and later). continuing_subword_prefix and end_of_word_suffix must be
-//     empty, ignore_merges false and dropout unset or 0, since each would
-//     change the tokenization; unk_token and byte_fallback do not matter to
-//     byte-level BPE, which has a token for every byte, and are ignored.
+//     empty and dropout unset or 0, since each would change the
+//     tokenization; unk_token and byte_fallback do not matter to byte-level
+//     BPE, which has a token for every byte, and are ignored. ignore_merges
+//     true (LLaMA 3's) is followed: a pre-token that is itself in the
+//     vocabulary becomes that token without merges.
 //   - pre_tokenizer: must be ByteLevel with use_regex true (the default),
-//     alone or as the only member of a Sequence; anything else means the
-//     file is not byte-level BPE split as GPT-2 splits text, and is an
-//     error. add_prefix_space must be given and false: this package has no
-//     such option (prepend the space to the text yourself instead).
+//     alone or as the only member of a Sequence (GPT-2's pattern), or
+//     LLaMA 3's Sequence of a Split by Llama3Pattern (behavior Isolated)
+//     and a ByteLevel with use_regex false; anything else means the file is
+//     not byte-level BPE split as GPT-2 or LLaMA 3 split text, and is an
+//     error. add_prefix_space must be false (for GPT-2's form, given and
+//     false): this package has no such option (prepend the space to the
+//     text yourself instead).
 //   - normalizer: none, or NFC (GPT-NeoX's). The Tokenizer does not
 //     normalize, so to get the ids of the tokenizers library, pass text that
 //     is already in NFC, as most text is. Any other normalizer is an error.
@@ -280,6 +285,51 @@ func checkNormalizer(raw []byte) error {
 	return errors.Errorf("normalizer %s is not supported: this package does not normalize text (only NFC, which leaves NFC text as it is, is accepted)", c.Type)
 }
 
+// isLlama3PreTokenizer reports whether raw is LLaMA 3's pre_tokenizer: a
+// Sequence of a Split by Llama3Pattern (behavior Isolated, not inverted)
+// and a ByteLevel without its own regex or prefix space. A Split by another
+// pattern is an error; anything else is not LLaMA 3's (false, no error).
+func isLlama3PreTokenizer(raw []byte) (bool, error) {
+	var seq struct {
+		Type          string            `json:"type"`
+		PreTokenizers []json.RawMessage `json:"pretokenizers"`
+	}
+	if json.Unmarshal(raw, &seq) != nil || seq.Type != "Sequence" || len(seq.PreTokenizers) == 0 {
+		return false, nil
+	}
+	var split struct {
+		Type    string `json:"type"`
+		Pattern struct {
+			Regex  *string `json:"Regex"`
+			String *string `json:"String"`
+		} `json:"pattern"`
+		Behavior string `json:"behavior"`
+		Invert   bool   `json:"invert"`
+	}
+	if json.Unmarshal(seq.PreTokenizers[0], &split) != nil || split.Type != "Split" {
+		return false, nil
+	}
+	switch {
+	case split.Pattern.Regex == nil || *split.Pattern.Regex != Llama3Pattern:
+		return false, errors.Errorf("pre_tokenizer Split by %s is not supported (only LLaMA 3's pattern, Llama3Pattern, then ByteLevel with use_regex false); %s", brief(seq.PreTokenizers[0]), notByteLevel)
+	case split.Behavior != "Isolated" || split.Invert:
+		return false, errors.Errorf("pre_tokenizer Split by LLaMA 3's pattern with behavior %q and invert %t is not supported (want Isolated, false)", split.Behavior, split.Invert)
+	case len(seq.PreTokenizers) != 2:
+		return false, errors.Errorf("pre_tokenizer: LLaMA 3's Split must be followed by exactly one ByteLevel, not %d pre-tokenizers", len(seq.PreTokenizers)-1)
+	}
+	var bl hfComponent
+	if err := json.Unmarshal(seq.PreTokenizers[1], &bl); err != nil || bl.Type != "ByteLevel" {
+		return false, errors.Errorf("pre_tokenizer: LLaMA 3's Split is followed by %s, not ByteLevel", brief(seq.PreTokenizers[1]))
+	}
+	if bl.AddPrefixSpace != nil && *bl.AddPrefixSpace {
+		return false, errors.New(`pre_tokenizer ByteLevel has "add_prefix_space": true, which this package does not support; prepend the space to the text instead`)
+	}
+	if bl.UseRegex == nil || *bl.UseRegex {
+		return false, errors.New(`pre_tokenizer: the ByteLevel after LLaMA 3's Split must have "use_regex": false (else GPT-2's pattern would split the pieces again)`)
+	}
+	return true, nil
+}
+
 // addedToken is one entry of added_tokens.
 type addedToken struct {
 	id      int
@@ -317,7 +367,8 @@ func parseTokenizerJSON(data []byte, name string) (*Tokenizer, error) {
 	if typ != "BPE" {
 		return nil, f.fail(typeSpan.start, "the model is %s, not BPE: this package reads byte-level BPE only", strconv.Quote(typ))
 	}
-	if err := f.checkModelOptions(model); err != nil {
+	ignoreMerges, err := f.checkModelOptions(model)
+	if err != nil {
 		return nil, err
 	}
 
@@ -325,12 +376,18 @@ func parseTokenizerJSON(data []byte, name string) (*Tokenizer, error) {
 	if !ok || f.isNull(pre) {
 		return nil, errors.Errorf("bytebpe: %s: no pre_tokenizer; %s", name, notByteLevel)
 	}
-	n, err := checkPreTokenizer(data[pre.start:pre.end])
+	llama3, err := isLlama3PreTokenizer(data[pre.start:pre.end])
 	if err != nil {
 		return nil, f.fail(pre.start, "%v", err)
 	}
-	if n != 1 {
-		return nil, f.fail(pre.start, "pre_tokenizer has %d ByteLevel members, not 1; %s", n, notByteLevel)
+	if !llama3 {
+		n, err := checkPreTokenizer(data[pre.start:pre.end])
+		if err != nil {
+			return nil, f.fail(pre.start, "%v", err)
+		}
+		if n != 1 {
+			return nil, f.fail(pre.start, "pre_tokenizer has %d ByteLevel members, not 1; %s", n, notByteLevel)
+		}
 	}
 	if norm, ok := top["normalizer"]; ok && !f.isNull(norm) {
 		if err := checkNormalizer(data[norm.start:norm.end]); err != nil {
@@ -370,6 +427,15 @@ func parseTokenizerJSON(data []byte, name string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.llama3 = llama3
+	if ignoreMerges {
+		t.ignoreMerges = true
+		listed := map[string]bool{}
+		for _, a := range added {
+			listed[a.content] = true
+		}
+		t.markSpecialsExcept(listed)
+	}
 	if err := f.registerAdded(t, vocab, added); err != nil {
 		return nil, err
 	}
@@ -377,38 +443,36 @@ func parseTokenizerJSON(data []byte, name string) (*Tokenizer, error) {
 }
 
 // checkModelOptions rejects BPE options that would make the tokenization
-// differ from GPT-2's.
-func (f jsonFile) checkModelOptions(model map[string]span) error {
+// differ from GPT-2's, except ignore_merges, which it returns.
+func (f jsonFile) checkModelOptions(model map[string]span) (ignoreMerges bool, err error) {
 	if sp, ok := model["dropout"]; ok && !f.isNull(sp) {
 		var p float64
 		if err := f.unmarshal(sp, &p, "model.dropout"); err != nil {
-			return err
+			return false, err
 		}
 		if p != 0 {
-			return f.fail(sp.start, "model.dropout is %v: BPE dropout is not supported", p)
+			return false, f.fail(sp.start, "model.dropout is %v: BPE dropout is not supported", p)
 		}
 	}
 	for _, key := range []string{"continuing_subword_prefix", "end_of_word_suffix"} {
 		if sp, ok := model[key]; ok && !f.isNull(sp) {
 			var s string
 			if err := f.unmarshal(sp, &s, "model."+key); err != nil {
-				return err
+				return false, err
 			}
 			if s != "" {
-				return f.fail(sp.start, "model.%s is %q: not supported by byte-level BPE", key, s)
+				return false, f.fail(sp.start, "model.%s is %q: not supported by byte-level BPE", key, s)
 			}
 		}
 	}
 	if sp, ok := model["ignore_merges"]; ok && !f.isNull(sp) {
 		var b bool
 		if err := f.unmarshal(sp, &b, "model.ignore_merges"); err != nil {
-			return err
+			return false, err
 		}
-		if b {
-			return f.fail(sp.start, "model.ignore_merges is true: not supported (words in the vocabulary would skip the merges)")
-		}
+		ignoreMerges = b
 	}
-	return nil
+	return ignoreMerges, nil
 }
 
 // merges reads model.merges, in either format, with the offset of each.
