@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lilygo/lily/adapterfile"
+	"github.com/lilygo/lily/internal/searchcmd"
 	"github.com/lilygo/lily/internal/sweep"
 	"github.com/lilygo/lily/layers"
 )
@@ -308,11 +309,11 @@ func TestSearch(t *testing.T) {
 	if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 		t.Fatalf("%+v", err)
 	}
-	b, err := os.ReadFile(filepath.Join(out, searchJSON))
+	b, err := os.ReadFile(filepath.Join(out, searchcmd.JSONFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res searchResult
+	var res searchcmd.Result
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func TestSearch(t *testing.T) {
 			t.Errorf("round 2 candidate %d (%v) was not among round 1's best", i, s.Candidate)
 		}
 	}
-	for _, name := range []string{searchMarkdown, searchPlot} {
+	for _, name := range []string{searchcmd.MarkdownFile, searchcmd.PlotFile} {
 		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
 			t.Error(err)
 		}
