@@ -52,10 +52,10 @@ type ftConfig struct {
 	FromRecipe []string `json:"from_recipe"`
 }
 
-// usageHeader explains the four modes; -h prints it above the flags.
+// usageHeader explains the five modes; -h prints it above the flags.
 const usageHeader = `roberta-glue: Lily, LoRA or head-only fine-tuning of a RoBERTa encoder on GLUE.
 
-Four modes:
+Five modes:
 
   go run ./examples/roberta-glue
       With no flags: a self-contained demo on SYNTHETIC data made up in code.
@@ -80,6 +80,11 @@ Four modes:
       Fine-tuning of several configurations (default: Lily, LoRA, head only)
       on several tasks (default: sst2,rte,cola,qnli) over several seeds, with
       a table of mean ± std. See 'sweep -h'.
+
+  go run ./examples/roberta-glue search -task rte -glue_dir ../shared/data/glue -model DIR [flags]
+      The Lily shape (r, stride_A, num_B) that fine-tunes best at a fixed
+      number of trainable parameters (default: LoRA r 4's), by successive
+      halving over every shape within -tolerance of it. See 'search -h'.
 
 After fine-tuning (each has its own -h):
 

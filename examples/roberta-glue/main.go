@@ -3,12 +3,13 @@
 // RoBERTa-base GLUE experiments do, and pretrains small RoBERTa encoders from
 // scratch with masked-language modelling.
 //
-// Four training modes (run with -h for every flag and the per-task recipe):
+// Five training modes (run with -h for every flag and the per-task recipe):
 //
 //	go run ./examples/roberta-glue                      # synthetic demo, a few minutes
 //	go run ./examples/roberta-glue pretrain -glue_dir ../shared/data/glue -out runs/pretrain
 //	go run ./examples/roberta-glue -task rte -glue_dir ../shared/data/glue -model runs/pretrain -adapter lily
 //	go run ./examples/roberta-glue sweep -glue_dir ../shared/data/glue -model runs/pretrain
+//	go run ./examples/roberta-glue search -task rte -glue_dir ../shared/data/glue -model runs/pretrain -lora_budget 8
 //
 // and, for a fine-tuned adapter (the adapter/ folder of a run), three more:
 //
@@ -80,6 +81,9 @@ var afterStep func(steps int)
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "sweep" {
 		return runSweep(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "search" {
+		return runSearch(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && (args[0] == "eval" || args[0] == "predict" || args[0] == "export") {
 		c, err := parseUse(args[0], args[1:], stderr)
