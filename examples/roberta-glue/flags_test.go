@@ -125,7 +125,7 @@ func TestHelpExplainsEverything(t *testing.T) {
 		t.Fatalf("-h returned %v", err)
 	}
 	help := out.String()
-	for _, s := range []string{"Four modes", "sweep -h", "SYNTHETIC", "pretrain", "-task rte", "recipe", "ceil(layers / A's)",
+	for _, s := range []string{"Five modes", "sweep -h", "search -h", "SYNTHETIC", "pretrain", "-task rte", "recipe", "ceil(layers / A's)",
 		"rte   3         0.1", "sst2  2         0.01     0.01", "not in the paper", "QNLI", "dev_mismatched", "(default 0.06)"} {
 		if !strings.Contains(help, s) {
 			t.Errorf("-h lacks %q", s)
