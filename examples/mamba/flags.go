@@ -115,6 +115,7 @@ of each step and rank 0 writes the outputs.
 
 'mamba eval -h' and 'mamba export -h': the perplexity of a text with a saved
 adapter, and the adapter merged into a Hugging Face Mamba directory.
+'mamba search -h': the best Lily shape at a fixed parameter budget.
 
 Flags:
 `

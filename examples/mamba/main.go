@@ -21,6 +21,8 @@
 // Run with -h for every flag and its default. Two more subcommands use a
 // saved adapter: 'mamba eval' measures the perplexity of a text file with and
 // without it, 'mamba export' merges it into a Hugging Face Mamba directory.
+// 'mamba search' finds the Lily shape (r, stride_A, num_B) that adapts best
+// at a fixed parameter budget, by successive halving (package configsearch).
 package main
 
 import (
@@ -50,6 +52,9 @@ func main() {
 // run parses the flags and runs the whole experiment; the report goes to w,
 // progress bars and usage to progressW.
 func run(ctx context.Context, args []string, w, progressW io.Writer) error {
+	if len(args) > 0 && args[0] == "search" {
+		return searchCmd(ctx, args[1:], w, progressW)
+	}
 	if len(args) > 0 && (args[0] == "eval" || args[0] == "export") {
 		c, err := parseUse(args[0], args[1:], progressW)
 		if err != nil {
