@@ -45,7 +45,8 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("llama search", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addFinetuneFlags(fs, &common)
-	sf.Register(fs)
+	sf.Register(fs, searchcmd.Refused("seed", "max_steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
+		map[string]string{"adapter": "search only runs Lily: -adapter is not a search flag"}))
 	fs.Lookup("out").Usage = "search folder (default runs/llama-search)"
 	fs.Usage = func() {
 		fmt.Fprint(stderr, searchUsage)
@@ -54,8 +55,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	shared, err := sf.Parse(fs, searchcmd.Refused("seed", "max_steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
-		map[string]string{"adapter": "search only runs Lily: -adapter is not a search flag"}))
+	shared, err := sf.Parse(fs)
 	if err != nil {
 		return err
 	}

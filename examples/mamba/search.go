@@ -58,7 +58,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var sf searchcmd.Flags
 	fs := newFlags(&c, stderr)
 	fs.Init("mamba search", flag.ContinueOnError)
-	sf.Register(fs) // takes over -seeds: the last round's seeds
+	sf.Register(fs, searchcmd.Refused("", "steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"}, nil)) // takes over -seeds: the last round's seeds
 	for name, v := range map[string]string{"out": "runs/mamba-search", "methods": "lily_in"} {
 		f := fs.Lookup(name)
 		f.DefValue = v
@@ -72,7 +72,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	shared, err := sf.Parse(fs, searchcmd.Refused("", "steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"}, nil))
+	shared, err := sf.Parse(fs)
 	if err != nil {
 		return err
 	}

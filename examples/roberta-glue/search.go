@@ -50,7 +50,8 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var common ftConfig
 	var sf searchcmd.Flags
 	fs := newFinetuneFlags(&common, stderr)
-	sf.Register(fs)
+	sf.Register(fs, searchcmd.Refused("seed", "max_steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
+		map[string]string{"adapter": "search only runs Lily: -adapter is not a search flag", "epochs": "search takes -rungs (steps of each round), not -epochs"}))
 	fs.Lookup("out").Usage = "search folder (default runs/<task>-search)"
 	fs.Usage = func() {
 		fmt.Fprint(stderr, searchUsage)
@@ -59,8 +60,7 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	shared, err := sf.Parse(fs, searchcmd.Refused("seed", "max_steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
-		map[string]string{"adapter": "search only runs Lily: -adapter is not a search flag", "epochs": "search takes -rungs (steps of each round), not -epochs"}))
+	shared, err := sf.Parse(fs)
 	if err != nil {
 		return err
 	}

@@ -61,14 +61,23 @@ type Flags struct {
 	Seeds []uint64
 
 	rungList, seedList string
+	refused            map[string]string
 }
 
 // Register adds the search flags to fs with their defaults. A flag of the
 // same name that fs already has (such as a command's own -seeds list) is
 // taken over: its default and usage become the search's, and Parse reads
-// it.
-func (f *Flags) Register(fs *flag.FlagSet) {
-	*f = Flags{LoRABudget: 4, Tolerance: 0.05, Space: configsearch.Space{MaxR: 64, MaxNumB: 4}, Keep: 0.5, rungList: "50,150", seedList: "1,2,3"}
+// it. refused names the run flags of fs that search sets itself, each with
+// the message Parse gives when one is set (Refused builds the usual ones);
+// their usage says so.
+func (f *Flags) Register(fs *flag.FlagSet, refused map[string]string) {
+	*f = Flags{LoRABudget: 4, Tolerance: 0.05, Space: configsearch.Space{MaxR: 64, MaxNumB: 4}, Keep: 0.5, rungList: "50,150", seedList: "1,2,3",
+		refused: refused}
+	for name, msg := range refused {
+		if fl := fs.Lookup(name); fl != nil {
+			fl.Usage = "not for search: " + msg
+		}
+	}
 	fs.IntVar(&f.Budget, "budget", f.Budget, "trainable parameters to match (instead of -lora_budget)")
 	fs.IntVar(&f.LoRABudget, "lora_budget", f.LoRABudget, "match the size of LoRA of this rank on the same target modules")
 	fs.Float64Var(&f.Tolerance, "tolerance", f.Tolerance, "keep shapes within this fraction of the budget")
@@ -92,9 +101,8 @@ func (f *Flags) stringFlag(fs *flag.FlagSet, name, value, usage string) {
 // Parse reads -rungs and -seeds after fs.Parse, checks the other search
 // flags, and returns every other flag set on fs as "-name=value", in fs's
 // order, to pass to every run (-out and -overwrite excluded). A set flag
-// named in refused is an error with that message: the run flags that search
-// sets itself (Refused gives the usual ones).
-func (f *Flags) Parse(fs *flag.FlagSet, refused map[string]string) ([]string, error) {
+// that Register was told search refuses is an error with its message.
+func (f *Flags) Parse(fs *flag.FlagSet) ([]string, error) {
 	if fs.NArg() > 0 {
 		return nil, errors.Errorf("search: unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
@@ -114,7 +122,7 @@ func (f *Flags) Parse(fs *flag.FlagSet, refused map[string]string) ([]string, er
 		return nil, errors.Errorf("search: -keep %v must be in (0, 1) (0.5 halves)", f.Keep)
 	}
 	own := append(append([]string{}, FlagNames...), "out", "overwrite")
-	shared, err := sweep.SharedArgs(fs, own, refused)
+	shared, err := sweep.SharedArgs(fs, own, f.refused)
 	return shared, errors.Wrap(err, "search")
 }
 

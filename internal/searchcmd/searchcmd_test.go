@@ -37,11 +37,11 @@ func parse(t *testing.T, args ...string) (Flags, []string, error) {
 	fs.String("seeds", "9", "the command's own list")
 	fs.String("out", "", "")
 	var f Flags
-	f.Register(fs)
+	f.Register(fs, Refused("seed", "steps", [3]string{"r", "s", "b"}, nil))
 	if err := fs.Parse(args); err != nil {
 		return f, nil, err
 	}
-	common, err := f.Parse(fs, Refused("seed", "steps", [3]string{"r", "s", "b"}, nil))
+	common, err := f.Parse(fs)
 	return f, common, err
 }
 
