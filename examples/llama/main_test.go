@@ -344,7 +344,7 @@ func TestSearch(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, bad := range [][]string{{"-lily_r", "3"}, {"-max_steps", "3"}, {"-rungs", "4,2"}, {"-adapter", "lora"}} {
+	for _, bad := range [][]string{{"-lily_r", "3"}, {"-max_steps", "3"}, {"-rungs", "4,2"}, {"-adapter", "lora"}, {"-resume"}} {
 		if err := run(context.Background(), append([]string{"search", "-out", t.TempDir()}, bad...), io.Discard, io.Discard); err == nil {
 			t.Errorf("search %v: no error", bad)
 		}
