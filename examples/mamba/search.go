@@ -58,7 +58,8 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var sf searchcmd.Flags
 	fs := newFlags(&c, stderr)
 	fs.Init("mamba search", flag.ContinueOnError)
-	sf.Register(fs, searchcmd.Refused("", "steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"}, nil)) // takes over -seeds: the last round's seeds
+	sf.Register(fs, searchcmd.Refused("", "steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
+		map[string]string{"resume": "search starts every run afresh (a search folder is replaced as a whole): -resume is not a search flag"})) // takes over -seeds: the last round's seeds
 	for name, v := range map[string]string{"out": "runs/mamba-search", "methods": "lily_in"} {
 		f := fs.Lookup(name)
 		f.DefValue = v
@@ -78,6 +79,13 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := c.validate(); err != nil {
 		return errors.Wrap(err, "search")
+	}
+	world, err := train.World()
+	if err != nil {
+		return err
+	}
+	if world.Size() > 1 {
+		return errors.Errorf("search runs in one process; this is rank %d of %d (run it without mpirun)", world.Rank(), world.Size())
 	}
 	ms, _ := parseMethods(c.Methods) // validated
 	if len(ms) != 1 || ms[0].Kind != "lily" {
@@ -108,7 +116,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "== SYNTHETIC data: source %s, target %s ==\n", corp.SourceName, corp.TargetName)
 	}
 	if res.Model.Pretrained {
-		if err := pretrainAndSave(ctx, c, corp, tok, base, res, stdout, stderr); err != nil {
+		if err := pretrainAndSave(ctx, c, corp, tok, base, res, nil, world, stdout, stderr); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -122,7 +130,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "target: %s; the model without an adapter has held-out perplexity %.3f\n", corp.TargetName, basePPL)
 	_, err = s.Run(ctx, func(ctx context.Context, t searchcmd.Trial) (searchcmd.Outcome, error) {
-		job := adaptJob{c: c, mc: mc, base: base, m: m, seed: t.Seed, train: tgt, heldOut: heldOut, basePPL: basePPL, baseDir: res.Model.Dir}
+		job := adaptJob{c: c, mc: mc, base: base, m: m, seed: t.Seed, train: tgt, heldOut: heldOut, basePPL: basePPL, baseDir: res.Model.Dir, comm: world}
 		job.c.LilyR, job.c.LilyStrideA, job.c.LilyNumB = t.Candidate.R, t.Candidate.StrideA, t.Candidate.NumB
 		job.c.Steps, job.c.Out = t.Steps, t.Dir
 		return searchTrial(ctx, job, stderr)
