@@ -71,7 +71,7 @@ func TestSearch(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, bad := range [][]string{{"-lily_r", "3"}, {"-steps", "3"}, {"-methods", "lora_in"}, {"-methods", "lily_in,lily_dt_in"}, {"-rungs", "3,2"}} {
+	for _, bad := range [][]string{{"-lily_r", "3"}, {"-steps", "3"}, {"-methods", "lora_in"}, {"-methods", "lily_in,lily_dt_in"}, {"-rungs", "3,2"}, {"-resume"}} {
 		if err := run(context.Background(), searchArgs(t.TempDir(), bad...), io.Discard, io.Discard); err == nil {
 			t.Errorf("search %v: no error", bad)
 		}
