@@ -18,6 +18,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -311,7 +312,8 @@ func totalRuns(n int, rungs int, keep float64, seeds int) int {
 // ranks by the mean. Each run's folder is <out>/rung<i>-r<R>-s<S>-b<B>-seed<N>.
 // search.json, search.md and search.png are replaced after every run. A
 // cancelled ctx ends the search after the current run, keeping the finished
-// rounds; the result then says Interrupted and Run returns no error.
+// rounds and the unfinished one ranked as far as it got; the result then
+// says Interrupted and Run returns no error.
 func (s *Search) Run(ctx context.Context, trainFn TrainFunc, stdout io.Writer) (*Result, error) {
 	p, res := s.plan, s.res
 	f := p.Flags
@@ -323,6 +325,7 @@ func (s *Search) Run(ctx context.Context, trainFn TrainFunc, stdout io.Writer) (
 	if p.HigherIsBetter {
 		sign = -1 // configsearch.Halving ranks lower first
 	}
+	var live []configsearch.Round[configsearch.Candidate]
 	runOne := func(c configsearch.Candidate, steps int) (float64, error) {
 		rung := 0
 		for rung < len(f.Rungs)-1 && f.Rungs[rung] != steps {
@@ -360,7 +363,20 @@ func (s *Search) Run(ctx context.Context, trainFn TrainFunc, stdout io.Writer) (
 			}
 			sum += o.Score
 		}
-		return sign * sum / float64(len(seeds)), nil
+		mean := sum / float64(len(seeds))
+		// The rounds so far, the current one ranked as far as it got, for
+		// the outputs written while the search runs.
+		if n := len(live); n == 0 || live[n-1].Budget != steps {
+			live = append(live, configsearch.Round[configsearch.Candidate]{Budget: steps})
+		}
+		cur := &live[len(live)-1]
+		cur.Scores = append(cur.Scores, configsearch.Scored[configsearch.Candidate]{Candidate: c, Score: mean})
+		rank(cur.Scores, p.HigherIsBetter)
+		res.Rounds = live
+		if err := s.write(false); err != nil {
+			return 0, err
+		}
+		return sign * mean, nil
 	}
 	rounds, err := configsearch.Halving(res.Candidates, f.Rungs, f.Keep, runOne)
 	for i := range rounds {
@@ -373,6 +389,7 @@ func (s *Search) Run(ctx context.Context, trainFn TrainFunc, stdout io.Writer) (
 	switch {
 	case errors.Is(err, errInterrupted):
 		res.Interrupted = true
+		res.Rounds = live // the unfinished round too, ranked as far as it got
 	case err != nil:
 		return res, err
 	default:
@@ -389,6 +406,21 @@ func (s *Search) Run(ctx context.Context, trainFn TrainFunc, stdout io.Writer) (
 	fmt.Fprintf(stdout, "\n%s", Table(res))
 	fmt.Fprintf(stdout, "wrote %s, %s and %s to %s (%.0f s)\n", JSONFile, MarkdownFile, PlotFile, p.Out, res.WallSeconds)
 	return res, nil
+}
+
+// rank sorts scores best first (NaN last), keeping the order of ties, as
+// configsearch.Halving does.
+func rank(scores []configsearch.Scored[configsearch.Candidate], higherIsBetter bool) {
+	sort.SliceStable(scores, func(a, b int) bool {
+		sa, sb := scores[a].Score, scores[b].Score
+		if math.IsNaN(sb) {
+			return !math.IsNaN(sa)
+		}
+		if higherIsBetter {
+			return sa > sb
+		}
+		return sa < sb
+	})
 }
 
 // write replaces search.json, search.md, search.png and the run record in

@@ -124,22 +124,33 @@ func TestRun(t *testing.T) {
 		t.Error("a finished search was replaced without -overwrite")
 	}
 
-	// Interrupted in round 2: round 1 is kept, no best, no error.
+	// Interrupted in round 2's second candidate: round 1 is kept, and
+	// round 2 with its first candidate; no best, no error.
 	plan.Overwrite = true
 	if s, err = New(plan); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	calls := 0
 	res, err = s.Run(ctx, func(ctx context.Context, tr Trial) (Outcome, error) {
 		if tr.Round == 2 {
-			cancel()
-			return Outcome{Score: 1, Interrupted: true}, nil
+			if calls++; calls == 3 { // the first candidate ran both seeds
+				cancel()
+				return Outcome{Score: 1, Interrupted: true}, nil
+			}
 		}
 		return score(ctx, tr)
 	}, io.Discard)
-	if err != nil || !res.Interrupted || len(res.Rounds) != 1 || res.Best != nil || len(res.Runs) != n+1 {
+	if err != nil || !res.Interrupted || len(res.Rounds) != 2 || len(res.Rounds[1].Scores) != 1 || res.Best != nil || len(res.Runs) != n+3 {
 		t.Fatalf("interrupted: %v, %+v", err, res)
+	}
+	b, err = os.ReadFile(filepath.Join(out, JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &disk); err != nil || len(disk.Rounds) != 2 || len(disk.Runs) != n+3 || !disk.Interrupted {
+		t.Errorf("search.json after the interruption: %v, %d rounds, %d runs", err, len(disk.Rounds), len(disk.Runs))
 	}
 }
 
