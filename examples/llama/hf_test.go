@@ -16,6 +16,7 @@ import (
 	"github.com/lilygo/lily/gemm"
 	"github.com/lilygo/lily/graphs/llama"
 	"github.com/lilygo/lily/internal/memcheck"
+	"github.com/lilygo/lily/internal/searchcmd"
 	"github.com/lilygo/lily/layers"
 	"github.com/lilygo/lily/lilyop"
 	"github.com/lilygo/lily/tensorfile"
@@ -561,7 +562,7 @@ func TestSweepAndSearchTakeHFDirs(t *testing.T) {
 	out = t.TempDir()
 	runCmd(t, append([]string{"search", "-out", out, "-lora_budget", "1", "-tolerance", "0.2", "-max_r", "4", "-max_num_B", "2",
 		"-rungs", "1,2", "-keep", "0.5", "-seeds", "1"}, common...)...)
-	if _, err := os.Stat(filepath.Join(out, searchJSON)); err != nil {
+	if _, err := os.Stat(filepath.Join(out, searchcmd.JSONFile)); err != nil {
 		t.Error(err)
 	}
 }
