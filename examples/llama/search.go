@@ -46,8 +46,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	addFinetuneFlags(fs, &common)
 	sf.Register(fs, searchcmd.Refused("seed", "max_steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
-		map[string]string{"adapter": "search only runs Lily: -adapter is not a search flag",
-			"resume": "search starts every run afresh (a search folder is replaced as a whole): -resume is not a search flag"}))
+		map[string]string{"adapter": "search only runs Lily: -adapter is not a search flag"}))
 	fs.Lookup("out").Usage = "search folder (default runs/llama-search)"
 	fs.Usage = func() {
 		fmt.Fprint(stderr, searchUsage)

@@ -58,8 +58,7 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var sf searchcmd.Flags
 	fs := newFlags(&c, stderr)
 	fs.Init("mamba search", flag.ContinueOnError)
-	sf.Register(fs, searchcmd.Refused("", "steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"},
-		map[string]string{"resume": "search starts every run afresh (a search folder is replaced as a whole): -resume is not a search flag"})) // takes over -seeds: the last round's seeds
+	sf.Register(fs, searchcmd.Refused("", "steps", [3]string{"lily_r", "lily_stride_A", "lily_num_B"}, nil)) // takes over -seeds: the last round's seeds
 	for name, v := range map[string]string{"out": "runs/mamba-search", "methods": "lily_in"} {
 		f := fs.Lookup(name)
 		f.DefValue = v
@@ -80,12 +79,9 @@ func searchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := c.validate(); err != nil {
 		return errors.Wrap(err, "search")
 	}
-	world, err := train.World()
+	world, err := train.World() // searchcmd.New refuses more than one process
 	if err != nil {
 		return err
-	}
-	if world.Size() > 1 {
-		return errors.Errorf("search runs in one process; this is rank %d of %d (run it without mpirun)", world.Rank(), world.Size())
 	}
 	ms, _ := parseMethods(c.Methods) // validated
 	if len(ms) != 1 || ms[0].Kind != "lily" {

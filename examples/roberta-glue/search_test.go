@@ -64,7 +64,7 @@ func TestSearch(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, bad := range [][]string{{"-lily_r", "3"}, {"-max_steps", "3"}, {"-adapter", "lora"}, {"-rungs", "4,2"}, {"-epochs", "2"}} {
+	for _, bad := range [][]string{{"-lily_r", "3"}, {"-max_steps", "3"}, {"-adapter", "lora"}, {"-rungs", "4,2"}, {"-epochs", "2"}, {"-resume"}} {
 		a := append([]string{"search", "-task", "sst2", "-glue_dir", glueDir, "-model", model, "-out", t.TempDir()}, bad...)
 		if err := run(context.Background(), a, io.Discard, io.Discard); err == nil {
 			t.Errorf("search %v: no error", bad)

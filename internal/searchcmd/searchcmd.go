@@ -130,10 +130,11 @@ func (f *Flags) Parse(fs *flag.FlagSet) ([]string, error) {
 // Refused returns the messages for the run flags that search sets itself:
 // seed (the run's seed flag, "" if the command has none to refuse), steps
 // (its step-budget flag) and lily (its rank, stride_A and num_B flags, in
-// that order), plus extra.
+// that order), -resume (a search starts every run afresh), plus extra.
 func Refused(seed, steps string, lily [3]string, extra map[string]string) map[string]string {
 	setBySearch := "search sets it for every run; give the budget with -lora_budget or -budget"
-	out := map[string]string{steps: fmt.Sprintf("search takes -rungs (steps of each round), not -%s", steps)}
+	out := map[string]string{steps: fmt.Sprintf("search takes -rungs (steps of each round), not -%s", steps),
+		"resume": "search starts every run afresh (a search folder is replaced as a whole): -resume is not a search flag"}
 	if seed != "" {
 		out[seed] = fmt.Sprintf("search takes -seeds (a list), not -%s", seed)
 	}
@@ -246,7 +247,8 @@ type Search struct {
 }
 
 // New resolves the budget, lists the candidates and checks and claims the
-// output folder; after it the command may write into the folder (a
+// output folder (a search runs in one process, not as ranks of an MPI
+// job); after it the command may write into the folder (a
 // pretrained model, say) before Run.
 func New(p Plan) (*Search, error) {
 	f := p.Flags
@@ -269,6 +271,13 @@ func New(p Plan) (*Search, error) {
 	if len(res.Candidates) == 0 {
 		return nil, errors.Errorf("no Lily shape with r ≤ %d and num_B ≤ %d is within %g of %d parameters; raise -tolerance or -max_r",
 			f.Space.MaxR, f.Space.MaxNumB, f.Tolerance, res.Budget)
+	}
+	world, err := train.World()
+	if err != nil {
+		return nil, err
+	}
+	if world.Size() > 1 {
+		return nil, errors.Errorf("search runs in one process; this is rank %d of %d (run it without mpirun)", world.Rank(), world.Size())
 	}
 	folder := outdir.Folder{Flag: "-out", Path: p.Out, Kind: p.Name, Overwrite: p.Overwrite}
 	if err := folder.Check(); err != nil {
