@@ -12,12 +12,30 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// lmActivations estimates the float32 values a training graph of the model
-// keeps for a [batch, length] batch: per layer and token the projections,
-// norms and residuals (10 × dim), the feed-forward (3 × hidden_dim), and per
-// head the attention scores and their softmax (2 × length); then the
-// logits and their softmax. For stories260K at length 128 that is 68 KB
-// per token position, below the 80 KB maxTrainGraphs' comment reports.
+// trainActivations estimates the float32 values a training graph of the
+// model keeps for a [batch, length] batch. Every tensor of the forward pass
+// on the way to the trained parameters has a gradient of its size beside
+// it, so per layer and token it counts twice: 12 tensors of width dim (the
+// norms, the projections with an adapter's share and their sum, rotary
+// positions, the attention output, the residuals), 7 of kv_dim (keys and
+// values likewise) and 4 of hidden_dim (gate, up, SiLU, product); the
+// attention op keeps no scores between runs. Then the logits, their
+// softmax and their gradient. For stories260K at length 128 that is 73 KB
+// per token position (maxTrainGraphs' comment reports about 80 KB); for
+// LLaMA3-8B 1×128 tokens, 3.7 GiB, where a measured Lily step with
+// bfloat16 weights peaked at 21.0 GB of RSS over 16.1 GB of weights
+// (docs/scale.md).
+func trainActivations(c llama.Config, batch, length int) float64 {
+	b, l := float64(batch), float64(length)
+	perToken := 2 * (12*float64(c.Dim) + 7*float64(c.KVDim()) + 4*float64(c.HiddenDim))
+	return float64(c.NLayers)*b*l*perToken + 3*b*l*float64(c.VocabSize)
+}
+
+// lmActivations estimates the float32 values an evaluation (forward-only)
+// graph of the model keeps for a [batch, length] batch: per layer and
+// token the projections, norms and residuals (10 × dim), the feed-forward
+// (3 × hidden_dim), and per head the attention scores and their softmax
+// (2 × length); then the logits and their softmax.
 func lmActivations(c llama.Config, batch, length int) float64 {
 	b, l := float64(batch), float64(length)
 	perLayer := b*l*(10*float64(c.Dim)+3*float64(c.HiddenDim)) + 2*b*float64(c.NHeads)*l*l
@@ -35,7 +53,7 @@ func finetuneNeed(c llama.Config, trained float64, full bool, batch, maxLen int)
 	} else {
 		n.Add("adapter with gradients and AdamW moments", trained, 4*4)
 	}
-	n.Add("activations of the largest batch", maxTrainGraphs*lmActivations(c, batch, maxLen), 4)
+	n.Add("activations and gradients of the largest batch's training graphs", maxTrainGraphs*trainActivations(c, batch, maxLen), 4)
 	return n
 }
 
