@@ -38,3 +38,11 @@ func (f Flags) Check() error {
 	}
 	return nil
 }
+
+// Fill gives the flags a configuration built in code left at zero their
+// defaults (-grad_accum 1).
+func (f *Flags) Fill() {
+	if f.GradAccum == 0 {
+		f.GradAccum = 1
+	}
+}

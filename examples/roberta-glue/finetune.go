@@ -175,6 +175,7 @@ type ftRun struct {
 // stops it after the current step; what was done is still written, with a
 // checkpoint that -resume continues from.
 func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ftResult, error) {
+	c.Flags.Fill() // the demo builds its configurations in code
 	start := time.Now()
 	world, err := train.World()
 	if err != nil {

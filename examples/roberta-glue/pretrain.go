@@ -395,6 +395,7 @@ type pretrainer struct {
 // cancelled ctx stops it after the current step, with a checkpoint that
 // -resume continues from.
 func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer, hooks runHooks) (*ptState, error) {
+	c.Flags.Fill() // the demo builds its configurations in code
 	start := time.Now()
 	world, err := train.World()
 	if err != nil {
