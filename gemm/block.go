@@ -120,9 +120,12 @@ func splitCols[T Float](kern *microKernel[T], p problem[T], parts, colTiles int)
 		if p.tb {
 			off = lo * p.ldb
 		}
-		if p.bh != nil {
+		switch {
+		case p.bh != nil:
 			q.bh = p.bh[off:]
-		} else {
+		case p.bf != nil:
+			q.bf = p.bf[off:]
+		default:
 			q.b = p.b[off:]
 		}
 		q.c = p.c[lo:]
@@ -157,7 +160,7 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 	// direct kernel for that pair, so A is then packed unless transposed).
 	// Only the partial last panel of an operand read in place is packed,
 	// and alpha goes into a packed operand.
-	bInPlace := p.m <= shortRows && !p.tb && (p.bh == nil || kern.tileBF16 != nil)
+	bInPlace := p.m <= shortRows && !p.tb && p.bf == nil && (p.bh == nil || kern.tileBF16 != nil)
 	aInPlace := (p.ta && p.n <= narrowColsT || !p.ta && p.n <= narrowCols && kern.direct != nil && !(bInPlace && p.bh != nil)) && (!bInPlace || p.alpha == 1)
 	alphaA, alphaB := p.alpha, T(1)
 	if aInPlace {
@@ -179,6 +182,8 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 			case j1 <= j0:
 			case p.bh != nil:
 				packBHalf(bufB[j0*kb:], p.tb, p.bh, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
+			case p.bf != nil:
+				packBHalf(bufB[j0*kb:], p.tb, p.bf, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			default:
 				packB(bufB[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			}

@@ -149,6 +149,7 @@ type problem[T Float] struct {
 	alpha, beta T
 	a, b, c     []T
 	bh          []BF16 // B in bfloat16 instead of b (SgemmBF16)
+	bf          []F16  // B in float16 instead of b (SgemmF16)
 	lda, ldb    int
 	ldc         int
 }

@@ -42,4 +42,5 @@ func TestGuardPages(t *testing.T) {
 	t.Run("float64", func(t *testing.T) { testKernels(t, kernels64()) })
 	t.Run("threads", func(t *testing.T) { inPlaceModes(t, testBlocksAndThreads) })
 	t.Run("bf16", func(t *testing.T) { inPlaceModes(t, testSgemmBF16) })
+	t.Run("f16", func(t *testing.T) { inPlaceModes(t, testSgemmF16) })
 }

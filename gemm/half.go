@@ -41,31 +41,42 @@ func multiplyBF16(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int
 	solve(kern, tA, tB, p, len(b))
 }
 
-// packBHalf is packB for a bfloat16 B, widening to T while packing (the
-// columns of a partial panel past nb are left as they were, as packB's); a
-// transposed B is packed with AVX2 8×8 transposes that widen and scale on
-// the way (transposeFastHalf) where the CPU has them.
-func packBHalf[T Float](dst []T, trans bool, b []BF16, ldb, pc, jc, kb, nb, nr int, alpha T) {
+// packBHalf is packB for a half-precision B (bfloat16 or float16),
+// widening to T while packing (the columns of a partial panel past nb are
+// left as they were, as packB's); a transposed bfloat16 B is packed with
+// AVX2 8×8 transposes that widen and scale on the way (transposeFastHalf)
+// where the CPU has them.
+func packBHalf[T Float, H BF16 | F16](dst []T, trans bool, b []H, ldb, pc, jc, kb, nb, nr int, alpha T) {
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
 		panel := dst[jr*kb : jr*kb+nr*kb]
 		if !trans {
 			for p := 0; p < kb; p++ {
-				d := panel[p*nr : p*nr+nr]
-				for j, v := range b[(pc+p)*ldb+jc+jr:][:cols] {
-					d[j] = alpha * T(v.Float32())
-				}
+				widenHalf(panel[p*nr:], 1, b[(pc+p)*ldb+jc+jr:][:cols], alpha)
 			}
 			continue
 		}
-		if transposeFastHalf(panel, nr, b[(jc+jr)*ldb+pc:], ldb, cols, kb, alpha) {
+		if bh, ok := any(b).([]BF16); ok && transposeFastHalf(panel, nr, bh[(jc+jr)*ldb+pc:], ldb, cols, kb, alpha) {
 			continue
 		}
 		for j := 0; j < cols; j++ {
-			d := panel[j:]
-			for p, v := range b[(jc+jr+j)*ldb+pc:][:kb] {
-				d[p*nr] = alpha * T(v.Float32())
-			}
+			widenHalf(panel[j:], nr, b[(jc+jr+j)*ldb+pc:][:kb], alpha)
+		}
+	}
+}
+
+// widenHalf sets dst[i·step] = alpha·src[i] for every i, widening the
+// half-precision src. The type switch is made once per call, so that the
+// loops convert with inlined, concrete code.
+func widenHalf[T Float, H BF16 | F16](dst []T, step int, src []H, alpha T) {
+	switch s := any(src).(type) {
+	case []BF16:
+		for i, v := range s {
+			dst[i*step] = alpha * T(v.Float32())
+		}
+	case []F16:
+		for i, v := range s {
+			dst[i*step] = alpha * T(v.Float32())
 		}
 	}
 }

@@ -62,7 +62,11 @@ func TestSgemmBF16(t *testing.T) {
 	SgemmBF16(blas.NoTrans, blas.NoTrans, 2, 2, 2, 1, make([]float32, 4), 2, make([]BF16, 3), 2, 0, make([]float32, 4), 2)
 }
 
-func testSgemmBF16(t *testing.T) {
+func testSgemmBF16(t *testing.T) { testSgemmHalf(t, ToBF16, multiplyBF16) }
+
+// testSgemmHalf runs checkHalf over the grid of shapes, transposes and
+// scalars for the half type H, rounded to by round and multiplied by mul.
+func testSgemmHalf[H BF16 | F16](t *testing.T, round func(float32) H, mul halfMultiply[H]) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	shapes := [][3]int{{1, 1, 1}, {7, 33, 5}, {20, 100, 300}, {100, 20, 17}, {129, 130, 131}, {300, 700, 600}, {16, 64, 8}}
 	for _, ta := range []bool{false, true} {
@@ -73,42 +77,50 @@ func testSgemmBF16(t *testing.T) {
 				if i%2 == 1 {
 					alpha, beta = -0.5, 2
 				}
-				checkBF16(t, rng, ta, tb, m, n, k, i%3, i%2+1, alpha, beta)
+				checkHalf(t, rng, ta, tb, m, n, k, i%3, i%2+1, alpha, beta, round, mul)
 			}
 		}
 	}
 }
 
-// checkBF16 compares multiplyBF16 with multiply on the widened B, for
-// every kernel, on operands exactly as long as the BLAS contract requires
+// halfMultiply is multiplyBF16 or multiplyF16.
+type halfMultiply[H BF16 | F16] func(kern *microKernel[float32], tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []H, ldb int, beta float32, c []float32, ldc int)
+
+// checkHalf compares mul with multiply on the widened B, for every
+// kernel, on operands exactly as long as the BLAS contract requires
 // (guarded, under TestGuardPages).
-func checkBF16(t *testing.T, rng *rand.Rand, ta, tb bool, m, n, k, padA, padB int, alpha, beta float32) {
+func checkHalf[H BF16 | F16](t *testing.T, rng *rand.Rand, ta, tb bool, m, n, k, padA, padB int, alpha, beta float32, round func(float32) H, mul halfMultiply[H]) {
 	t.Helper()
 	defer releaseGuarded()
 	rowsA, colsA := stored(ta, m, k)
 	rowsB, colsB := stored(tb, k, n)
 	lda, ldb, ldc := colsA+padA, colsB+padB, n
 	a := randSlice[float32](rng, minLen(rowsA, colsA, lda))
-	// B in bfloat16, in the upper half of a float32 operand's memory so
+	// B in half precision, in the upper half of a float32 operand's memory so
 	// that it too ends where that memory does.
 	nb := minLen(rowsB, colsB, ldb)
 	mem := randSlice[float32](rng, nb)
-	bh := unsafe.Slice((*BF16)(unsafe.Add(unsafe.Pointer(&mem[0]), 2*nb)), nb)
+	bh := unsafe.Slice((*H)(unsafe.Add(unsafe.Pointer(&mem[0]), 2*nb)), nb)
 	wide := make([]float32, nb)
 	for j := range bh {
-		bh[j] = ToBF16(float32(2*rng.Float64() - 1))
-		wide[j] = bh[j].Float32()
+		bh[j] = round(float32(2*rng.Float64() - 1))
+		wide[j] = widenOne(bh[j])
 	}
 	c0 := randSlice[float32](rng, minLen(m, n, ldc))
 	for _, kern := range kernels32() {
 		want := append([]float32(nil), c0...)
 		got := append([]float32(nil), c0...)
 		multiply(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, wide, ldb, beta, want, ldc)
-		multiplyBF16(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
+		mul(kern, trans(ta), trans(tb), m, n, k, alpha, a, lda, bh, ldb, beta, got, ldc)
 		for j := range got {
 			if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
 				t.Fatalf("%s ta=%v tb=%v %d×%d×%d: c[%d] = %v, Sgemm on the widened B gives %v", kern.name, ta, tb, m, n, k, j, got[j], want[j])
 			}
 		}
 	}
+}
+
+// widenOne is v's float32 value.
+func widenOne[H BF16 | F16](v H) float32 {
+	return any(v).(interface{ Float32() float32 }).Float32()
 }

@@ -3,6 +3,8 @@ package tensorfile
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/lilygo/lily/gemm"
 )
 
 // Dtype names of the floating-point types that [File.Float32] and
@@ -43,30 +45,10 @@ var dtypes = map[string]dtypeInfo{
 }
 
 // f16ToF32Bits converts IEEE binary16 bits to the binary32 bits of the same
-// value. Every binary16 value, subnormals included, is exactly representable
-// in binary32; NaN sign and payload are kept (a signaling NaN stays
-// signaling).
-func f16ToF32Bits(h uint16) uint32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // inf or NaN
-		return sign | 0xff<<23 | mant<<13
-	case exp != 0: // normal
-		return sign | (exp+127-15)<<23 | mant<<13
-	case mant == 0: // signed zero
-		return sign
-	}
-	// Subnormal: value = mant × 2^-24. Shift the leading 1 up to bit 10
-	// (the implicit bit of a normal number), lowering the exponent.
-	e := uint32(127 - 15 + 1)
-	for mant&0x400 == 0 {
-		mant <<= 1
-		e--
-	}
-	return sign | e<<23 | (mant&0x3ff)<<13
-}
+// value (gemm.F16's conversion). Every binary16 value, subnormals included,
+// is exactly representable in binary32; NaN sign and payload are kept (a
+// signaling NaN stays signaling).
+func f16ToF32Bits(h uint16) uint32 { return gemm.F16(h).Float32Bits() }
 
 // f32ToF64Bits converts binary32 bits to the binary64 bits of the same value
 // without going through the FPU, so NaN payloads (and signaling NaNs) are
