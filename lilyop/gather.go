@@ -16,19 +16,19 @@ import (
 // run; the result has shape [..., d] (e.g. [batch, seq, d]). The ids are not
 // differentiated; the table's gradient scatter-adds the output gradient into
 // the rows that were read. An id outside [0, V) makes the run fail with an
-// error. A frozen BFloat16 table gives float32 rows (EmbedAs chooses) and
-// no gradient.
+// error. A frozen BFloat16 or Float16 table gives float32 rows (EmbedAs
+// chooses) and no gradient.
 func Embed(table, ids *G.Node) (*G.Node, error) {
 	dt := tensor.Float32
-	if table != nil && !IsBF16(table) {
+	if table != nil && !IsHalf(table) {
 		dt = table.Dtype()
 	}
 	return EmbedAs(table, ids, dt)
 }
 
 // EmbedAs is Embed with the result's dtype dt, which must be the table's
-// unless the table is a frozen BFloat16 one: its rows are then widened to
-// dt (tensor.Float32 or tensor.Float64), exactly.
+// unless the table is a frozen BFloat16 or Float16 one: its rows are then
+// widened to dt (tensor.Float32 or tensor.Float64), exactly.
 func EmbedAs(table, ids *G.Node, dt tensor.Dtype) (*G.Node, error) {
 	if table == nil || ids == nil || table.Dims() != 2 || ids.Dims() < 1 {
 		return nil, errors.New("lilyop.Embed: need a table [V, d] and ids of rank ≥ 1")
@@ -38,10 +38,10 @@ func EmbedAs(table, ids *G.Node, dt tensor.Dtype) (*G.Node, error) {
 	}
 	op := embedOp{idsRank: ids.Dims(), vocab: table.Shape()[0]}
 	switch {
-	case IsBF16(table) && (dt == tensor.Float32 || dt == tensor.Float64):
-		op.to = dt
-	case IsBF16(table):
-		return nil, errors.Errorf("lilyop.Embed: a bfloat16 table gives float32 or float64 rows, not %v", dt)
+	case IsHalf(table) && (dt == tensor.Float32 || dt == tensor.Float64):
+		op.from, op.to = table.Dtype(), dt
+	case IsHalf(table):
+		return nil, errors.Errorf("lilyop.Embed: a %v table gives float32 or float64 rows, not %v", table.Dtype(), dt)
 	case table.Dtype() != dt:
 		return nil, errors.Errorf("lilyop.Embed: a %v table gives %v rows, not %v", table.Dtype(), table.Dtype(), dt)
 	}
@@ -51,13 +51,14 @@ func EmbedAs(table, ids *G.Node, dt tensor.Dtype) (*G.Node, error) {
 
 // embedOp gathers table rows, (table, ids) → [..., d]; with scatter set it
 // is the table gradient, (ids, dy [..., d]) → [vocab, d]. A non-zero to
-// means a BFloat16 table whose rows are widened to to (and no scatter).
+// means a half-precision table of dtype from (BFloat16 or Float16) whose
+// rows are widened to to (and no scatter).
 type embedOp struct {
 	opkit.Base
-	idsRank int
-	vocab   int
-	scatter bool
-	to      tensor.Dtype
+	idsRank  int
+	vocab    int
+	scatter  bool
+	from, to tensor.Dtype
 }
 
 func (op embedOp) Arity() int { return 2 }
@@ -66,7 +67,7 @@ func (op embedOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
 	ids := G.TensorType{Dims: op.idsRank, Of: tensor.Int}
 	if op.to != (tensor.Dtype{}) {
-		return hm.NewFnType(G.TensorType{Dims: 2, Of: BFloat16}, ids, G.TensorType{Dims: op.idsRank + 1, Of: op.to})
+		return hm.NewFnType(G.TensorType{Dims: 2, Of: op.from}, ids, G.TensorType{Dims: op.idsRank + 1, Of: op.to})
 	}
 	if op.scatter {
 		return hm.NewFnType(ids, G.TensorType{Dims: op.idsRank + 1, Of: a}, G.TensorType{Dims: 2, Of: a})
@@ -81,7 +82,7 @@ func (op embedOp) String() string {
 		return fmt.Sprintf("lilyop.EmbedScatter{vocab=%d,ids=%d}", op.vocab, op.idsRank)
 	}
 	if op.to != (tensor.Dtype{}) {
-		return fmt.Sprintf("lilyop.Embed{vocab=%d,ids=%d,bf16→%v}", op.vocab, op.idsRank, op.to)
+		return fmt.Sprintf("lilyop.Embed{vocab=%d,ids=%d,%s→%v}", op.vocab, op.idsRank, halfTag(op.from), op.to)
 	}
 	return fmt.Sprintf("lilyop.Embed{vocab=%d,ids=%d}", op.vocab, op.idsRank)
 }
@@ -177,7 +178,7 @@ func (op embedOp) DiffWRT(int) []bool {
 // get no gradient.
 func (op embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.scatter || op.to != (tensor.Dtype{}) || len(in) != 2 {
-		return nil, errors.Errorf("%v: second-order gradients and gradients of a bfloat16 table are not supported", op)
+		return nil, errors.Errorf("%v: second-order gradients and gradients of a half-precision table are not supported", op)
 	}
 	sc := op
 	sc.scatter = true
@@ -188,7 +189,8 @@ func (op embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return G.Nodes{dt, nil}, nil
 }
 
-// doEmbedHalf gathers rows of a BFloat16 table, widening them to op.to.
+// doEmbedHalf gathers rows of a BFloat16 or Float16 table, widening them
+// to op.to.
 func doEmbedHalf(op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (G.Value, error) {
 	h, ts, err := halfData(op, 0, v)
 	if err != nil {
@@ -202,13 +204,13 @@ func doEmbedHalf(op embedOp, ids []int, idsShape tensor.Shape, v G.Value) (G.Val
 	if op.to == tensor.Float64 {
 		out, o := opkit.Output[float64](op.OutputSlot(), want, false)
 		for i, id := range ids {
-			widenInto(o[i*d:(i+1)*d], h[id*d:(id+1)*d])
+			widenVals(o[i*d:(i+1)*d], h, id*d)
 		}
 		return out, opkit.CheckOut(op, out, want)
 	}
 	out, o := opkit.Output[float32](op.OutputSlot(), want, false)
 	for i, id := range ids {
-		widenInto(o[i*d:(i+1)*d], h[id*d:(id+1)*d])
+		widenVals(o[i*d:(i+1)*d], h, id*d)
 	}
 	return out, opkit.CheckOut(op, out, want)
 }

@@ -27,46 +27,84 @@ import (
 // "BF16".
 var BFloat16 = tensor.Dtype{Type: reflect.TypeOf(gemm.BF16(0))}
 
+// Float16 is the tensor.Dtype of frozen weights kept in IEEE float16, as
+// BFloat16 is for bfloat16: a *tensor.Dense of this dtype holds a
+// []gemm.F16, and a node of it may be used wherever a BFloat16 node may
+// (the weight of MatMul, MatMulScaled and MatMulNT, the table of Embed, the
+// input of Widen), under the same rule: it is frozen, never differentiated.
+// Its Name is "F16".
+var Float16 = tensor.Dtype{Type: reflect.TypeOf(gemm.F16(0))}
+
 // NewBF16 returns a tensor of dtype BFloat16 with the given shape holding
 // data (not copied); len(data) must be the shape's size.
 func NewBF16(shape []int, data []gemm.BF16) (*tensor.Dense, error) {
+	return newHalf("lilyop.NewBF16", shape, data)
+}
+
+// NewF16 returns a tensor of dtype Float16 with the given shape holding
+// data (not copied); len(data) must be the shape's size.
+func NewF16(shape []int, data []gemm.F16) (*tensor.Dense, error) {
+	return newHalf("lilyop.NewF16", shape, data)
+}
+
+// newHalf is NewBF16 or NewF16, named fn in errors.
+func newHalf[H half](fn string, shape []int, data []H) (*tensor.Dense, error) {
 	n := 1
 	for _, d := range shape {
 		if d <= 0 {
-			return nil, errors.Errorf("lilyop.NewBF16: shape %v", shape)
+			return nil, errors.Errorf("%s: shape %v", fn, shape)
 		}
 		n *= d
 	}
 	if len(shape) == 0 || n != len(data) {
-		return nil, errors.Errorf("lilyop.NewBF16: shape %v needs %d elements, got %d", shape, n, len(data))
+		return nil, errors.Errorf("%s: shape %v needs %d elements, got %d", fn, shape, n, len(data))
 	}
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data)), nil
 }
 
 // ToBF16 returns a new BFloat16 tensor holding t's values rounded to the
 // nearest bfloat16 (ties to even, as PyTorch's .to(torch.bfloat16)); t is a
-// float32, float64 or BFloat16 tensor (the last is copied). A float64 value
-// is first rounded to float32, as PyTorch does.
+// float32, float64, BFloat16 (copied) or Float16 tensor. A float64 value is
+// first rounded to float32, as PyTorch does.
 func ToBF16(t *tensor.Dense) (*tensor.Dense, error) {
+	return toHalf("lilyop.ToBF16", t, gemm.ToBF16)
+}
+
+// ToF16 returns a new Float16 tensor holding t's values rounded to the
+// nearest float16 (ties to even, magnitudes from 65520 up to infinity, as
+// PyTorch's .to(torch.float16)); t is a float32, float64, Float16 (copied)
+// or BFloat16 tensor. A float64 value is first rounded to float32.
+func ToF16(t *tensor.Dense) (*tensor.Dense, error) {
+	return toHalf("lilyop.ToF16", t, gemm.ToF16)
+}
+
+// toHalf is ToBF16 or ToF16, rounding with round.
+func toHalf[H half](fn string, t *tensor.Dense, round func(float32) H) (*tensor.Dense, error) {
 	if t == nil {
-		return nil, errors.New("lilyop.ToBF16: nil tensor")
+		return nil, errors.Errorf("%s: nil tensor", fn)
 	}
-	var out []gemm.BF16
+	var out []H
 	switch d := t.Data().(type) {
 	case []float32:
-		out = make([]gemm.BF16, len(d))
+		out = make([]H, len(d))
 		for i, v := range d {
-			out[i] = gemm.ToBF16(v)
+			out[i] = round(v)
 		}
 	case []float64:
-		out = make([]gemm.BF16, len(d))
+		out = make([]H, len(d))
 		for i, v := range d {
-			out[i] = gemm.ToBF16(float32(v))
+			out[i] = round(float32(v))
 		}
-	case []gemm.BF16:
-		out = append([]gemm.BF16(nil), d...)
+	case []H:
+		out = append([]H(nil), d...)
+	case []gemm.BF16, []gemm.F16:
+		w := widen[float32](halfOf(d))
+		out = make([]H, len(w))
+		for i, v := range w {
+			out[i] = round(v)
+		}
 	default:
-		return nil, errors.Errorf("lilyop.ToBF16: dtype %v cannot be converted to bfloat16", t.Dtype())
+		return nil, errors.Errorf("%s: dtype %v cannot be converted", fn, t.Dtype())
 	}
 	return tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(out)), nil
 }
@@ -74,67 +112,138 @@ func ToBF16(t *tensor.Dense) (*tensor.Dense, error) {
 // FromBF16 returns a new tensor of dtype dt (tensor.Float32 or
 // tensor.Float64) holding the values of the BFloat16 tensor t, exactly.
 func FromBF16(t *tensor.Dense, dt tensor.Dtype) (*tensor.Dense, error) {
+	return fromHalf[gemm.BF16]("lilyop.FromBF16", t, BFloat16, dt)
+}
+
+// FromF16 returns a new tensor of dtype dt (tensor.Float32 or
+// tensor.Float64) holding the values of the Float16 tensor t, exactly.
+func FromF16(t *tensor.Dense, dt tensor.Dtype) (*tensor.Dense, error) {
+	return fromHalf[gemm.F16]("lilyop.FromF16", t, Float16, dt)
+}
+
+// fromHalf is FromBF16 or FromF16 for t of dtype from.
+func fromHalf[H half](fn string, t *tensor.Dense, from, dt tensor.Dtype) (*tensor.Dense, error) {
 	if t == nil {
-		return nil, errors.New("lilyop.FromBF16: nil tensor")
+		return nil, errors.Errorf("%s: nil tensor", fn)
 	}
-	h, ok := t.Data().([]gemm.BF16)
+	h, ok := t.Data().([]H)
 	if !ok {
-		return nil, errors.Errorf("lilyop.FromBF16: tensor has dtype %v, want %v", t.Dtype(), BFloat16)
+		return nil, errors.Errorf("%s: tensor has dtype %v, want %v", fn, t.Dtype(), from)
 	}
 	shape := t.Shape().Clone()
 	switch dt {
 	case tensor.Float32:
-		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(widen[float32](h))), nil
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(widen[float32](halfOf(h)))), nil
 	case tensor.Float64:
-		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(widen[float64](h))), nil
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(widen[float64](halfOf(h)))), nil
 	}
-	return nil, errors.Errorf("lilyop.FromBF16: dtype %v is not supported; use tensor.Float32 or tensor.Float64", dt)
+	return nil, errors.Errorf("%s: dtype %v is not supported; use tensor.Float32 or tensor.Float64", fn, dt)
 }
 
+// halfOf wraps a []gemm.BF16 or []gemm.F16 (any other value gives an empty
+// halfVals).
+func halfOf(d any) halfVals {
+	switch h := d.(type) {
+	case []gemm.BF16:
+		return halfVals{bf: h}
+	case []gemm.F16:
+		return halfVals{f: h}
+	}
+	return halfVals{}
+}
+
+// half is a half-precision element type of a frozen tensor.
+type half interface{ gemm.BF16 | gemm.F16 }
+
 // widen returns h's values as a new []T.
-func widen[T opkit.Float](h []gemm.BF16) []T {
-	out := make([]T, len(h))
-	widenInto(out, h)
+func widen[T opkit.Float](h halfVals) []T {
+	out := make([]T, h.len())
+	widenVals(out, h, 0)
 	return out
 }
 
-// widenInto writes h's values into dst (len(dst) == len(h)).
-func widenInto[T opkit.Float](dst []T, h []gemm.BF16) {
-	for i, v := range h {
-		dst[i] = T(v.Float32())
+// widenInto writes h's values into dst (len(dst) == len(h)). The type switch
+// is made once per call, so the loops convert with concrete, inlined code.
+func widenInto[T opkit.Float, H half](dst []T, h []H) {
+	switch s := any(h).(type) {
+	case []gemm.BF16:
+		for i, v := range s {
+			dst[i] = T(v.Float32())
+		}
+	case []gemm.F16:
+		for i, v := range s {
+			dst[i] = T(v.Float32())
+		}
 	}
 }
 
-// halfData returns the []gemm.BF16 backing of a BFloat16 value, materialised
+// halfVals is the backing of a BFloat16 (bf set) or Float16 (f set)
+// tensor.
+type halfVals struct {
+	bf []gemm.BF16
+	f  []gemm.F16
+}
+
+// len is the number of values.
+func (h halfVals) len() int { return len(h.bf) + len(h.f) }
+
+// widenVals writes the values h[off : off+len(dst)] into dst.
+func widenVals[T opkit.Float](dst []T, h halfVals, off int) {
+	if h.f != nil {
+		widenInto(dst, h.f[off:off+len(dst)])
+		return
+	}
+	widenInto(dst, h.bf[off:off+len(dst)])
+}
+
+// halfData returns the backing of a BFloat16 or Float16 value, materialised
 // when it is a view.
-func halfData(op fmt.Stringer, i int, v G.Value) ([]gemm.BF16, tensor.Shape, error) {
+func halfData(op fmt.Stringer, i int, v G.Value) (halfVals, tensor.Shape, error) {
 	d, ok := v.(*tensor.Dense)
 	if !ok {
-		return nil, nil, errors.Errorf("%v: input %d is a %T, want *tensor.Dense", op, i, v)
+		return halfVals{}, nil, errors.Errorf("%v: input %d is a %T, want *tensor.Dense", op, i, v)
 	}
 	if d.IsView() {
 		m, ok := d.Materialize().(*tensor.Dense)
 		if !ok {
-			return nil, nil, errors.Errorf("%v: input %d cannot be materialized", op, i)
+			return halfVals{}, nil, errors.Errorf("%v: input %d cannot be materialized", op, i)
 		}
 		d = m
 	}
-	h, ok := d.Data().([]gemm.BF16)
-	if !ok {
-		return nil, nil, errors.Errorf("%v: input %d has dtype %v, want %v", op, i, d.Dtype(), BFloat16)
+	if h := halfOf(d.Data()); h.bf != nil || h.f != nil {
+		return h, d.Shape().Clone(), nil
 	}
-	return h, d.Shape().Clone(), nil
+	return halfVals{}, nil, errors.Errorf("%v: input %d has dtype %v, want %v or %v", op, i, d.Dtype(), BFloat16, Float16)
 }
 
 // IsBF16 reports whether n is a node of dtype BFloat16.
 func IsBF16(n *G.Node) bool { return n != nil && n.Dtype() == BFloat16 }
 
+// IsF16 reports whether n is a node of dtype Float16.
+func IsF16(n *G.Node) bool { return n != nil && n.Dtype() == Float16 }
+
+// IsHalf reports whether n is a node of a half-precision frozen dtype,
+// BFloat16 or Float16.
+func IsHalf(n *G.Node) bool { return n != nil && IsHalfDtype(n.Dtype()) }
+
+// IsHalfDtype reports whether dt is BFloat16 or Float16.
+func IsHalfDtype(dt tensor.Dtype) bool { return dt == BFloat16 || dt == Float16 }
+
+// halfTag names a half dtype in an op's String (and so its hash).
+func halfTag(dt tensor.Dtype) string {
+	if dt == Float16 {
+		return "f16"
+	}
+	return "bf16"
+}
+
 // Widen returns a node of dtype dt (tensor.Float32 or tensor.Float64)
-// holding the values of the BFloat16 node x, converted exactly on every
-// run: for a small frozen tensor stored in bfloat16 (a norm's gain, a bias)
-// that feeds an op without a bfloat16 path. It is not differentiated (x is
-// frozen). A node that is not BFloat16 is returned unchanged when it already
-// has dtype dt, and is an error otherwise.
+// holding the values of the BFloat16 or Float16 node x, converted exactly
+// on every run: for a small frozen tensor stored in half precision (a
+// norm's gain, a bias) that feeds an op without a half-precision path. It
+// is not differentiated (x is frozen). A node that is not half precision is
+// returned unchanged when it already has dtype dt, and is an error
+// otherwise.
 func Widen(x *G.Node, dt tensor.Dtype) (*G.Node, error) {
 	if x == nil {
 		return nil, errors.New("lilyop.Widen: nil node")
@@ -145,28 +254,31 @@ func Widen(x *G.Node, dt tensor.Dtype) (*G.Node, error) {
 	if x.Dtype() == dt {
 		return x, nil
 	}
-	if !IsBF16(x) {
-		return nil, errors.Errorf("lilyop.Widen: node %s has dtype %v, want %v or %v", x.Name(), x.Dtype(), BFloat16, dt)
+	if !IsHalf(x) {
+		return nil, errors.Errorf("lilyop.Widen: node %s has dtype %v, want %v, %v or %v", x.Name(), x.Dtype(), BFloat16, Float16, dt)
 	}
-	op := widenOp{rank: x.Dims(), to: dt}
+	op := widenOp{rank: x.Dims(), from: x.Dtype(), to: dt}
 	n, err := opkit.Apply(op, x)
 	return n, errors.Wrapf(err, "lilyop.Widen(%v)", x.Shape())
 }
 
-// widenOp converts a BFloat16 tensor to float32 or float64.
+// widenOp converts a BFloat16 or Float16 tensor to float32 or float64.
 type widenOp struct {
 	opkit.Base
-	rank int
-	to   tensor.Dtype
+	rank     int
+	from, to tensor.Dtype
 }
 
 func (op widenOp) Arity() int { return 1 }
 func (op widenOp) Type() hm.Type {
-	return hm.NewFnType(G.TensorType{Dims: op.rank, Of: BFloat16}, G.TensorType{Dims: op.rank, Of: op.to})
+	return hm.NewFnType(G.TensorType{Dims: op.rank, Of: op.from}, G.TensorType{Dims: op.rank, Of: op.to})
 }
 func (op widenOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 func (op widenOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op widenOp) String() string {
+	if op.from == Float16 {
+		return fmt.Sprintf("lilyop.Widen{rank=%d,f16,to=%v}", op.rank, op.to)
+	}
 	return fmt.Sprintf("lilyop.Widen{rank=%d,to=%v}", op.rank, op.to)
 }
 
@@ -195,11 +307,11 @@ func (op widenOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	if op.to == tensor.Float64 {
 		out, d := opkit.Output[float64](op.OutputSlot(), want, false)
-		widenInto(d, h)
+		widenVals(d, h, 0)
 		return out, opkit.CheckOut(op, out, want)
 	}
 	out, d := opkit.Output[float32](op.OutputSlot(), want, false)
-	widenInto(d, h)
+	widenVals(d, h, 0)
 	return out, opkit.CheckOut(op, out, want)
 }
 
@@ -207,7 +319,7 @@ func (op widenOp) DiffWRT(int) []bool { return []bool{false} }
 
 // SymDiff is never called: the input is not differentiated.
 func (op widenOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
-	return nil, errors.Errorf("%v: a bfloat16 tensor is frozen and has no gradient", op)
+	return nil, errors.Errorf("%v: a half-precision tensor is frozen and has no gradient", op)
 }
 
 // blasTrans converts a transposition flag.

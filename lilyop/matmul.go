@@ -5,6 +5,7 @@ import (
 	"hash"
 
 	"github.com/chewxy/hm"
+	"github.com/lilygo/lily/gemm"
 	"github.com/lilygo/lily/internal/opkit"
 	"github.com/pkg/errors"
 	G "gorgonia.org/gorgonia"
@@ -27,8 +28,8 @@ func (m gemmMode) String() string { return [...]string{"NN", "NT", "TN"}[m] }
 
 // gemmOp is a matrix product in which every leading dimension of the
 // operands of rank ≥ 2 is folded into rows, so the whole product is a single
-// GEMM call. alpha scales the result. With half set, b is a frozen BFloat16
-// matrix (nn and nt only) and gets no gradient.
+// GEMM call. alpha scales the result. With half set (BFloat16 or Float16),
+// b is a frozen matrix of that dtype (nn and nt only) and gets no gradient.
 type gemmOp struct {
 	opkit.Base
 	mode   gemmMode
@@ -36,7 +37,7 @@ type gemmOp struct {
 	aRank  int
 	bRank  int
 	outRnk int
-	half   bool
+	half   tensor.Dtype
 }
 
 // MatMul returns x·w for x of any rank ≥ 2 ([..., k]) and a matrix w [k, n];
@@ -44,10 +45,11 @@ type gemmOp struct {
 // rows and multiplied with one GEMM through gorgonia.WhichBLAS(). Unlike
 // composing gorgonia.Reshape and gorgonia.Mul, it never aliases its input.
 //
-// w may be a frozen BFloat16 matrix with x float32 or float64: the product
-// (and x's gradient g·wᵀ) then widens w's values exactly on the fly
-// (gemm.SgemmBF16 for float32), so it equals the product with w's values in
-// x's dtype up to summation order, and w gets no gradient.
+// w may be a frozen BFloat16 or Float16 matrix with x float32 or float64:
+// the product (and x's gradient g·wᵀ) then widens w's values exactly on the
+// fly (gemm.SgemmBF16 or gemm.SgemmF16 for float32), so it equals the
+// product with w's values in x's dtype up to summation order, and w gets no
+// gradient.
 func MatMul(x, w *G.Node) (*G.Node, error) {
 	if x.Dims() < 2 || w.Dims() != 2 {
 		return nil, errors.Errorf("lilyop.MatMul: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
@@ -67,7 +69,7 @@ func MatMulScaled(x, w *G.Node, alpha float64) (*G.Node, error) {
 // MatMulNT returns x·wᵀ for x [..., k] and a matrix w [n, k], shape [..., n],
 // without materialising the transpose: a language-model head tied to an
 // embedding table [vocab, d] is MatMulNT(hidden, table). Like MatMul's, w
-// may be a frozen BFloat16 matrix.
+// may be a frozen BFloat16 or Float16 matrix.
 func MatMulNT(x, w *G.Node) (*G.Node, error) {
 	if x.Dims() < 2 || w.Dims() != 2 {
 		return nil, errors.Errorf("lilyop.MatMulNT: need x of rank ≥ 2 and a matrix w, got %v and %v", x.Shape(), w.Shape())
@@ -76,9 +78,12 @@ func MatMulNT(x, w *G.Node) (*G.Node, error) {
 }
 
 func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
-	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims(), half: IsBF16(b)}
-	if IsBF16(a) || (op.half && mode == tn) {
-		return nil, errors.Errorf("%v: only the weight of x·w or x·wᵀ may be bfloat16, got %v and %v", op, a.Dtype(), b.Dtype())
+	op := gemmOp{mode: mode, alpha: alpha, aRank: a.Dims(), bRank: b.Dims()}
+	if IsHalf(b) {
+		op.half = b.Dtype()
+	}
+	if IsHalf(a) || (op.isHalf() && mode == tn) {
+		return nil, errors.Errorf("%v: only the weight of x·w or x·wᵀ may be bfloat16 or float16, got %v and %v", op, a.Dtype(), b.Dtype())
 	}
 	switch mode {
 	case nn, nt:
@@ -90,11 +95,14 @@ func applyGemm(mode gemmMode, alpha float64, a, b *G.Node) (*G.Node, error) {
 	return n, errors.Wrapf(err, "applying %v to %v and %v", op, a.Shape(), b.Shape())
 }
 
+// isHalf reports whether b is a half-precision frozen matrix.
+func (op gemmOp) isHalf() bool { return op.half != (tensor.Dtype{}) }
+
 func (op gemmOp) Arity() int { return 2 }
 func (op gemmOp) Type() hm.Type {
-	if op.half {
+	if op.isHalf() {
 		a := hm.TypeVariable('a')
-		return hm.NewFnType(G.TensorType{Dims: op.aRank, Of: a}, G.TensorType{Dims: op.bRank, Of: BFloat16}, G.TensorType{Dims: op.outRnk, Of: a})
+		return hm.NewFnType(G.TensorType{Dims: op.aRank, Of: a}, G.TensorType{Dims: op.bRank, Of: op.half}, G.TensorType{Dims: op.outRnk, Of: a})
 	}
 	return opkit.FnType(op.aRank, op.bRank, op.outRnk)
 }
@@ -102,8 +110,8 @@ func (op gemmOp) WriteHash(h hash.Hash) { opkit.WriteHash(h, op) }
 func (op gemmOp) Hashcode() uint32      { return opkit.Hashcode(op) }
 func (op gemmOp) String() string {
 	half := ""
-	if op.half {
-		half = ",bf16"
+	if op.isHalf() {
+		half = "," + halfTag(op.half)
 	}
 	return fmt.Sprintf("lilyop.gemm{%v,alpha=%g,ranks=%d,%d%s}", op.mode, op.alpha, op.aRank, op.bRank, half)
 }
@@ -145,7 +153,7 @@ func (op gemmOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != 2 {
 		return nil, errors.Errorf("%v: expected 2 inputs, got %d", op, len(vs))
 	}
-	if op.half {
+	if op.isHalf() {
 		return doGemmHalf(op, vs)
 	}
 	return opkit.Dispatch(op, vs, doGemm[float64], doGemm[float32])
@@ -175,7 +183,7 @@ func doGemm[T opkit.Float](op gemmOp, vs []G.Value) (G.Value, error) {
 	return out, opkit.CheckOut(op, out, want)
 }
 
-func (op gemmOp) DiffWRT(int) []bool { return []bool{true, !op.half} }
+func (op gemmOp) DiffWRT(int) []bool { return []bool{true, !op.isHalf()} }
 
 // SymDiff differentiates x·w (nn) and x·wᵀ (nt). The tn mode appears only
 // inside gradients and is not differentiated again.
@@ -188,12 +196,12 @@ func (op gemmOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	var err error
 	switch op.mode {
 	case nn: // dx = g·wᵀ, dw = xᵀ·g
-		if dx, err = applyGemm(nt, op.alpha, grad, w); err != nil || op.half {
+		if dx, err = applyGemm(nt, op.alpha, grad, w); err != nil || op.isHalf() {
 			return G.Nodes{dx, nil}, err
 		}
 		dw, err = applyGemm(tn, op.alpha, x, grad)
 	case nt: // dx = g·w, dw = gᵀ·x
-		if dx, err = applyGemm(nn, op.alpha, grad, w); err != nil || op.half {
+		if dx, err = applyGemm(nn, op.alpha, grad, w); err != nil || op.isHalf() {
 			return G.Nodes{dx, nil}, err
 		}
 		dw, err = applyGemm(tn, op.alpha, grad, x)
@@ -216,11 +224,11 @@ func rows(s tensor.Shape) int {
 	return m
 }
 
-// doGemmHalf is Do for a BFloat16 b: float32 a through sgemmBF16 (this
-// build's fastest mixed GEMM; dot products for x·Wᵀ with at most smallRows
-// rows, see gemvBF16T), float64 a through Dgemm on b widened to
-// float64 (for gradient checks; no model runs in float64 with bfloat16
-// weights for speed).
+// doGemmHalf is Do for a BFloat16 or Float16 b: float32 a through
+// sgemmBF16 (this build's fastest mixed GEMM; dot products for x·Wᵀ with at
+// most smallRows rows, see gemvBF16T) or gemm.SgemmF16, float64 a through
+// Dgemm on b widened to float64 (for gradient checks; no model runs in
+// float64 with half-precision weights for speed).
 func doGemmHalf(op gemmOp, vs []G.Value) (G.Value, error) {
 	h, sb, err := halfData(op, 1, vs[1])
 	if err != nil {
@@ -251,10 +259,13 @@ func doGemmHalf(op gemmOp, vs []G.Value) (G.Value, error) {
 		return out, opkit.CheckOut(op, out, want)
 	}
 	out, c := opkit.Output[float32](op.OutputSlot(), want, false)
-	if tB && m <= smallRows {
-		gemvBF16T(m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, c, n)
-	} else {
-		sgemmBF16(false, tB, m, n, k, float32(op.alpha), d.Data().([]float32), k, h, ldb, 0, c, n)
+	switch {
+	case h.f != nil:
+		gemm.SgemmF16(blasTrans(false), blasTrans(tB), m, n, k, float32(op.alpha), d.Data().([]float32), k, h.f, ldb, 0, c, n)
+	case tB && m <= smallRows:
+		gemvBF16T(m, n, k, float32(op.alpha), d.Data().([]float32), k, h.bf, ldb, c, n)
+	default:
+		sgemmBF16(false, tB, m, n, k, float32(op.alpha), d.Data().([]float32), k, h.bf, ldb, 0, c, n)
 	}
 	return out, opkit.CheckOut(op, out, want)
 }
