@@ -76,13 +76,13 @@ func (g *Graph) Param(name string) (*G.Node, error) {
 }
 
 // Float returns the node of the named store parameter in the store's dtype:
-// Param's node, or for a parameter kept in bfloat16 that node widened on
-// every run (lilyop.Widen). It is for small frozen tensors that feed ops
+// Param's node, or for a parameter kept in bfloat16 or float16 that node
+// widened on every run (lilyop.Widen). It is for small frozen tensors that feed ops
 // without a bfloat16 path (norm gains, biases); matrix products and
 // embedding lookups read bfloat16 weights directly through Param.
 func (g *Graph) Float(name string) (*G.Node, error) {
 	n, err := g.Param(name)
-	if err != nil || !lilyop.IsBF16(n) {
+	if err != nil || !lilyop.IsHalf(n) {
 		return n, err
 	}
 	if w, ok := g.widened[name]; ok {
@@ -175,8 +175,8 @@ func (g *Graph) Machine(loss *G.Node, extra ...*G.Node) (G.VM, error) {
 	outputs := append(G.Nodes{}, extra...)
 	wrt := g.Learnables()
 	for _, n := range wrt {
-		if lilyop.IsBF16(n) {
-			return nil, errors.Errorf("Machine: parameter %q is trainable but kept in bfloat16; only float32 and float64 parameters are trained (convert it with Store.ConvertFrozen(%v, ...) while it is frozen)", n.Name(), g.store.dtype)
+		if lilyop.IsHalf(n) {
+			return nil, errors.Errorf("Machine: parameter %q is trainable but kept in %s; only float32 and float64 parameters are trained (convert it with Store.ConvertFrozen(%v, ...) while it is frozen)", n.Name(), halfName(n.Dtype()), g.store.dtype)
 		}
 	}
 	if loss != nil {

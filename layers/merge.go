@@ -60,8 +60,8 @@ func mergeSign(s *Store, a Adapter, sites []Site, sign float64) error {
 		if !ok {
 			return errors.Errorf("merge: weight %q of %s is not in the store", site.Weight, site.Path)
 		}
-		if p.Value.Dtype() == lilyop.BFloat16 {
-			return errors.Errorf("merge: weight %q is kept in bfloat16, where the update would be rounded; convert it first (Store.ConvertFrozen(%v, ...))", site.Weight, s.Dtype())
+		if dt := p.Value.Dtype(); lilyop.IsHalfDtype(dt) {
+			return errors.Errorf("merge: weight %q is kept in %s, where the update would be rounded; convert it first (Store.ConvertFrozen(%v, ...))", site.Weight, halfName(dt), s.Dtype())
 		}
 		if sh := p.Value.Shape(); len(sh) != 2 || sh[0] != site.DIn || sh[1] != site.DOut {
 			return errors.Errorf("merge: weight %q has shape %v, the site says [%d, %d]", site.Weight, sh, site.DIn, site.DOut)

@@ -30,7 +30,8 @@ type Param struct {
 	Name string
 	// Value is the tensor that every graph bound to the store reads and that
 	// solvers update in place. Its dtype is the store's (Store.Dtype), or
-	// lilyop.BFloat16 for a frozen parameter kept in bfloat16.
+	// lilyop.BFloat16 or lilyop.Float16 for a frozen parameter kept in half
+	// precision.
 	Value *tensor.Dense
 	// Trainable parameters are returned by Graph.Learnables.
 	Trainable bool
@@ -52,7 +53,9 @@ type Param struct {
 // graphs' ops read them as they are (matrix products and embedding lookups
 // widen the values on the fly, small tensors such as norm gains through
 // Graph.Float). A bfloat16 parameter is never trained: Add refuses a
-// trainable one and Graph.Machine one that was made trainable later.
+// trainable one and Graph.Machine one that was made trainable later. The
+// same holds for float16 (lilyop.Float16), which loaders keep for float16
+// checkpoints and ConvertFrozen produces on request.
 type Store struct {
 	dtype  tensor.Dtype
 	params map[string]*Param
@@ -82,10 +85,10 @@ func (s *Store) Add(p *Param) error {
 	if p.Value == nil {
 		return errors.Errorf("layers.Store.Add: parameter %q has no value", p.Name)
 	}
-	if dt := p.Value.Dtype(); dt == lilyop.BFloat16 && p.Trainable {
-		return errors.Errorf("layers.Store.Add: parameter %q is bfloat16 and trainable; only frozen parameters may be bfloat16, trainable ones are %v", p.Name, s.dtype)
-	} else if dt != s.dtype && dt != lilyop.BFloat16 {
-		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v (or bfloat16 when frozen)", p.Name, dt, s.dtype)
+	if dt := p.Value.Dtype(); lilyop.IsHalfDtype(dt) && p.Trainable {
+		return errors.Errorf("layers.Store.Add: parameter %q is %s and trainable; only frozen parameters may be bfloat16 or float16, trainable ones are %v", p.Name, halfName(dt), s.dtype)
+	} else if dt != s.dtype && !lilyop.IsHalfDtype(dt) {
+		return errors.Errorf("layers.Store.Add: parameter %q is %v, the store holds %v (or bfloat16 or float16 when frozen)", p.Name, dt, s.dtype)
 	}
 	if n, err := Elements(p.TorchShape); p.TorchShape != nil && (err != nil || n != p.Value.Shape().TotalSize()) {
 		return errors.Errorf("layers.Store.Add: parameter %q: torch shape %v does not hold %v", p.Name, p.TorchShape, p.Value.Shape())
@@ -192,12 +195,24 @@ func (s *Store) Bytes() (trainable, total int64) {
 }
 
 // ElementSize is the size in bytes of one element of dtype dt (2 for
-// lilyop.BFloat16), 0 for the zero Dtype.
+// lilyop.BFloat16 and lilyop.Float16), 0 for the zero Dtype.
 func ElementSize(dt tensor.Dtype) int {
 	if dt.Type == nil {
 		return 0
 	}
 	return int(dt.Size())
+}
+
+// halfName is "bfloat16" or "float16" for lilyop.BFloat16 or
+// lilyop.Float16, dt's name otherwise: for error messages.
+func halfName(dt tensor.Dtype) string {
+	switch dt {
+	case lilyop.BFloat16:
+		return "bfloat16"
+	case lilyop.Float16:
+		return "float16"
+	}
+	return dt.String()
 }
 
 // Matrices selects the parameters of rank 2 (weight matrices and embedding
@@ -210,8 +225,11 @@ func Matrices(p *Param) bool { return p.Value.Dims() == 2 }
 
 // ConvertFrozen converts the frozen parameters that sel selects (nil:
 // all) to dt: lilyop.BFloat16 rounds float32 and float64 values to the
-// nearest bfloat16 (ties to even, as PyTorch's .to(torch.bfloat16)); the
-// store's dtype widens bfloat16 values back, exactly. Trainable parameters
+// nearest bfloat16 (ties to even, as PyTorch's .to(torch.bfloat16)),
+// lilyop.Float16 to the nearest float16 (ties to even, magnitudes from 65520
+// up to infinity, as .to(torch.float16)); a half-precision parameter is
+// rounded once from its exact value to the other half; the store's dtype
+// widens half-precision values back, exactly. Trainable parameters
 // are never converted, and selecting one is an error; parameters already in
 // dt are left alone. Nothing is changed when an error is returned. It
 // replaces each converted Param's Value, so build graphs after converting:
@@ -222,8 +240,8 @@ func Matrices(p *Param) bool { return p.Value.Dims() == 2 }
 //
 // It returns the number of parameters converted.
 func (s *Store) ConvertFrozen(dt tensor.Dtype, sel func(*Param) bool) (int, error) {
-	if dt != s.dtype && dt != lilyop.BFloat16 {
-		return 0, errors.Errorf("layers.Store.ConvertFrozen: dtype %v is neither the store's (%v) nor bfloat16", dt, s.dtype)
+	if dt != s.dtype && !lilyop.IsHalfDtype(dt) {
+		return 0, errors.Errorf("layers.Store.ConvertFrozen: dtype %v is neither the store's (%v) nor bfloat16 or float16", dt, s.dtype)
 	}
 	var todo []*Param
 	for _, n := range s.order {
@@ -239,9 +257,14 @@ func (s *Store) ConvertFrozen(dt tensor.Dtype, sel func(*Param) bool) (int, erro
 	vals := make([]*tensor.Dense, len(todo))
 	for i, p := range todo {
 		var err error
-		if dt == lilyop.BFloat16 {
+		switch {
+		case dt == lilyop.BFloat16:
 			vals[i], err = lilyop.ToBF16(p.Value)
-		} else {
+		case dt == lilyop.Float16:
+			vals[i], err = lilyop.ToF16(p.Value)
+		case p.Value.Dtype() == lilyop.Float16:
+			vals[i], err = lilyop.FromF16(p.Value, dt)
+		default:
 			vals[i], err = lilyop.FromBF16(p.Value, dt)
 		}
 		if err != nil {
@@ -329,8 +352,19 @@ func FirstNonFiniteBF16(v []gemm.BF16) int {
 	return -1
 }
 
-// CheckFinite returns an error naming the tensor when t, a float32, float64
-// or bfloat16 tensor, holds a NaN or ±Inf: what a loader says of a corrupt
+// FirstNonFiniteF16 returns the index of the first NaN or ±Inf in v, or
+// -1.
+func FirstNonFiniteF16(v []gemm.F16) int {
+	for i, x := range v {
+		if x&0x7c00 == 0x7c00 { // all exponent bits set
+			return i
+		}
+	}
+	return -1
+}
+
+// CheckFinite returns an error naming the tensor when t, a float32, float64,
+// bfloat16 or float16 tensor, holds a NaN or ±Inf: what a loader says of a corrupt
 // or diverged checkpoint instead of computing with it.
 func CheckFinite(name string, t *tensor.Dense) error {
 	i := -1
@@ -338,6 +372,10 @@ func CheckFinite(name string, t *tensor.Dense) error {
 	switch d := t.Data().(type) {
 	case []gemm.BF16:
 		if i = FirstNonFiniteBF16(d); i >= 0 {
+			x = float64(d[i].Float32())
+		}
+	case []gemm.F16:
+		if i = FirstNonFiniteF16(d); i >= 0 {
 			x = float64(d[i].Float32())
 		}
 	case []float32:
@@ -355,11 +393,17 @@ func CheckFinite(name string, t *tensor.Dense) error {
 	return nil
 }
 
-// Float64s copies a float32, float64 or bfloat16 tensor's elements into a
-// new slice.
+// Float64s copies a float32, float64, bfloat16 or float16 tensor's elements
+// into a new slice.
 func Float64s(t *tensor.Dense) []float64 {
 	switch d := t.Data().(type) {
 	case []gemm.BF16:
+		out := make([]float64, len(d))
+		for i, v := range d {
+			out[i] = float64(v.Float32())
+		}
+		return out
+	case []gemm.F16:
 		out := make([]float64, len(d))
 		for i, v := range d {
 			out[i] = float64(v.Float32())
