@@ -152,3 +152,84 @@ func TestReaderBF16AllocatesOnlyTheResult(t *testing.T) {
 		t.Fatal("wrong values")
 	}
 }
+
+// An F16 tensor written and read back, through Open and through
+// OpenReader, keeps every bit; BF16, F32 and F64 tensors round to the
+// nearest float16 (overflowing to infinity); File and Reader agree; F16At
+// reads a range.
+func TestF16RoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	h := make([]gemm.F16, 5*3)
+	for i := range h {
+		h[i] = gemm.F16(rng.Uint32()) &^ 0x4000 // any finite pattern
+	}
+	h[0], h[1], h[2] = 0x7c00, 0xfe01, 0x0001 // inf, a NaN with payload, the smallest subnormal
+	path := filepath.Join(t.TempDir(), "m.safetensors")
+	err := Write(path, []Tensor{
+		FromF16("h", []int{5, 3}, h),
+		FromFloat32("f", []int{3}, []float32{1 + 1.0/2048, 1 + 3.0/2048, 70000}),
+		FromFloat64("d", []int{2}, []float64{math.Pi, -1e300}),
+		FromBF16("b", []int{1}, []gemm.BF16{gemm.ToBF16(1.5)}),
+		{Name: "i", Dtype: "I8", Shape: []int{1}, Data: []byte{3}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	want := map[string][]gemm.F16{
+		"h": h,
+		"f": {gemm.ToF16(1), gemm.ToF16(1 + 4.0/2048), 0x7c00},
+		"d": {gemm.ToF16(math.Pi), 0xfc00},
+		"b": {0x3e00},
+	}
+	for name, w := range want {
+		for _, read := range []func(string) ([]gemm.F16, []int, error){file.F16, r.F16} {
+			got, shape, err := read(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, _ := file.Shape(name); !reflect.DeepEqual(shape, s) {
+				t.Fatalf("%s: shape %v, want %v", name, shape, s)
+			}
+			if !reflect.DeepEqual(got, w) {
+				t.Fatalf("%s: %#x, want %#x", name, got, w)
+			}
+		}
+	}
+	// The float32 view of an F16 tensor is the exact widening.
+	f32, _, err := r.Float32("h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range f32 {
+		if math.Float32bits(v) != math.Float32bits(h[i].Float32()) && !math.IsNaN(float64(v)) {
+			t.Fatalf("h[%d]: %v, want %v", i, v, h[i].Float32())
+		}
+	}
+	part := make([]gemm.F16, 4)
+	if err := r.F16At("h", 10, part); err != nil || !reflect.DeepEqual(part, h[10:14]) {
+		t.Fatalf("F16At: %v %#x", err, part)
+	}
+	if err := r.F16At("h", 12, part); err == nil {
+		t.Fatal("F16At past the end accepted")
+	}
+	if err := r.F16At("b", 0, part[:1]); err == nil {
+		t.Fatal("F16At of a BF16 tensor accepted")
+	}
+	for _, read := range []func(string) ([]gemm.F16, []int, error){file.F16, r.F16} {
+		if _, _, err := read("i"); err == nil || !strings.Contains(err.Error(), `"i"`) {
+			t.Fatalf("I8 as float16: %v", err)
+		}
+		if _, _, err := read("nope"); err == nil {
+			t.Fatal("missing tensor read")
+		}
+	}
+}

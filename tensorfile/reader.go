@@ -190,32 +190,52 @@ var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 // [File.BF16] converts. A BF16 tensor's bytes are read from the file
 // directly into the returned slice, with no intermediate buffer.
 func (r *Reader) BF16(name string) ([]gemm.BF16, []int, error) {
+	return readHalf(r, name, BF16, "bfloat16", decodeBF16)
+}
+
+// F16 reads the named tensor as float16 values, with its shape, as
+// [File.F16] converts. An F16 tensor's bytes are read from the file
+// directly into the returned slice, with no intermediate buffer.
+func (r *Reader) F16(name string) ([]gemm.F16, []int, error) {
+	return readHalf(r, name, F16, "float16", decodeF16)
+}
+
+// readHalf is Reader.BF16 or Reader.F16: a tensor of dtype is read
+// straight into the result, one of another float dtype is converted by
+// decode.
+func readHalf[H gemm.BF16 | gemm.F16](r *Reader, name, dtype, to string, decode func([]H, string, []byte)) ([]H, []int, error) {
 	e, ok := r.entries[name]
 	if !ok {
 		return nil, nil, errors.Errorf("%sno tensor %q", prefix(r.source), name)
 	}
-	if e.dtype != BF16 {
-		t, err := r.floatTensor(name, "bfloat16")
+	if e.dtype != dtype {
+		t, err := r.floatTensor(name, to)
 		if err != nil {
 			return nil, nil, err
 		}
-		out := make([]gemm.BF16, numElements(t))
-		decodeBF16(out, t.Dtype, t.Data)
+		out := make([]H, numElements(t))
+		decode(out, t.Dtype, t.Data)
 		return out, t.Shape, nil
 	}
-	out := make([]gemm.BF16, (e.end-e.begin)/2)
+	out := make([]H, (e.end-e.begin)/2)
 	if len(out) > 0 {
 		raw := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 2*len(out))
 		if err := r.readAt(e, raw); err != nil {
 			return nil, nil, err
 		}
-		if !littleEndian {
-			for i, v := range out {
-				out[i] = v>>8 | v<<8
-			}
-		}
+		swapHalves(out)
 	}
 	return out, append([]int{}, e.shape...), nil
+}
+
+// swapHalves turns little-endian 16-bit values read into v into native
+// ones (nothing to do on a little-endian machine).
+func swapHalves[H gemm.BF16 | gemm.F16](v []H) {
+	if !littleEndian {
+		for i, x := range v {
+			v[i] = x>>8 | x<<8
+		}
+	}
 }
 
 // BF16At reads len(dst) elements of the named BF16 tensor, starting at
@@ -224,12 +244,22 @@ func (r *Reader) BF16(name string) ([]gemm.BF16, []int, error) {
 // piece instead of holding it twice. A tensor of another dtype, or a range
 // outside the tensor, is an error.
 func (r *Reader) BF16At(name string, start int, dst []gemm.BF16) error {
+	return halfAt(r, name, BF16, "BF16At", start, dst)
+}
+
+// F16At is [Reader.BF16At] for an F16 tensor.
+func (r *Reader) F16At(name string, start int, dst []gemm.F16) error {
+	return halfAt(r, name, F16, "F16At", start, dst)
+}
+
+// halfAt is BF16At or F16At (fn) for a tensor of dtype.
+func halfAt[H gemm.BF16 | gemm.F16](r *Reader, name, dtype, fn string, start int, dst []H) error {
 	e, ok := r.entries[name]
 	if !ok {
 		return errors.Errorf("%sno tensor %q", prefix(r.source), name)
 	}
-	if e.dtype != BF16 {
-		return errors.Errorf("%stensor %q: dtype %s, BF16At reads BF16 only", prefix(r.source), name, e.dtype)
+	if e.dtype != dtype {
+		return errors.Errorf("%stensor %q: dtype %s, %s reads %s only", prefix(r.source), name, e.dtype, fn, dtype)
 	}
 	n := (e.end - e.begin) / 2
 	if start < 0 || start > n || len(dst) > n-start {
@@ -244,10 +274,6 @@ func (r *Reader) BF16At(name string, start int, dst []gemm.BF16) error {
 	if err := r.readAt(part, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 2*len(dst))); err != nil {
 		return err
 	}
-	if !littleEndian {
-		for i, v := range dst {
-			dst[i] = v>>8 | v<<8
-		}
-	}
+	swapHalves(dst)
 	return nil
 }
