@@ -51,12 +51,17 @@ type HFOptions struct {
 	// embedding, the seven linears of every layer and lm_head — which hold
 	// nearly all of a model's memory:
 	//   - the zero value keeps each as the checkpoint has it: a BF16 tensor
-	//     in bfloat16 (lilyop.BFloat16), read from the file straight into
-	//     place; any other is converted to Dtype;
+	//     in bfloat16 (lilyop.BFloat16), an F16 one in float16
+	//     (lilyop.Float16), read from the file straight into place; any
+	//     other is converted to Dtype;
 	//   - Dtype converts every one to Dtype (what LoadHF does);
 	//   - lilyop.BFloat16 keeps every one in bfloat16, rounding F16, F32
 	//     and F64 values to the nearest bfloat16 (ties to even), as
-	//     PyTorch's model.to(torch.bfloat16) does.
+	//     PyTorch's model.to(torch.bfloat16) does;
+	//   - lilyop.Float16 keeps every one in float16 likewise, rounding
+	//     BF16, F32 and F64 values to the nearest float16 (ties to even,
+	//     magnitudes from 65520 up to infinity, which the load then refuses
+	//     as non-finite), as model.to(torch.float16) does.
 	Weights tensor.Dtype
 }
 
@@ -83,8 +88,8 @@ func LoadHFWith(dir string, o HFOptions) (Config, *layers.Store, error) {
 	if err != nil {
 		return Config{}, nil, errors.Wrap(err, "llama.LoadHFWith")
 	}
-	if o.Weights != (tensor.Dtype{}) && o.Weights != o.Dtype && o.Weights != lilyop.BFloat16 {
-		return Config{}, nil, errors.Errorf("llama.LoadHFWith: weights dtype %v is neither %v nor bfloat16", o.Weights, o.Dtype)
+	if o.Weights != (tensor.Dtype{}) && o.Weights != o.Dtype && !lilyop.IsHalfDtype(o.Weights) {
+		return Config{}, nil, errors.Errorf("llama.LoadHFWith: weights dtype %v is neither %v nor bfloat16 or float16", o.Weights, o.Dtype)
 	}
 	dir = atomicfile.Resolve(dir)
 	c, err := LoadHFConfig(filepath.Join(dir, hfConfigFile))
@@ -149,17 +154,18 @@ func LoadHFWith(dir string, o HFOptions) (Config, *layers.Store, error) {
 	return c, s, nil
 }
 
-// readTransposedBF16 reads the BF16 matrix [rows, cols] name from f into a
-// new [cols, rows] slice, its transpose, a block of rows at a time, so that
-// no second copy of the matrix is ever held.
-func readTransposedBF16(f *tensorfile.Reader, name string, rows, cols int) ([]gemm.BF16, error) {
-	out := make([]gemm.BF16, rows*cols)
+// readTransposedHalf reads the half-precision matrix [rows, cols] name
+// into a new [cols, rows] slice, its transpose, a block of rows at a time
+// through at (Reader.BF16At or Reader.F16At), so that no second copy of
+// the matrix is ever held.
+func readTransposedHalf[H gemm.BF16 | gemm.F16](at func(string, int, []H) error, name string, rows, cols int) ([]H, error) {
+	out := make([]H, rows*cols)
 	step := max(1, (1<<18)/cols) // rows per block: about 512 KiB
-	buf := make([]gemm.BF16, min(step, rows)*cols)
+	buf := make([]H, min(step, rows)*cols)
 	for r0 := 0; r0 < rows; r0 += step {
 		n := min(step, rows-r0)
 		blk := buf[:n*cols]
-		if err := f.BF16At(name, r0*cols, blk); err != nil {
+		if err := at(name, r0*cols, blk); err != nil {
 			return nil, err
 		}
 		for c0 := 0; c0 < cols; c0 += 64 { // 64-column tiles keep the writes' lines in cache
@@ -186,23 +192,22 @@ func torchShape(spec layers.ParamSpec) []int {
 // asks for.
 func readHFParam(f *tensorfile.Reader, spec layers.ParamSpec, o HFOptions) (*tensor.Dense, error) {
 	dtype, _ := f.Dtype(spec.Name)
-	half := spec.Shape.Dims() >= 2 && (o.Weights == lilyop.BFloat16 || (o.Weights == (tensor.Dtype{}) && dtype == tensorfile.BF16))
-	if half && dtype == tensorfile.BF16 && spec.Torch == layers.Transposed {
-		h, err := readTransposedBF16(f, spec.Name, spec.Shape[1], spec.Shape[0])
-		if err != nil {
-			return nil, err
+	half := o.Weights
+	if half == (tensor.Dtype{}) {
+		switch dtype {
+		case tensorfile.BF16:
+			half = lilyop.BFloat16
+		case tensorfile.F16:
+			half = lilyop.Float16
 		}
-		return lilyop.NewBF16(spec.Shape, h)
 	}
-	if half {
-		h, shape, err := f.BF16(spec.Name)
-		if err != nil {
-			return nil, err
+	if spec.Shape.Dims() >= 2 {
+		switch half {
+		case lilyop.BFloat16:
+			return readHalfParam(f.BF16, f.BF16At, lilyop.NewBF16, spec, dtype == tensorfile.BF16)
+		case lilyop.Float16:
+			return readHalfParam(f.F16, f.F16At, lilyop.NewF16, spec, dtype == tensorfile.F16)
 		}
-		if spec.Torch == layers.Transposed {
-			h = transpose(h, shape[0], shape[1])
-		}
-		return lilyop.NewBF16(spec.Shape, h)
 	}
 	if o.Dtype == tensor.Float32 { // no float64 detour: a third of the memory
 		v, shape, err := f.Float32(spec.Name)
@@ -222,6 +227,28 @@ func readHFParam(f *tensorfile.Reader, spec layers.ParamSpec, o HFOptions) (*ten
 		v = transpose(v, shape[0], shape[1])
 	}
 	return layers.FromFloat64(o.Dtype, spec.Shape, v), nil
+}
+
+// readHalfParam reads spec's matrix in half precision through read
+// (Reader.BF16 or Reader.F16), or, when the file holds it in that half
+// already (same) and it is transposed, through at, transposing it while
+// it is read; newT makes the tensor.
+func readHalfParam[H gemm.BF16 | gemm.F16](read func(string) ([]H, []int, error), at func(string, int, []H) error, newT func([]int, []H) (*tensor.Dense, error), spec layers.ParamSpec, same bool) (*tensor.Dense, error) {
+	if same && spec.Torch == layers.Transposed {
+		h, err := readTransposedHalf(at, spec.Name, spec.Shape[1], spec.Shape[0])
+		if err != nil {
+			return nil, err
+		}
+		return newT(spec.Shape, h)
+	}
+	h, shape, err := read(spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Torch == layers.Transposed {
+		h = transpose(h, shape[0], shape[1])
+	}
+	return newT(spec.Shape, h)
 }
 
 // openWeights opens model.safetensors, or every shard of the index, for
@@ -298,12 +325,20 @@ func SaveHF(dir string, c Config, s *layers.Store) error {
 			v = transpose(v, shape[0], shape[1])
 			shape = []int{shape[1], shape[0]}
 		}
-		if p.Value.Dtype() == lilyop.BFloat16 {
+		switch p.Value.Dtype() {
+		case lilyop.BFloat16:
 			h := make([]gemm.BF16, len(v))
 			for i, x := range v {
 				h[i] = gemm.ToBF16(float32(x)) // exact: x is a bfloat16 value
 			}
 			ts = append(ts, tensorfile.FromBF16(spec.Name, shape, h))
+			continue
+		case lilyop.Float16:
+			h := make([]gemm.F16, len(v))
+			for i, x := range v {
+				h[i] = gemm.ToF16(float32(x)) // exact: x is a float16 value
+			}
+			ts = append(ts, tensorfile.FromF16(spec.Name, shape, h))
 			continue
 		}
 		if s.Dtype() == tensor.Float64 {

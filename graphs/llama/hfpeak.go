@@ -11,10 +11,10 @@ import (
 
 // LoadHFPeak estimates, from config.json alone, the bytes LoadHFWith holds
 // at its peak when it keeps the weight matrices in weights (tensor.Float32,
-// tensor.Float64 or lilyop.BFloat16) and the norms in float32: the store,
-// plus, for matrices in a float type, the copy of the largest one that is
-// read before it is transposed. A bfloat16 matrix is transposed while it
-// is read, so it adds nothing. It is a lower bound: Go's garbage collector
+// tensor.Float64, lilyop.BFloat16 or lilyop.Float16) and the norms in
+// float32: the store, plus, for matrices in a float type, the copy of the
+// largest one that is read before it is transposed. A half-precision
+// matrix is transposed while it is read, so it adds nothing. It is a lower bound: Go's garbage collector
 // lets the heap grow past it.
 func LoadHFPeak(dir string, weights tensor.Dtype) (float64, error) {
 	dir = atomicfile.Resolve(dir)
@@ -22,8 +22,8 @@ func LoadHFPeak(dir string, weights tensor.Dtype) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if weights != tensor.Float32 && weights != tensor.Float64 && weights != lilyop.BFloat16 {
-		return 0, errors.Errorf("llama.LoadHFPeak: weights dtype %v (want float32, float64 or bfloat16)", weights)
+	if weights != tensor.Float32 && weights != tensor.Float64 && !lilyop.IsHalfDtype(weights) {
+		return 0, errors.Errorf("llama.LoadHFPeak: weights dtype %v (want float32, float64, bfloat16 or float16)", weights)
 	}
 	size := float64(weights.Size())
 	var total, biggest float64
@@ -36,7 +36,7 @@ func LoadHFPeak(dir string, weights tensor.Dtype) (float64, error) {
 			total += 4 * n
 		}
 	}
-	if weights != lilyop.BFloat16 {
+	if !lilyop.IsHalfDtype(weights) {
 		total += size * biggest
 	}
 	return total, nil

@@ -254,13 +254,17 @@ func fill(t *tensor.Dense, v float64) {
 	setFloats(t, vals)
 }
 
-// setFloats copies vals into a float32, float64 or bfloat16 tensor (into
-// the last rounded to nearest even: exact for bfloat16 values).
+// setFloats copies vals into a float32, float64, bfloat16 or float16 tensor
+// (into the halves rounded to nearest even: exact for their values).
 func setFloats(t *tensor.Dense, vals []float64) {
 	switch d := t.Data().(type) {
 	case []gemm.BF16:
 		for i, v := range vals {
 			d[i] = gemm.ToBF16(float32(v))
+		}
+	case []gemm.F16:
+		for i, v := range vals {
+			d[i] = gemm.ToF16(float32(v))
 		}
 	case []float64:
 		copy(d, vals)
