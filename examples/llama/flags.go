@@ -215,10 +215,10 @@ func (c ftConfig) validate() error {
 		return bad("-warmup_ratio %v must be in [0, 1)", c.WarmupRatio)
 	case !finite(c.WeightDecay) || c.WeightDecay < 0:
 		return bad("-weight_decay %v must be a non-negative number", c.WeightDecay)
-	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
-		return bad("-base_dtype %q: use f32 or bf16", c.BaseDtype)
-	case c.BaseDtype == "bf16" && c.Adapter == "full":
-		return bad("-adapter full trains every weight, which bfloat16 storage (-base_dtype bf16) cannot hold; use -base_dtype f32")
+	case !validBaseDtype(c.BaseDtype):
+		return bad("-base_dtype %q: use %s", c.BaseDtype, baseDtypes)
+	case c.BaseDtype != "f32" && c.Adapter == "full":
+		return bad("-adapter full trains every weight, which half-precision storage (-base_dtype %s) cannot hold; use -base_dtype f32", c.BaseDtype)
 	case c.EvalEvery < 0:
 		return bad("-eval_every %d must not be negative (0: only before and after training)", c.EvalEvery)
 	}

@@ -54,8 +54,8 @@ func parseGenerate(args []string, usageOut io.Writer) (genConfig, error) {
 	switch {
 	case fs.NArg() > 0:
 		return c, errors.Errorf("unexpected argument %q (flags start with -; quote the prompt: -prompt \"...\")", fs.Arg(0))
-	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
-		return c, errors.Errorf("-base_dtype %q: use f32 or bf16", c.BaseDtype)
+	case !validBaseDtype(c.BaseDtype):
+		return c, errors.Errorf("-base_dtype %q: use %s", c.BaseDtype, baseDtypes)
 	case c.Steps < 0:
 		return c, errors.Errorf("-steps %d must not be negative", c.Steps)
 	case math.IsNaN(c.Temperature) || c.Temperature < 0:

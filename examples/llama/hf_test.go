@@ -408,6 +408,14 @@ func TestHFMemoryRefused(t *testing.T) {
 	if err := load.Fits(14 * memcheck.GiB); err == nil || !strings.Contains(err.Error(), "needs about 15.0 GiB") {
 		t.Errorf("bf16 load: %v", err)
 	}
+	// float16 takes what bfloat16 does.
+	load16, _, err := hfNeeds(dir, lilyop.Float16, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if load16.Total() != load.Total() || weightBytes(p.cfg, lilyop.Float16) != weightBytes(p.cfg, lilyop.BFloat16) {
+		t.Errorf("f16 load needs %v, bf16 %v; weights %v", load16.Total(), load.Total(), weightBytes(p.cfg, lilyop.Float16))
+	}
 }
 
 // TestSentencePieceTokenizer: LLaMA 2's style of tokenizer.json is read as
@@ -624,5 +632,35 @@ func TestBaseDtypeBF16(t *testing.T) {
 	}
 	if _, err := parseFinetune([]string{"-adapter", "full", "-base_dtype", "bf16"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-base_dtype f32") {
 		t.Errorf("full fine-tuning in bfloat16: %v", err)
+	}
+}
+
+// TestBaseDtypeF16: -base_dtype f16 keeps the weight matrices of a
+// checkpoint in float16 (rounded from its bfloat16) and the norms in
+// float32, decodes with them, and is refused with -adapter full; an
+// unknown dtype is refused naming the three.
+func TestBaseDtypeF16(t *testing.T) {
+	dir := synthTiny(t)
+	b, err := loadBase(dir, filepath.Join(dir, "tokenizer.json"), "f16", nil)
+	if err != nil {
+		t.Fatalf("%+v", err)
+	}
+	for _, p := range b.store.Params() {
+		want := lilyop.Float16
+		if p.Value.Dims() == 1 {
+			want = tensor.Float32
+		}
+		if p.Value.Dtype() != want {
+			t.Fatalf("%s kept in %v, want %v", p.Name, p.Value.Dtype(), want)
+		}
+	}
+	if out := runCmd(t, "generate", "-checkpoint", dir, "-temperature", "0", "-steps", "8", "-prompt", "The little", "-base_dtype", "f16"); out == "" {
+		t.Error("no text generated in float16")
+	}
+	if _, err := parseFinetune([]string{"-adapter", "full", "-base_dtype", "f16"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-base_dtype f32") {
+		t.Errorf("full fine-tuning in float16: %v", err)
+	}
+	if _, err := parseFinetune([]string{"-base_dtype", "f8"}, io.Discard); err == nil || !strings.Contains(err.Error(), "f16") {
+		t.Errorf("-base_dtype f8: %v", err)
 	}
 }

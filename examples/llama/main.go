@@ -9,9 +9,9 @@
 // tokenizer.json (byte-level BPE as LLaMA 3's and llama synth's, BOS and
 // EOS from config.json; or SentencePiece-style BPE as LLaMA 2's and
 // TinyLlama's) — the layout huggingface-cli download and save_pretrained
-// give. -base_dtype bf16 keeps the frozen weight matrices in bfloat16 (half
-// the memory; products computed in float32; not for -adapter full or
-// export). Before any weight is read, the memory the run needs is estimated
+// give. -base_dtype bf16 keeps the frozen weight matrices in bfloat16, and
+// -base_dtype f16 in IEEE float16 (half the memory; products computed in
+// float32; not for -adapter full or export). Before any weight is read, the memory the run needs is estimated
 // and a run that does not fit is refused with the numbers.
 //
 // Subcommands (run any with -h for its flags):

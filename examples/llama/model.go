@@ -23,20 +23,33 @@ type base struct {
 	hf bool
 }
 
+// baseWeights maps the values of -base_dtype to the dtype the frozen
+// weight matrices are kept in.
+var baseWeights = map[string]tensor.Dtype{"f32": tensor.Float32, "bf16": lilyop.BFloat16, "f16": lilyop.Float16}
+
+// baseDtypes lists the values of -base_dtype, for error messages.
+const baseDtypes = "f32, bf16 or f16"
+
+// validBaseDtype reports whether s is a value of -base_dtype.
+func validBaseDtype(s string) bool {
+	_, ok := baseWeights[s]
+	return ok
+}
+
 // loadBase reads a checkpoint (float32, weights frozen) and its tokenizer:
 // a Hugging Face LLaMA directory (config.json, model.safetensors or its
 // shards, tokenizer.json), or a llama2.c checkpoint file, converted to
 // Hugging Face's rotary layout so that adapters on q_proj and k_proj (and
 // adapter files) use the layout PEFT expects (the logits do not change).
-// baseDtype "bf16" keeps the frozen weight matrices in bfloat16 (rounded
-// to it from a float32 file), "f32" in float32. need (may be nil) lists what
+// baseDtype "bf16" keeps the frozen weight matrices in bfloat16, "f16" in
+// float16 (rounded to it from a file of another dtype), "f32" in float32. need (may be nil) lists what
 // the command needs beyond the weights; for a Hugging Face directory it is
 // checked with the loading itself before any weight is read, for a llama2.c
 // file after loading.
 func loadBase(checkpoint, tokenizer, baseDtype string, need func(llama.Config) memcheck.Need) (*base, error) {
-	weights := tensor.Float32
-	if baseDtype == "bf16" {
-		weights = lilyop.BFloat16
+	weights, ok := baseWeights[baseDtype]
+	if !ok {
+		return nil, errors.Errorf("-base_dtype %q: use %s", baseDtype, baseDtypes)
 	}
 	hf := isHFDir(checkpoint)
 	tok, err := loadTokenizer(tokenizer, checkpoint)
@@ -73,9 +86,9 @@ func loadBase(checkpoint, tokenizer, baseDtype string, need func(llama.Config) m
 	if cfg, err = llama.ToHFLayout(cfg, s); err != nil {
 		return nil, errors.Wrap(err, "converting to the Hugging Face rotary layout")
 	}
-	if !hf && weights == lilyop.BFloat16 {
+	if !hf && lilyop.IsHalfDtype(weights) {
 		if _, err := s.ConvertFrozen(weights, layers.Matrices); err != nil {
-			return nil, errors.Wrap(err, "keeping the weights in bfloat16")
+			return nil, errors.Wrapf(err, "keeping the weights in %s", baseDtype)
 		}
 	}
 	return &base{cfg: cfg, store: s, tok: tok, hf: hf}, nil
@@ -324,8 +337,9 @@ func newAdapter(c ftConfig) (layers.Adapter, error) {
 }
 
 // loadHFWeights loads a Hugging Face checkpoint into a float32 store with
-// its weight matrices in weights (tensor.Float32, or lilyop.BFloat16:
-// rounded to bfloat16 if the file is not, kept as they are if it is).
+// its weight matrices in weights (tensor.Float32, or lilyop.BFloat16 or
+// lilyop.Float16: rounded to that half if the file is not in it, kept as
+// they are if it is).
 func loadHFWeights(dir string, weights tensor.Dtype) (llama.Config, *layers.Store, error) {
 	return llama.LoadHFWith(dir, llama.HFOptions{Dtype: tensor.Float32, Weights: weights})
 }

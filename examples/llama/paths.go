@@ -52,6 +52,6 @@ func orShared(path, rel string) string {
 // Help of -checkpoint and -tokenizer, shared by every subcommand.
 const (
 	checkpointHelp = "llama2.c checkpoint file, or Hugging Face LLaMA directory (config.json, model.safetensors or model-0000k-of-0000n.safetensors shards with model.safetensors.index.json, tokenizer.json) (default ../shared/data/" + defaultCheckpoint + ", looked up from the working directory up to the repository root)"
-	baseDtypeHelp  = "frozen weight matrices in f32 or bf16 (bfloat16: half the memory, computed as float32; adapters train in float32; not with -adapter full)"
+	baseDtypeHelp  = "frozen weight matrices in f32, bf16 or f16 (bfloat16 or IEEE float16: half the memory, computed as float32; adapters train in float32; not with -adapter full)"
 	tokenizerHelp  = "llama2.c tokenizer file, or a Hugging Face tokenizer.json (byte-level BPE as LLaMA 3's, or SentencePiece-style as LLaMA 2's) (default: the -checkpoint directory's tokenizer.json, else ../shared/data/" + defaultTokenizer + ")"
 )

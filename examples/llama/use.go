@@ -124,8 +124,8 @@ func parseUse(mode string, args []string, usageOut io.Writer) (useConfig, error)
 		return c, errors.Errorf("%s: -batch_size %d must be positive and -max_len %d at least 2", mode, c.BatchSize, c.MaxLen)
 	case mode == "export" && c.Dtype != "auto" && c.Dtype != "f32" && c.Dtype != "bf16":
 		return c, errors.Errorf("export: -dtype %q: use auto, f32 or bf16", c.Dtype)
-	case c.BaseDtype != "f32" && c.BaseDtype != "bf16":
-		return c, errors.Errorf("%s: -base_dtype %q: use f32 or bf16", mode, c.BaseDtype)
+	case !validBaseDtype(c.BaseDtype):
+		return c, errors.Errorf("%s: -base_dtype %q: use %s", mode, c.BaseDtype, baseDtypes)
 	case c.EvalExamples < 0 || c.CalibrateExamples < 0 || c.Steps < 0:
 		return c, errors.Errorf("%s: -eval_examples %d, -calibrate_examples %d and -steps %d must not be negative", mode, c.EvalExamples, c.CalibrateExamples, c.Steps)
 	}
