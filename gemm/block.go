@@ -183,7 +183,7 @@ func rows[T Float](kern *microKernel[T], p problem[T], lo, hi, t, parts int, bar
 			case p.bh != nil:
 				packBHalf(bufB[j0*kb:], p.tb, p.bh, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			case p.bf != nil:
-				packBHalf(bufB[j0*kb:], p.tb, p.bf, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
+				packBFloat16(bufB[j0*kb:], p.tb, p.bf, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			default:
 				packB(bufB[j0*kb:], p.tb, p.b, p.ldb, pc, jc+j0, kb, j1-j0, nr, alphaB)
 			}
