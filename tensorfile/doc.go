@@ -28,7 +28,8 @@
 // [Reader.BF16] return bfloat16 values (gemm.BF16) for frozen weights kept
 // in half the memory: a BF16 tensor's bits as they are (the Reader reads
 // them from disk straight into the result), wider ones rounded to nearest
-// even.
+// even. [File.F16] and [Reader.F16] do the same for IEEE float16
+// (gemm.F16): an F16 tensor's bits as they are, others rounded to it.
 //
 // Writing ([Write], [Encode]) is deterministic: identical tensors and
 // metadata give byte-identical files whatever the order of the input.
