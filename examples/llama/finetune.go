@@ -152,7 +152,7 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	rank0 := world.Rank() == 0
 	if !rank0 {
 		w = io.Discard
-	} else if err := c.folder().Begin(c.Resume); err != nil {
+	} else if err := c.folder().Admit(c.Resume); err != nil {
 		return nil, err
 	}
 	su, err := prepare(c)
@@ -163,6 +163,11 @@ func finetune(ctx context.Context, c ftConfig, w, progress io.Writer, cache corp
 	data, err := loadCorpus(c, su.base.tok, cache)
 	if err != nil {
 		return nil, err
+	}
+	if rank0 && !c.Resume {
+		if err := c.folder().Begin(false); err != nil {
+			return nil, err
+		}
 	}
 	cfg := su.base.cfg
 	res := &ftResult{Config: c, AdapterConfig: adapterConfig(su.adapter), Data: data.source, BLAS: lilyop.BLAS,

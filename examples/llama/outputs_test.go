@@ -156,3 +156,16 @@ func checkRunFiles(t *testing.T, out string) {
 		}
 	}
 }
+
+// A run that fails to start (here: no checkpoint) leaves no unfinished run
+// in -out that a new run would have to -overwrite.
+func TestFailedStartLeavesNoRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	err := run(context.Background(), []string{"finetune", "-checkpoint", filepath.Join(t.TempDir(), "missing.bin"), "-out", out}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("a missing checkpoint was accepted")
+	}
+	if _, ok, _ := outdir.ReadRecord(out); ok {
+		t.Errorf("the failed run left a run record in %s", out)
+	}
+}

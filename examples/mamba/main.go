@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	seeds, _ := sweep.ParseSeeds(c.Seeds)
 	res := &results{Note: resultsNote, Config: c, Seeds: seeds, BLAS: lilyop.BLAS, Ranks: world.Size()}
 	if rank0 {
-		if err := c.folder().Begin(c.Resume); err != nil {
+		if err := c.folder().Admit(c.Resume); err != nil {
 			return err
 		}
 	}
@@ -107,6 +107,11 @@ func run(ctx context.Context, args []string, w, progressW io.Writer) error {
 	base, tok, err := baseModel(c, ms, corp, res, w)
 	if err != nil {
 		return err
+	}
+	if rank0 && !c.Resume {
+		if err := c.folder().Begin(false); err != nil {
+			return err
+		}
 	}
 	mc := res.Model.Config
 	targetTrain := tokenStream(tok, corp.Target, res.Model.EOS)

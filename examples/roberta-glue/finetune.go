@@ -184,7 +184,7 @@ func finetune(ctx context.Context, c ftConfig, w io.Writer, hooks runHooks) (*ft
 	rank0 := world.Rank() == 0
 	if !rank0 {
 		w, hooks.progress = io.Discard, io.Discard
-	} else if err := checkOut(c.folder(), c.Resume); err != nil {
+	} else if err := c.folder().Admit(c.Resume); err != nil {
 		return nil, err
 	}
 	r, err := newFTRun(c, w, world, hooks)
@@ -479,17 +479,6 @@ func (r *ftRun) finish(start time.Time) (*ftResult, error) {
 	}
 	fmt.Fprintf(w, "wrote %s, %s and %s/ to %s (%.0f s, %.0f tokens/s)\n", resultsFile, plotFile, adapterDir, r.c.Out, res.WallSeconds, res.TokensPerSecond)
 	return res, nil
-}
-
-// checkOut checks a run's output folder before any work: a resumed run
-// takes it over at once (outdir.Folder.Begin); a new one is only checked
-// here and claimed with Begin once its model and data are loaded, so that
-// a run that fails to start leaves no unfinished run behind.
-func checkOut(f outdir.Folder, resume bool) error {
-	if resume {
-		return f.Begin(true)
-	}
-	return f.Check()
 }
 
 // folder is the run's output folder.

@@ -404,7 +404,7 @@ func pretrain(ctx context.Context, c ptConfig, set map[string]bool, w io.Writer,
 	rank0 := world.Rank() == 0
 	if !rank0 {
 		w, hooks.progress = io.Discard, io.Discard
-	} else if err := checkOut(pretrainFolder(c), c.Resume); err != nil {
+	} else if err := pretrainFolder(c).Admit(c.Resume); err != nil {
 		return nil, err
 	}
 	// The other ranks read -out once rank 0 has checked it.

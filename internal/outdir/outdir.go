@@ -240,3 +240,14 @@ func (f Folder) End(finished bool, fill func(dir string) error) error {
 	}
 	return f.Update(false, fill)
 }
+
+// Admit checks the folder of a resumable run before any work: a resumed
+// run takes it over at once (Begin(true)); a new one is only checked here
+// and claimed with Begin(false) once its model and data are loaded, so
+// that a run that fails to start leaves no unfinished run behind.
+func (f Folder) Admit(resume bool) error {
+	if resume {
+		return f.Begin(true)
+	}
+	return f.Check()
+}
