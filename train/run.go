@@ -277,7 +277,7 @@ func newRunner[E any](c Config, task Task[E]) (*runner[E], error) {
 	}
 	comm := c.Comm
 	if comm == nil {
-		comm = single{}
+		comm = dataparallel.NewLocalGroup(1)[0]
 	}
 	if r.red, err = dataparallel.NewReducer(comm); err != nil {
 		return nil, errors.Wrap(err, "train.Run")
@@ -584,13 +584,3 @@ func restore(params []*layers.Param, snap map[string][]float64) {
 		}
 	}
 }
-
-// single is the Comm of one process.
-type single struct{}
-
-func (single) Rank() int                             { return 0 }
-func (single) Size() int                             { return 1 }
-func (single) AllreduceSumFloat32([]float32) error   { return nil }
-func (single) AllreduceSumFloat64([]float64) error   { return nil }
-func (single) BroadcastFloat32([]float32, int) error { return nil }
-func (single) BroadcastFloat64([]float64, int) error { return nil }
