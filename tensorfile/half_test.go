@@ -36,15 +36,7 @@ func TestBF16RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenReader(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	file, r := openBoth(t, path)
 	if !reflect.DeepEqual(r.Names(), file.Names()) || len(r.Metadata()) != 0 {
 		t.Fatalf("names %v, %v", r.Names(), file.Names())
 	}
@@ -175,15 +167,7 @@ func TestF16RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenReader(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	file, r := openBoth(t, path)
 	want := map[string][]gemm.F16{
 		"h": h,
 		"f": {gemm.ToF16(1), gemm.ToF16(1 + 4.0/2048), 0x7c00},
@@ -232,4 +216,20 @@ func TestF16RoundTrip(t *testing.T) {
 			t.Fatal("missing tensor read")
 		}
 	}
+}
+
+// openBoth opens path as a File and as a Reader, which is closed when the
+// test ends.
+func openBoth(t *testing.T, path string) (*File, *Reader) {
+	t.Helper()
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return file, r
 }
